@@ -1,0 +1,89 @@
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from warm_jax import configs
+from warm_jax.models import LanguageModel, RewardModel, init_from_lm, last_token_index
+
+
+def _cfg(**kw):
+  c = configs.model_config("tiny", vocab_size=64, max_len=32)
+  c.update(kw)
+  return c
+
+
+def _tokens(b=3, t=12, seed=0):
+  return jnp.asarray(np.random.default_rng(seed).integers(1, 64, (b, t)), jnp.int32)
+
+
+def test_every_parameter_has_logical_axis_names():
+  for model in (RewardModel(_cfg()), LanguageModel(_cfg(tie_embeddings=False))):
+    boxed = jax.eval_shape(lambda r: model.init(r, _tokens())["params"], jax.random.key(0))
+    leaves = jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+    assert leaves and all(isinstance(x, nn.Partitioned) for x in leaves)
+    for x in leaves:
+      assert len(x.names) == x.value.ndim
+
+
+def test_reward_is_read_at_last_non_pad_token():
+  model = RewardModel(_cfg())
+  tok = _tokens()
+  params = nn.unbox(model.init(jax.random.key(0), tok)["params"])
+  # A non-zero head so the reward depends on the hidden state.
+  params["reward_head"]["kernel"] = jnp.ones_like(params["reward_head"]["kernel"])
+  short = tok.at[:, 8:].set(0)  # right padding after 8 tokens
+  r_short = model.apply({"params": params}, short)
+  r_prefix = model.apply({"params": params}, tok[:, :8])
+  np.testing.assert_allclose(r_short, r_prefix, rtol=1e-5, atol=1e-5)
+  # Changing a token inside the sequence changes the reward; changing padding does not exist.
+  assert not np.allclose(model.apply({"params": params}, short.at[:, 3].set(5)), r_short)
+  np.testing.assert_array_equal(last_token_index(short != 0), [7, 7, 7])
+
+
+def test_language_model_is_causal_and_untied_head_exists():
+  for tie in (True, False):
+    model = LanguageModel(_cfg(tie_embeddings=tie))
+    tok = _tokens()
+    params = nn.unbox(model.init(jax.random.key(0), tok)["params"])
+    assert ("lm_head" in params) == (not tie)
+    logits = model.apply({"params": params}, tok)
+    assert logits.shape == (3, 12, 64)
+    changed = model.apply({"params": params}, tok.at[:, 9].set(1))
+    np.testing.assert_allclose(logits[:, :9], changed[:, :9], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(logits[:, 9:], changed[:, 9:])
+
+
+def test_left_padding_with_explicit_positions_matches_unpadded():
+  model = LanguageModel(_cfg())
+  tok = _tokens(1, 6)
+  params = nn.unbox(model.init(jax.random.key(0), tok)["params"])
+  plain = model.apply({"params": params}, tok)
+  left = jnp.concatenate([jnp.zeros((1, 3), jnp.int32), tok], axis=1)
+  padded = model.apply({"params": params}, left)  # default positions skip the left padding
+  np.testing.assert_allclose(padded[:, 3:], plain, rtol=1e-4, atol=1e-4)
+
+
+def test_reward_model_initialised_from_language_model_backbone():
+  lm, rm = LanguageModel(_cfg()), RewardModel(_cfg())
+  lm_params = nn.unbox(lm.init(jax.random.key(1), _tokens())["params"])
+  rm_params = nn.unbox(rm.init(jax.random.key(2), _tokens())["params"])
+  merged = init_from_lm(rm_params, lm_params)
+  assert merged["decoder"] is lm_params["decoder"]
+  assert merged["reward_head"] is rm_params["reward_head"]
+  other = nn.unbox(LanguageModel(_cfg(n_layers=1)).init(jax.random.key(1), _tokens())["params"])
+  with pytest.raises(ValueError, match="does not match"):
+    init_from_lm(rm_params, other)
+
+
+def test_dropout_is_active_only_when_not_deterministic():
+  model = RewardModel(_cfg(dropout_rate=0.5))
+  tok = _tokens()
+  params = nn.unbox(model.init(jax.random.key(0), tok)["params"])
+  params["reward_head"]["kernel"] = jnp.ones_like(params["reward_head"]["kernel"])
+  a = model.apply({"params": params}, tok)
+  b = model.apply({"params": params}, tok)
+  np.testing.assert_array_equal(a, b)
+  c = model.apply({"params": params}, tok, deterministic=False, rngs={"dropout": jax.random.key(1)})
+  assert not np.allclose(a, c)

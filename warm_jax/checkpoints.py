@@ -1,0 +1,204 @@
+"""Orbax checkpoints: save every k steps, keep n, atomic, resumable, restorable onto any mesh.
+
+Layout of a run's checkpoint directory (one orbax CheckpointManager):
+
+    <dir>/<step>/params/     the model parameters (orbax StandardSave; what averaging reads)
+    <dir>/<step>/opt_state/  the optimizer state
+    <dir>/<step>/meta/       JSON: step, data-iterator state, the config, warm_jax version
+
+Orbax writes each step into a temporary directory and renames it when every item is complete, so
+a step directory that is listed is always whole; a run killed mid-save leaves only a temporary
+directory, which is ignored (and cleaned up on the next start).
+
+Arrays are restored straight into the shardings of the target mesh (`jax.ShapeDtypeStruct` with a
+`sharding`), so a checkpoint saved on (data=8) restores on (data=2, fsdp=2, tensor=2) or on one CPU.
+No pickle is ever read: parameters are tensorstore arrays, metadata is JSON.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+import warm_jax
+
+PARAMS, OPT_STATE, META = "params", "opt_state", "meta"
+
+
+def _manager(directory: str, *, save_every: int = 1, keep: int | None = None,
+             read_only: bool = False, async_save: bool = True) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(
+      save_interval_steps=save_every, max_to_keep=keep, create=not read_only,
+      read_only=read_only, cleanup_tmp_directories=not read_only,
+      enable_async_checkpointing=async_save)
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                               item_names=(PARAMS, OPT_STATE, META))
+
+
+def _keystr(path) -> str:
+  return jax.tree_util.keystr(path, simple=True, separator="/")
+
+
+def first_mismatch(saved: Any, target: Any) -> str | None:
+  """Names the first parameter path whose presence, shape or dtype differs, or None if they agree.
+
+  Both trees hold leaves with `.shape` and `.dtype` (arrays, ShapeDtypeStructs, orbax metadata).
+  """
+  flat_s = {_keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(saved)[0]}
+  flat_t = {_keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(target)[0]}
+  for path in sorted(set(flat_s) | set(flat_t)):
+    if path not in flat_s:
+      return f"{path}: in the model but not in the checkpoint"
+    if path not in flat_t:
+      return f"{path}: in the checkpoint but not in the model"
+    s, t = flat_s[path], flat_t[path]
+    if tuple(s.shape) != tuple(t.shape):
+      return f"{path}: checkpoint shape {tuple(s.shape)} vs model shape {tuple(t.shape)}"
+    if np.dtype(s.dtype) != np.dtype(t.dtype):
+      return f"{path}: checkpoint dtype {np.dtype(s.dtype)} vs model dtype {np.dtype(t.dtype)}"
+  return None
+
+
+def _restore_args(abstract: Any) -> Any:
+  """Abstract targets (ShapeDtypeStruct with sharding) for StandardRestore."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), abstract)
+
+
+class Checkpointer:
+  """Saves and resumes one training run.
+
+  `save(step, state, data_state)` writes when `step` is a multiple of `save_every` (or `force`);
+  `restore_latest(abstract_state)` returns (state, data_state, step) or None when there is none.
+  """
+
+  def __init__(self, directory: str, *, save_every: int, keep: int, config=None,
+               async_save: bool = True):
+    self.directory = directory
+    self.config = config
+    self._mngr = _manager(directory, save_every=save_every, keep=keep, async_save=async_save)
+    self._last_saved = self._mngr.latest_step()
+
+  def latest_step(self) -> int | None:
+    return self._mngr.latest_step()
+
+  def save(self, step: int, state, data_state: dict | None = None, force: bool = False) -> bool:
+    if self._last_saved is not None and step <= self._last_saved:
+      return False  # already saved (e.g. the periodic save of a step that is also the last)
+    meta = {"step": int(step), "data_state": data_state or {}, "version": warm_jax.__version__,
+            "config": self.config.to_dict() if self.config is not None else None}
+    args = ocp.args.Composite(**{
+        PARAMS: ocp.args.StandardSave(state.params),
+        OPT_STATE: ocp.args.StandardSave(state.opt_state),
+        META: ocp.args.JsonSave(_jsonable(meta))})
+    saved = self._mngr.save(int(step), args=args, force=force)
+    if saved:
+      self._last_saved = int(step)
+    return saved
+
+  def check_compatible(self, abstract_state, step: int | None = None) -> None:
+    """Raises ValueError naming the first differing parameter if the checkpoint does not fit."""
+    step = self.latest_step() if step is None else step
+    saved = self._mngr.item_metadata(step)[PARAMS]
+    mismatch = first_mismatch(saved, abstract_state.params)
+    if mismatch:
+      raise ValueError(f"checkpoint {self.directory} step {step} does not match the configured "
+                       f"model: {mismatch}")
+
+  def restore(self, step: int, abstract_state):
+    """Restores (state, data_state) onto the shardings carried by `abstract_state`'s leaves."""
+    self.check_compatible(abstract_state, step)
+    out = self._mngr.restore(step, args=ocp.args.Composite(**{
+        PARAMS: ocp.args.StandardRestore(_restore_args(abstract_state.params)),
+        OPT_STATE: ocp.args.StandardRestore(_restore_args(abstract_state.opt_state)),
+        META: ocp.args.JsonRestore()}))
+    state = abstract_state.replace(step=jax.device_put(np.int32(step), abstract_state.step.sharding),
+                                   params=out[PARAMS], opt_state=out[OPT_STATE])
+    return state, out[META].get("data_state", {})
+
+  def restore_latest(self, abstract_state):
+    step = self.latest_step()
+    if step is None:
+      return None
+    state, data_state = self.restore(step, abstract_state)
+    return state, data_state, step
+
+  def wait(self) -> None:
+    self._mngr.wait_until_finished()
+
+  def close(self) -> None:
+    self._mngr.wait_until_finished()
+    self._mngr.close()
+
+
+def _jsonable(x):
+  if isinstance(x, dict):
+    return {str(k): _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  if isinstance(x, (np.integer,)):
+    return int(x)
+  if isinstance(x, (np.floating,)):
+    return float(x)
+  return x
+
+
+def _resolve(path: str, step: int | None) -> tuple[ocp.CheckpointManager, int]:
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"no checkpoint directory at {path}")
+  mngr = _manager(path, read_only=True)
+  step = mngr.latest_step() if step is None else step
+  if step is None or step not in mngr.all_steps():
+    found = mngr.all_steps()
+    raise FileNotFoundError(f"{path}: no complete checkpoint" + (f" for step {step}; complete steps: "
+                                                                  f"{list(found)}" if found else ""))
+  return mngr, step
+
+
+def read_meta(path: str, step: int | None = None) -> dict:
+  """The JSON metadata (step, data state, config, version) of a checkpoint; reads no arrays."""
+  mngr, step = _resolve(path, step)
+  return mngr.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
+
+
+def params_metadata(path: str, step: int | None = None) -> Any:
+  """Tree of the saved parameters' shapes/dtypes, without reading them."""
+  mngr, step = _resolve(path, step)
+  return mngr.item_metadata(step)[PARAMS]
+
+
+def restore_params(path: str, step: int | None = None, target: Any | None = None) -> Any:
+  """Restores only the parameters of a checkpoint (latest step by default).
+
+  `target`: a tree of `jax.ShapeDtypeStruct` with shardings (restore straight onto a mesh), or
+  None for host arrays on the default device. A target of another shape raises a ValueError
+  naming the first differing path.
+  """
+  mngr, step = _resolve(path, step)
+  if target is not None:
+    mismatch = first_mismatch(mngr.item_metadata(step)[PARAMS], target)
+    if mismatch:
+      raise ValueError(f"checkpoint {path} step {step} does not match the target: {mismatch}")
+    args = ocp.args.StandardRestore(_restore_args(target))
+  else:
+    args = ocp.args.StandardRestore()
+  return mngr.restore(step, args=ocp.args.Composite(**{PARAMS: args}))[PARAMS]
+
+
+def save_params(path: str, params: Any, meta: dict, step: int = 0) -> None:
+  """Writes a params-only checkpoint (e.g. an average) atomically, with JSON metadata.
+
+  Refuses to overwrite an existing checkpoint directory that already holds steps.
+  """
+  mngr = _manager(path, async_save=False)
+  if mngr.all_steps():
+    raise FileExistsError(f"{path} already holds checkpoints {list(mngr.all_steps())}; "
+                          "refusing to overwrite")
+  mngr.save(step, args=ocp.args.Composite(**{
+      PARAMS: ocp.args.StandardSave(params),
+      META: ocp.args.JsonSave(_jsonable({"step": step, "version": warm_jax.__version__, **meta}))}))
+  mngr.wait_until_finished()
+  mngr.close()

@@ -1,0 +1,102 @@
+"""Shared pieces of experiment configs (ml_collections) and their validation.
+
+Each experiment file under `experiments/` has a `get_config(variant)` that assembles these sections
+and sets every number it uses; `validate(config)` checks them before any compute, and every error
+names the offending field (e.g. `config.optim.lr`).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+# Logical axis name -> mesh axis (or tuple of mesh axes, or None = replicated).
+# Parameters use 'embed', 'mlp', 'heads', 'kv_heads', 'head_dim', 'vocab', 'scalar';
+# activations use 'batch', 'length' and the 'act_*' names, so that one mesh axis is never asked
+# to shard two dimensions of the same array.
+DEFAULT_RULES = (
+    ("batch", ("data", "fsdp")),
+    ("length", None),
+    ("embed", "fsdp"),
+    ("vocab", "tensor"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("head_dim", None),
+    ("scalar", None),
+    ("act_embed", None),
+    ("act_mlp", "tensor"),
+    ("act_heads", "tensor"),
+)
+
+MODEL_SIZES = {
+    # name: (d_model, n_layers, n_heads, d_ff)
+    "tiny": (32, 2, 2, 64),
+    "small": (64, 2, 4, 128),
+    "cpu": (128, 3, 4, 384),
+    # Approximates PaLM-XXS-class reward models of the WARM paper (the exact PaLM sizes are not
+    # public); see README "Scale variants".
+    "paper": (1024, 12, 16, 4096),
+}
+
+
+def model_config(size: str = "tiny", vocab_size: int = 512, max_len: int = 128) -> ml_collections.ConfigDict:
+  if size not in MODEL_SIZES:
+    raise ValueError(f"unknown model size {size!r}; choose one of {sorted(MODEL_SIZES)}")
+  d_model, n_layers, n_heads, d_ff = MODEL_SIZES[size]
+  return ml_collections.ConfigDict(dict(
+      vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+      n_kv_heads=0,  # 0 = same as n_heads (plain multi-head attention)
+      d_ff=d_ff, max_len=max_len, dropout_rate=0.0, tie_embeddings=True, rope_theta=10_000.0,
+      norm_eps=1e-6, dtype="float32", remat=False))
+
+
+def mesh_config(shape=(-1, 1, 1), axes=("data", "fsdp", "tensor")) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(axes=tuple(axes), shape=tuple(shape)))
+
+
+def optim_config(lr: float = 1e-4, warmup_steps: int = 10, weight_decay: float = 0.0,
+                 clip_norm: float = 1.0) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      lr=lr, end_lr_fraction=0.1, warmup_steps=warmup_steps, weight_decay=weight_decay,
+      b1=0.9, b2=0.999, eps=1e-8, clip_norm=clip_norm))
+
+
+def _fail(field: str, value, why: str):
+  raise ValueError(f"config.{field}={value!r}: {why}")
+
+
+def validate_model(cfg: ml_collections.ConfigDict, prefix: str = "model") -> None:
+  for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_len"):
+    if not isinstance(cfg[name], int) or cfg[name] <= 0:
+      _fail(f"{prefix}.{name}", cfg[name], "must be a positive integer")
+  if cfg.d_model % cfg.n_heads:
+    _fail(f"{prefix}.n_heads", cfg.n_heads, f"must divide d_model={cfg.d_model}")
+  if (cfg.d_model // cfg.n_heads) % 2:
+    _fail(f"{prefix}.n_heads", cfg.n_heads, "d_model / n_heads must be even (rotary embeddings)")
+  if cfg.n_kv_heads < 0 or (cfg.n_kv_heads and cfg.n_heads % cfg.n_kv_heads):
+    _fail(f"{prefix}.n_kv_heads", cfg.n_kv_heads, f"must be 0 or divide n_heads={cfg.n_heads}")
+  if not 0.0 <= cfg.dropout_rate < 1.0:
+    _fail(f"{prefix}.dropout_rate", cfg.dropout_rate, "must be in [0, 1)")
+  if cfg.dtype not in ("float32", "bfloat16", "float16"):
+    _fail(f"{prefix}.dtype", cfg.dtype, "must be float32, bfloat16 or float16")
+
+
+def validate_optim(cfg: ml_collections.ConfigDict, prefix: str = "optim") -> None:
+  if not cfg.lr > 0:
+    _fail(f"{prefix}.lr", cfg.lr, "must be positive")
+  if cfg.warmup_steps < 0:
+    _fail(f"{prefix}.warmup_steps", cfg.warmup_steps, "must be >= 0")
+  if cfg.weight_decay < 0:
+    _fail(f"{prefix}.weight_decay", cfg.weight_decay, "must be >= 0")
+  if not 0.0 <= cfg.end_lr_fraction <= 1.0:
+    _fail(f"{prefix}.end_lr_fraction", cfg.end_lr_fraction, "must be in [0, 1]")
+  if cfg.clip_norm is not None and cfg.clip_norm <= 0:
+    _fail(f"{prefix}.clip_norm", cfg.clip_norm, "must be positive (or None for no clipping)")
+
+
+def validate_train(cfg: ml_collections.ConfigDict, prefix: str = "train") -> None:
+  for name in ("num_steps", "log_every", "eval_every", "ckpt_every", "keep"):
+    if not isinstance(cfg[name], int) or cfg[name] <= 0:
+      _fail(f"{prefix}.{name}", cfg[name], "must be a positive integer")
+  if cfg.eval_batches < 0:
+    _fail(f"{prefix}.eval_batches", cfg.eval_batches, "must be >= 0")

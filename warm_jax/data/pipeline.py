@@ -1,0 +1,120 @@
+"""Input pipeline: records -> padded token batches, deterministic and resumable, sharded per host.
+
+A `Batches` iterator draws from any random-access source (`len(src)`, `src[i]`: a TFDS data source,
+a list of dicts) in an order that depends only on (seed, epoch): epoch e visits a permutation of
+the records drawn from seed and e, and global batch k takes positions [k*B, (k+1)*B) of the
+concatenated epochs. Its whole state is therefore {"seed", "next_batch"}: saved with every
+checkpoint, it makes a resumed run see exactly the examples the interrupted one would have.
+Each process takes its own contiguous slice of every global batch (rows in process order), which
+`warm_jax.sharding.to_global` assembles into one global array.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+PAD_ID = 0
+
+
+def pad_to(ids: Sequence[int], length: int, pad_id: int = PAD_ID) -> np.ndarray:
+  out = np.full((length,), pad_id, dtype=np.int32)
+  ids = list(ids)[:length]
+  out[:len(ids)] = ids
+  return out
+
+
+def join_prompt_response(prompt_ids: Sequence[int], response_ids: Sequence[int], max_len: int,
+                         bos_id: int, eos_id: int) -> list[int]:
+  """[bos] prompt response [eos], cutting the prompt from the left so the response fits.
+
+  A response longer than max_len - 2 is cut at the right (its end is what the reward head reads,
+  so this is rare by construction of the configs' max_len and is counted by callers if needed).
+  """
+  response = list(response_ids)[:max_len - 2] + [eos_id]
+  room = max_len - 1 - len(response)
+  prompt = list(prompt_ids)[-room:] if room > 0 else []
+  return [bos_id] + prompt + response
+
+
+class PairEncoder:
+  """Turns a preference record {'prompt','chosen','rejected'} into two padded [max_len] rows."""
+
+  def __init__(self, tokenizer, max_len: int):
+    self.tok, self.max_len = tokenizer, max_len
+
+  def __call__(self, record: dict) -> dict[str, np.ndarray]:
+    prompt = self.tok.encode(record["prompt"])
+    def row(response):
+      return pad_to(join_prompt_response(prompt, self.tok.encode(response), self.max_len,
+                                         self.tok.bos_id, self.tok.eos_id), self.max_len)
+    return {"chosen": row(record["chosen"]), "rejected": row(record["rejected"])}
+
+
+class Batches:
+  """Deterministic, resumable iterator of host-local batches from a random-access source."""
+
+  def __init__(self, source, encode: Callable[[Any], dict[str, np.ndarray]], global_batch: int,
+               seed: int, shuffle: bool = True, process_index: int = 0, process_count: int = 1):
+    if len(source) == 0:
+      raise ValueError("the data source is empty")
+    if global_batch % process_count:
+      raise ValueError(f"global batch {global_batch} is not divisible by {process_count} processes")
+    self.source, self.encode = source, encode
+    self.global_batch, self.seed, self.shuffle = global_batch, seed, shuffle
+    self.local = global_batch // process_count
+    self.offset = process_index * self.local
+    self.next_batch = 0
+    self._perm_epoch, self._perm = -1, None
+
+  def _order(self, epoch: int) -> np.ndarray:
+    if epoch != self._perm_epoch:
+      n = len(self.source)
+      self._perm = (np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle
+                    else np.arange(n))
+      self._perm_epoch = epoch
+    return self._perm
+
+  def indices(self, batch: int) -> list[int]:
+    """Record indices of this process's rows of global batch `batch`."""
+    n = len(self.source)
+    out = []
+    for pos in range(batch * self.global_batch + self.offset,
+                     batch * self.global_batch + self.offset + self.local):
+      out.append(int(self._order(pos // n)[pos % n]))
+    return out
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    rows = [self.encode(self.source[i]) for i in self.indices(self.next_batch)]
+    self.next_batch += 1
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+  def get_state(self) -> dict:
+    return {"seed": self.seed, "next_batch": self.next_batch}
+
+  def set_state(self, state: dict) -> None:
+    if state.get("seed", self.seed) != self.seed:
+      raise ValueError(f"data state was saved with seed {state['seed']}, this iterator has seed "
+                       f"{self.seed}")
+    self.next_batch = int(state["next_batch"])
+
+
+def epoch_batches(source, encode, global_batch: int, limit: int | None = None,
+                  process_index: int = 0, process_count: int = 1):
+  """Every record once, in order, in global batches (the last one padded by repeating the final
+  record) with a 'weight' row marking the real ones: for evaluation. Yields this process's rows."""
+  n = len(source) if limit is None else min(limit, len(source))
+  local = global_batch // process_count
+  for start in range(0, n, global_batch):
+    idx = list(range(start, min(start + global_batch, n)))
+    weight = np.array([1.0] * len(idx) + [0.0] * (global_batch - len(idx)), np.float32)
+    idx += [idx[-1]] * (global_batch - len(idx))
+    mine = slice(process_index * local, (process_index + 1) * local)
+    rows = [encode(source[i]) for i in idx[mine]]
+    batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    batch["weight"] = weight[mine]
+    yield batch

@@ -1,0 +1,70 @@
+"""Models built on the shared decoder: a reward model (scalar head) and a policy (LM head).
+
+Both keep the backbone under the same parameter name (`decoder`), so a reward model can be
+initialised from a pre-trained/SFT language model by copying `params['decoder']`
+(see `init_from_lm`), which is what makes their weights linearly connected.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from warm_jax.models.transformer import PAD_ID, Decoder
+
+Array = jax.Array
+
+
+def last_token_index(mask: Array) -> Array:
+  """Index of the last valid (non-pad) token of each row of a [B, T] mask (0 for an empty row)."""
+  t = mask.shape[-1]
+  idx = jnp.where(mask.astype(bool), jnp.arange(t)[None, :], -1)
+  return jnp.maximum(jnp.max(idx, axis=-1), 0)
+
+
+class RewardModel(nn.Module):
+  """Backbone + scalar head read at the last non-pad token: tokens [B, T] -> rewards [B] (float32)."""
+  cfg: ml_collections.ConfigDict
+
+  @nn.compact
+  def __call__(self, tokens: Array, mask: Array | None = None, positions: Array | None = None,
+               deterministic: bool = True) -> Array:
+    if mask is None:
+      mask = tokens != PAD_ID
+    h = Decoder(self.cfg, name="decoder")(tokens, mask, positions, deterministic)
+    last = jnp.take_along_axis(h, last_token_index(mask)[:, None, None], axis=1)[:, 0]
+    head = nn.Dense(1, dtype=jnp.float32, name="reward_head",
+                    kernel_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed", "scalar")),
+                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("scalar",)))
+    return head(last.astype(jnp.float32))[:, 0]
+
+
+class LanguageModel(nn.Module):
+  """Backbone + LM head: tokens [B, T] -> next-token logits [B, T, vocab] (float32)."""
+  cfg: ml_collections.ConfigDict
+
+  def setup(self):
+    self.decoder = Decoder(self.cfg)
+    if not self.cfg.tie_embeddings:
+      self.lm_head = nn.Dense(
+          self.cfg.vocab_size, use_bias=False, dtype=jnp.float32,
+          kernel_init=nn.with_logical_partitioning(nn.initializers.normal(self.cfg.d_model ** -0.5),
+                                                   ("embed", "vocab")))
+
+  def __call__(self, tokens: Array, mask: Array | None = None, positions: Array | None = None,
+               deterministic: bool = True) -> Array:
+    h = self.decoder(tokens, mask, positions, deterministic)
+    if self.cfg.tie_embeddings:
+      logits = self.decoder.embed.attend(h.astype(jnp.float32))
+      return logits / jnp.sqrt(jnp.float32(self.cfg.d_model))
+    return self.lm_head(h.astype(jnp.float32))
+
+
+def init_from_lm(rm_params: dict, lm_params: dict) -> dict:
+  """Reward-model params whose backbone is copied from a language model's params."""
+  if jax.tree_util.tree_structure(rm_params["decoder"]) != jax.tree_util.tree_structure(
+      lm_params["decoder"]):
+    raise ValueError("init_from_lm: the language model's decoder does not match the reward model's")
+  return {**rm_params, "decoder": lm_params["decoder"]}

@@ -1,0 +1,101 @@
+"""Train state, optimizer and sharded initialisation shared by every trainer.
+
+A train step is a pure function `step(state, batch) -> (state, metrics)`; `jit_step` compiles it
+once with explicit in/out shardings (pjit) and donates the old state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from jax.sharding import Mesh
+
+from warm_jax import sharding as shd
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def learning_rate_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+  """Linear warmup to cfg.lr, then cosine decay to cfg.lr * cfg.end_lr_fraction at total_steps."""
+  warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=cfg.lr, warmup_steps=warmup,
+      decay_steps=max(total_steps, warmup + 1), end_value=cfg.lr * cfg.end_lr_fraction)
+
+
+def _decay_mask(params):
+  """Weight decay on matrices only (not on norm scales or biases)."""
+  return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+  """AdamW with warmup + cosine decay and global-norm gradient clipping."""
+  parts = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm else []
+  parts.append(optax.adamw(learning_rate_schedule(cfg, total_steps), b1=cfg.b1, b2=cfg.b2,
+                           eps=cfg.eps, weight_decay=cfg.weight_decay, mask=_decay_mask))
+  return optax.chain(*parts)
+
+
+def abstract_boxed_state(init_params: Callable[[jax.Array], Any], tx: optax.GradientTransformation):
+  """The shape/dtype tree of the train state, with parameters still boxed in nn.Partitioned."""
+  def init(rng):
+    params = init_params(rng)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+  return jax.eval_shape(init, jax.random.key(0))
+
+
+def state_shardings(init_params: Callable[[jax.Array], Any], tx: optax.GradientTransformation,
+                    mesh: Mesh, rules) -> TrainState:
+  """NamedShardings of the (unboxed) train state, derived from the logical names of the params."""
+  return shd.tree_shardings(abstract_boxed_state(init_params, tx), mesh, rules)
+
+
+def create_state(init_params: Callable[[jax.Array], Any], tx: optax.GradientTransformation,
+                 rng: jax.Array, shardings: TrainState,
+                 params: Any | None = None) -> TrainState:
+  """Initialises the train state directly into its shardings (no full copy on one device).
+
+  `init_params(rng)` returns the boxed params of `model.init`; `params`, when given, replaces the
+  fresh initialisation (e.g. a pre-trained backbone) and is laid out onto the same shardings.
+  """
+  def init(rng, given):
+    p = nn.unbox(init_params(rng)) if given is None else given
+    return TrainState(step=jnp.zeros((), jnp.int32), params=p, opt_state=tx.init(p))
+  if params is not None:
+    params = jax.device_put(params, shardings.params)
+  return jax.jit(init, out_shardings=shardings)(rng, params)
+
+
+def jit_step(step_fn: Callable, shardings: TrainState, batch_sharding, mesh: Mesh, rules,
+             donate: bool = True) -> Callable:
+  """Compiles `step(state, batch) -> (state, metrics)` once with explicit shardings.
+
+  The logical-axis rules are active while tracing, so activation constraints inside the model
+  resolve to the mesh axes.
+  """
+  def traced(state, batch):
+    with nn.logical_axis_rules(tuple(rules)):
+      return step_fn(state, batch)
+  compiled = jax.jit(traced, in_shardings=(shardings, batch_sharding),
+                     out_shardings=(shardings, shd.replicated(mesh)),
+                     donate_argnums=(0,) if donate else ())
+
+  def run(state, batch):
+    with jax.set_mesh(mesh):
+      return compiled(state, batch)
+  return run
+
+
+def param_count(params) -> int:
+  return sum(x.size for x in jax.tree.leaves(params))
