@@ -35,8 +35,9 @@ def _manager(directory: str, *, save_every: int = 1, keep: int | None = None,
       save_interval_steps=save_every, max_to_keep=keep, create=not read_only,
       read_only=read_only, cleanup_tmp_directories=not read_only,
       enable_async_checkpointing=async_save)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
-                               item_names=(PARAMS, OPT_STATE, META))
+  handlers = {PARAMS: ocp.StandardCheckpointHandler(), OPT_STATE: ocp.StandardCheckpointHandler(),
+              META: ocp.JsonCheckpointHandler()}
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_handlers=handlers)
 
 
 def _keystr(path) -> str:

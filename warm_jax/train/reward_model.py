@@ -61,7 +61,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
            "accuracy": jnp.mean(losses.preference_accuracy(rc, rr)),
            "margin": jnp.mean(losses.reward_margin(rc, rr)),
            "rewards/chosen": jnp.mean(rc), "rewards/rejected": jnp.mean(rr),
-           "grad_norm": optax.global_norm(grads), "lr": schedule(state.step)}
+           "grad_norm": optax.tree.norm(grads), "lr": schedule(state.step)}
     return state_lib.TrainState(step=state.step + 1, params=params, opt_state=opt_state), out
 
   return step
@@ -240,29 +240,28 @@ def train(config: ml_collections.ConfigDict, workdir: str, sources: dict | None 
   last_eval: dict[str, float] = {}
   step = start
   t0 = time.time()
-  with _Preempted() as preempted:
-    while step < total:
-      batch = shd.to_global(next(train_iter), setup.batch_sharding)
-      state, m = step_fn(state, batch)
-      step += 1
-      pending.append(m)
-      if step % config.train.log_every == 0 or step == total:
-        avg = {k: float(np.mean([float(p[k]) for p in pending])) for k in pending[0]}
-        writer.write(step, avg, split="train")
-        pending.clear()
-        progress.update(step, f"loss {avg['loss']:.4f} acc {avg['accuracy']:.3f}")
-      if step % config.train.eval_every == 0 or step == total:
-        last_eval = run_eval(step)
-      ckpt.save(step, state, train_iter.get_state(), force=step == total)
-      if preempted.flag:
-        ckpt.save(step, state, train_iter.get_state(), force=True)
-        ckpt.close()
-        writer.close()
-        raise SystemExit(f"SIGTERM: saved a checkpoint at step {step} in {ckpt.directory}; "
-                         "re-run the same command to resume")
-  progress.close(step)
-  if not last_eval:  # resumed a finished run: evaluate the restored state
-    last_eval = run_eval(step)
-  ckpt.close()
-  writer.close()
+  try:
+    with _Preempted() as preempted:
+      while step < total:
+        batch = shd.to_global(next(train_iter), setup.batch_sharding)
+        state, m = step_fn(state, batch)
+        step += 1
+        pending.append(m)
+        if step % config.train.log_every == 0 or step == total:
+          avg = {k: float(np.mean([float(p[k]) for p in pending])) for k in pending[0]}
+          writer.write(step, avg, split="train")
+          pending.clear()
+          progress.update(step, f"loss {avg['loss']:.4f} acc {avg['accuracy']:.3f}")
+        if step % config.train.eval_every == 0 or step == total:
+          last_eval = run_eval(step)
+        ckpt.save(step, state, train_iter.get_state(), force=step == total or preempted.flag)
+        if preempted.flag:
+          raise SystemExit(f"SIGTERM: saved a checkpoint at step {step} in {ckpt.directory}; "
+                           "re-run the same command to resume")
+    progress.close(step)
+    if not last_eval:  # resumed a finished run: evaluate the restored state
+      last_eval = run_eval(step)
+  finally:  # also on a crash: let an in-flight checkpoint finish, flush the logs
+    ckpt.close()
+    writer.close()
   return {"step": step, "seconds": time.time() - t0, **last_eval, "state": state}
