@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from warm_jax.data import pipeline
+
+
+def _src(n):
+  return [{"prompt": f"p{i}", "chosen": "c", "rejected": "r", "id": i} for i in range(n)]
+
+
+def _ids(batches, k):
+  return [list(b["id"]) for b in (next(batches) for _ in range(k))]
+
+
+def _enc(rec):
+  return {"id": np.int32(rec["id"])}
+
+
+def test_order_is_deterministic_and_epochs_are_permutations():
+  a = pipeline.Batches(_src(10), _enc, 5, seed=3)
+  b = pipeline.Batches(_src(10), _enc, 5, seed=3)
+  first = _ids(a, 4)
+  assert first == _ids(b, 4)
+  assert sorted(first[0] + first[1]) == list(range(10))  # epoch 0 covers every record once
+  assert sorted(first[2] + first[3]) == list(range(10))
+  assert first[:2] != first[2:]  # a new permutation each epoch
+  assert _ids(pipeline.Batches(_src(10), _enc, 5, seed=4), 2) != first[:2]
+
+
+def test_resume_continues_at_the_same_example():
+  a = pipeline.Batches(_src(13), _enc, 4, seed=0)
+  _ids(a, 3)
+  state = a.get_state()
+  rest = _ids(a, 5)
+  b = pipeline.Batches(_src(13), _enc, 4, seed=0)
+  b.set_state(state)
+  assert _ids(b, 5) == rest
+  with pytest.raises(ValueError, match="seed"):
+    pipeline.Batches(_src(13), _enc, 4, seed=1).set_state(state)
+
+
+def test_processes_take_disjoint_slices_of_each_global_batch():
+  whole = _ids(pipeline.Batches(_src(16), _enc, 8, seed=0), 3)
+  parts = [_ids(pipeline.Batches(_src(16), _enc, 8, seed=0, process_index=p, process_count=2), 3)
+           for p in range(2)]
+  for k in range(3):
+    assert parts[0][k] + parts[1][k] == whole[k]
+
+
+def test_join_keeps_response_and_cuts_prompt_from_the_left():
+  out = pipeline.join_prompt_response([10, 11, 12, 13], [20, 21], max_len=6, bos_id=1, eos_id=2)
+  assert out == [1, 12, 13, 20, 21, 2]
+  padded = pipeline.pad_to(out, 8)
+  assert padded.tolist() == [1, 12, 13, 20, 21, 2, 0, 0] and padded.dtype == np.int32
+
+
+def test_eval_batches_cover_each_record_once_with_weights():
+  batches = list(pipeline.epoch_batches(_src(10), _enc, 4))
+  ids = [i for b in batches for i, w in zip(b["id"], b["weight"]) if w > 0]
+  assert ids == list(range(10))
+  assert [float(b["weight"].sum()) for b in batches] == [4.0, 4.0, 2.0]
+
+
+def test_empty_source_is_an_error():
+  with pytest.raises(ValueError, match="empty"):
+    pipeline.Batches([], _enc, 4, seed=0)

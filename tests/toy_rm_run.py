@@ -1,0 +1,52 @@
+"""A reward-model run on the toy pairs, as a separate process (for the kill/resume tests).
+
+    python tests/toy_rm_run.py WORKDIR NUM_STEPS [SLEEP_PER_RECORD]
+Prints the path of an .npz with the final params when done.
+"""
+
+import os
+import sys
+import time
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "experiments"))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+import reward_model as rm_experiment  # noqa: E402
+from conftest import ToyTokenizer, toy_pairs  # noqa: E402
+from warm_jax.train import reward_model as rm  # noqa: E402
+
+
+class Slow:
+  def __init__(self, src, delay):
+    self.src, self.delay = src, delay
+
+  def __len__(self):
+    return len(self.src)
+
+  def __getitem__(self, i):
+    time.sleep(self.delay)
+    return self.src[i]
+
+
+def main(workdir, num_steps, delay=0.0):
+  c = rm_experiment.get_config("tiny")
+  c.model.vocab_size = 64
+  c.model.dropout_rate = 0.1
+  c.mesh.shape = (2, 2, 2)
+  c.train.num_steps = num_steps
+  sources = {"train": Slow(toy_pairs(64, 0), delay), "validation": toy_pairs(16, 1)}
+  out = rm.train(c, workdir, sources=sources, tokenizer=ToyTokenizer())
+  flat = {jax.tree_util.keystr(p): np.asarray(v)
+          for p, v in jax.tree_util.tree_flatten_with_path(out["state"].params)[0]}
+  path = os.path.join(workdir, "final_params.npz")
+  np.savez(path, **flat)
+  print(path)
+
+
+if __name__ == "__main__":
+  main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)
