@@ -87,3 +87,25 @@ def test_dropout_is_active_only_when_not_deterministic():
   np.testing.assert_array_equal(a, b)
   c = model.apply({"params": params}, tok, deterministic=False, rngs={"dropout": jax.random.key(1)})
   assert not np.allclose(a, c)
+
+
+def test_kv_cache_decoding_matches_full_forward_with_left_padding():
+  model = LanguageModel(_cfg(max_len=16))
+  prompts = jnp.array([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]], jnp.int32)  # row 0 left-padded
+  params = nn.unbox(model.init(jax.random.key(0), prompts)["params"])
+  cont = jnp.array([[20, 21, 22], [23, 24, 25]], jnp.int32)
+  full_tokens = jnp.concatenate([prompts, cont], axis=1)
+  full = model.apply({"params": params}, full_tokens)  # default positions skip left padding
+  cache = model.init(jax.random.key(0), jnp.zeros((2, 16), jnp.int32), decode=True)["cache"]
+  mask = prompts != 0
+  pos = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
+  logits, vars_ = model.apply({"params": params, "cache": cache}, prompts, mask, pos, decode=True,
+                              mutable=["cache"])
+  np.testing.assert_allclose(logits[:, -1], full[:, 4], rtol=1e-4, atol=1e-4)
+  next_pos = mask.sum(axis=1)
+  for i in range(3):
+    tok = cont[:, i:i + 1]
+    logits, vars_ = model.apply({"params": params, "cache": vars_["cache"]}, tok,
+                                jnp.ones_like(tok, bool), (next_pos + i)[:, None], decode=True,
+                                mutable=["cache"])
+    np.testing.assert_allclose(logits[:, 0], full[:, 5 + i], rtol=1e-4, atol=1e-4)

@@ -135,3 +135,15 @@ def test_bad_config_fails_before_compute_naming_the_field(field, value, match, t
   with pytest.raises(ValueError, match=match):
     rm.train(c, str(tmp_path), sources=toy_data["sources"], tokenizer=toy_data["tokenizer"])
   assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_tensorboard_events_and_jsonl_are_written(toy_data, tmp_path):
+  from warm_jax.train import metrics
+  c = tiny_config()
+  c.train.num_steps = 2
+  rm.train(c, str(tmp_path), sources=toy_data["sources"], tokenizer=toy_data["tokenizer"])
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb"))
+  train_rows = metrics.read_metrics(str(tmp_path), "train")
+  assert [r["step"] for r in train_rows] == [2]
+  assert {"loss", "accuracy", "margin", "grad_norm", "lr"} <= set(train_rows[0])
+  assert [r["step"] for r in metrics.read_metrics(str(tmp_path), "validation")] == [2]

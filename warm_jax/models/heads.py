@@ -54,8 +54,8 @@ class LanguageModel(nn.Module):
                                                    ("embed", "vocab")))
 
   def __call__(self, tokens: Array, mask: Array | None = None, positions: Array | None = None,
-               deterministic: bool = True) -> Array:
-    h = self.decoder(tokens, mask, positions, deterministic)
+               deterministic: bool = True, decode: bool = False) -> Array:
+    h = self.decoder(tokens, mask, positions, deterministic, decode)
     if self.cfg.tie_embeddings:
       logits = self.decoder.embed.attend(h.astype(jnp.float32))
       return logits / jnp.sqrt(jnp.float32(self.cfg.d_model))

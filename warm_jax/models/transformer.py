@@ -70,7 +70,8 @@ class Attention(nn.Module):
     return w.astype(_dtype(self.cfg.dtype))
 
   @nn.compact
-  def __call__(self, x: Array, positions: Array, mask: Array, deterministic: bool) -> Array:
+  def __call__(self, x: Array, positions: Array, token_mask: Array, deterministic: bool,
+               decode: bool = False) -> Array:
     cfg = self.cfg
     d, n = cfg.d_model, cfg.n_heads
     h = d // n
@@ -83,11 +84,42 @@ class Attention(nn.Module):
     k = rotary(jnp.einsum("btd,dnh->btnh", x, wk), positions, cfg.rope_theta)
     v = jnp.einsum("btd,dnh->btnh", x, wv)
     q = nn.with_logical_constraint(q, ("batch", "length", "act_heads", "head_dim"))
+    if decode:
+      k, v, mask = self._update_cache(k, v, token_mask)
+    else:
+      mask = attention_mask(token_mask)
     # mask: [B, 1, Tq, Tk] boolean, True where attention is allowed.
     out = jax.nn.dot_product_attention(q, k, v, mask=mask)
     out = nn.with_logical_constraint(out, ("batch", "length", "act_heads", "head_dim"))
     out = jnp.einsum("btnh,nhd->btd", out, wo)
     return nn.Dropout(cfg.dropout_rate)(out, deterministic=deterministic)
+
+
+  def _update_cache(self, k: Array, v: Array, token_mask: Array):
+    """KV cache for incremental decoding: writes this call's T keys/values at slot `index`.
+
+    The cache (collection 'cache') has `cfg.max_len` slots shared by the batch; rows are aligned
+    by slot (prompts are left-padded), so one index serves every row, and `mask` records which
+    slots hold real tokens. Initialise it with `model.init(..., decode=True)` on [B, max_len]
+    tokens, then prefill with the prompt and feed one token per call.
+    """
+    b, t, n_kv, h = k.shape
+    s = self.cfg.max_len
+    initialised = self.has_variable("cache", "key")
+    ck = self.variable("cache", "key", jnp.zeros, (b, s, n_kv, h), k.dtype)
+    cv = self.variable("cache", "value", jnp.zeros, (b, s, n_kv, h), v.dtype)
+    cm = self.variable("cache", "mask", jnp.zeros, (b, s), bool)
+    ci = self.variable("cache", "index", lambda: jnp.zeros((), jnp.int32))
+    if not initialised:  # model.init: shapes only
+      return k, v, attention_mask(token_mask)
+    idx = ci.value
+    ck.value = jax.lax.dynamic_update_slice(ck.value, k, (0, idx, 0, 0))
+    cv.value = jax.lax.dynamic_update_slice(cv.value, v, (0, idx, 0, 0))
+    cm.value = jax.lax.dynamic_update_slice(cm.value, token_mask.astype(bool), (0, idx))
+    ci.value = idx + t
+    q_slot = idx + jnp.arange(t)
+    causal = jnp.arange(s)[None, :] <= q_slot[:, None]  # [T, S]
+    return ck.value, cv.value, causal[None, None] & cm.value[:, None, None, :]
 
 
 class GatedMLP(nn.Module):
@@ -110,10 +142,12 @@ class Block(nn.Module):
   cfg: ml_collections.ConfigDict
 
   @nn.compact
-  def __call__(self, x: Array, positions: Array, mask: Array, deterministic: bool) -> Array:
+  def __call__(self, x: Array, positions: Array, token_mask: Array, deterministic: bool,
+               decode: bool = False) -> Array:
     dtype = _dtype(self.cfg.dtype)
     x = x + Attention(self.cfg, name="attn")(
-        RMSNorm(self.cfg.norm_eps, dtype, name="attn_norm")(x), positions, mask, deterministic)
+        RMSNorm(self.cfg.norm_eps, dtype, name="attn_norm")(x), positions, token_mask,
+        deterministic, decode)
     x = x + GatedMLP(self.cfg, name="mlp")(
         RMSNorm(self.cfg.norm_eps, dtype, name="mlp_norm")(x), deterministic)
     return nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
@@ -140,21 +174,24 @@ class Decoder(nn.Module):
     self.embed = nn.Embed(
         cfg.vocab_size, cfg.d_model, dtype=_dtype(cfg.dtype),
         embedding_init=nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")))
-    block = nn.remat(Block, static_argnums=(4,)) if cfg.remat else Block
+    block = nn.remat(Block, static_argnums=(4, 5)) if cfg.remat else Block
     self.blocks = [block(cfg, name=f"block_{i}") for i in range(cfg.n_layers)]
     self.final_norm = RMSNorm(cfg.norm_eps, _dtype(cfg.dtype))
     self.dropout = nn.Dropout(cfg.dropout_rate)
 
   def __call__(self, tokens: Array, mask: Array | None = None, positions: Array | None = None,
-               deterministic: bool = True) -> Array:
+               deterministic: bool = True, decode: bool = False) -> Array:
+    """`decode=True` uses and updates the KV cache (see `Attention._update_cache`); positions
+    must then be given, as the absolute position of each new token in its row."""
     if mask is None:
       mask = tokens != PAD_ID
     if positions is None:
+      if decode and tokens.shape[1] == 1:
+        raise ValueError("decoding one token at a time needs explicit positions")
       positions = default_positions(mask)
     x = self.embed(tokens)
     x = self.dropout(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
-    attn_mask = attention_mask(mask)
     for block in self.blocks:
-      x = block(x, positions, attn_mask, deterministic)
+      x = block(x, positions, mask, deterministic, decode)
     return self.final_norm(x)
