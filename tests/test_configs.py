@@ -36,16 +36,19 @@ def test_every_experiment_has_cpu_and_paper_variants(path):
 
 
 def test_command_line_selects_variant_and_overrides_fields():
-  fv = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True)
+  # As under app.run: the override flags are registered from argv when --config is defined.
   path = os.path.join(ROOT, "experiments", "reward_model.py")
-  fv(["prog", f"--config={path}:tiny", "--config.optim.lr=0.5", "--config.mesh.shape=(2,2,2)",
-      "--config.model.dropout_rate=0.25"])
+  argv = ["prog", f"--config={path}:tiny", "--config.optim.lr=0.5", "--config.mesh.shape=(2,2,2)",
+          "--config.model.dropout_rate=0.25"]
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True, sys_argv=argv)
+  fv(argv)
   assert fv.config.variant == "tiny"
   assert fv.config.optim.lr == 0.5
   assert tuple(fv.config.mesh.shape) == (2, 2, 2)
   assert fv.config.model.dropout_rate == 0.25
+  bad = ["prog", f"--config={path}:tiny", "--config.optim.no_such_field=1"]
   fv2 = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, "", flag_values=fv2, lock_config=True)
+  config_flags.DEFINE_config_file("config", None, "", flag_values=fv2, lock_config=True, sys_argv=bad)
   with pytest.raises(Exception, match="no_such_field"):
-    fv2(["prog", f"--config={path}:tiny", "--config.optim.no_such_field=1"])
+    fv2(bad)

@@ -1,0 +1,188 @@
+"""What every trainer shares: config -> mesh/optimizer/shardings (`build_setup`), and the training
+loop (`run`): resume from the latest complete checkpoint (params, optimizer state, data position),
+periodic evaluation, JSONL + TensorBoard logging, progress with ETA, checkpoints every k steps, and
+a checkpoint before exiting on SIGTERM (a pre-empted VM). Trainers supply the model, the pure step
+`step(state, batch) -> (state, metrics)` and an evaluation function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from warm_jax import checkpoints, configs
+from warm_jax import sharding as shd
+from warm_jax.train import metrics as metrics_lib
+from warm_jax.train import state as state_lib
+
+
+def validate_common(config: ml_collections.ConfigDict) -> None:
+  """The sections every trainer uses; raises ValueError naming the field."""
+  configs.validate_model(config.model)
+  configs.validate_optim(config.optim)
+  configs.validate_train(config.train)
+  if config.data.max_len > config.model.max_len:
+    raise ValueError(f"config.data.max_len={config.data.max_len} exceeds config.model.max_len="
+                     f"{config.model.max_len}")
+  for name in ("batch_size", "eval_batch_size"):
+    if config.data[name] <= 0:
+      raise ValueError(f"config.data.{name}={config.data[name]!r}: must be positive")
+
+
+@dataclasses.dataclass
+class Setup:
+  """Everything a run needs that follows from its config and model (no compute yet)."""
+  model: nn.Module
+  mesh: jax.sharding.Mesh
+  rules: tuple
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  shardings: state_lib.TrainState
+  batch_sharding: Any
+  init_params: Callable
+
+
+def build_setup(config: ml_collections.ConfigDict, model: nn.Module, devices=None) -> Setup:
+  """Mesh, rules, optimizer and state shardings of `model` under `config` (validated first)."""
+  mesh = shd.make_mesh(config.mesh.axes, config.mesh.shape, devices)
+  rules = tuple(tuple(r) for r in config.sharding.rules)
+  shd.validate_rules(rules, mesh)
+  shd.check_batch_size(config.data.batch_size, mesh, rules, "config.data.batch_size")
+  shd.check_batch_size(config.data.eval_batch_size, mesh, rules, "config.data.eval_batch_size")
+  dummy = jnp.ones((1, config.data.max_len), jnp.int32)
+  init_params = lambda rng: model.init(rng, dummy)["params"]
+  schedule = state_lib.learning_rate_schedule(config.optim, config.train.num_steps)
+  tx = state_lib.make_optimizer(config.optim, config.train.num_steps)
+  shardings = state_lib.state_shardings(init_params, tx, mesh, rules)
+  return Setup(model, mesh, rules, tx, schedule, shardings, shd.batch_sharding(mesh, rules),
+               init_params)
+
+
+def abstract_state(setup: Setup) -> state_lib.TrainState:
+  """ShapeDtypeStructs of the unboxed state, carrying the target shardings (restore targets)."""
+  boxed = state_lib.abstract_boxed_state(setup.init_params, setup.tx)
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      nn.unbox(boxed), setup.shardings)
+
+
+def weighted_means(eval_fn: Callable, params, batches, batch_sharding) -> dict[str, float]:
+  """Runs `eval_fn(params, batch) -> sums incl. 'count'` over batches; returns sums / count."""
+  totals: dict[str, float] = {}
+  for batch in batches:
+    sums = eval_fn(params, shd.to_global(batch, batch_sharding))
+    for k, v in sums.items():
+      totals[k] = totals.get(k, 0.0) + float(v)
+  count = max(totals.pop("count", 0.0), 1.0)
+  return {k: v / count for k, v in totals.items()}
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str, name: str) -> None:
+  """Records the exact config of a run next to its outputs (process 0; never overwrites)."""
+  path = os.path.join(workdir, name)
+  if jax.process_index() == 0 and not os.path.exists(path):
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+
+class _Preempted:
+  """Turns SIGTERM into a flag the loop polls, so it can save before exiting."""
+
+  def __init__(self):
+    self.flag = False
+    self._old = None
+
+  def __enter__(self):
+    try:
+      self._old = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread: leave signals alone
+      self._old = None
+    return self
+
+  def _handle(self, *_):
+    self.flag = True
+
+  def __exit__(self, *_):
+    if self._old is not None:
+      signal.signal(signal.SIGTERM, self._old)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: Callable,
+        train_iter, evaluate: Callable[[Any], dict[str, dict[str, float]]],
+        init_params: Any | None = None, desc: str = "train",
+        show: tuple[str, ...] = ("loss",)) -> dict:
+  """Trains (or resumes) to config.train.num_steps; returns final eval metrics and the state.
+
+  `step_fn(state, batch)` is the pure step (jitted here with the setup's shardings); `train_iter`
+  yields host batches and has get_state/set_state; `evaluate(state)` returns {split: metrics}.
+  """
+  ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                  save_every=config.train.ckpt_every, keep=config.train.keep,
+                                  config=config)
+  abstract = abstract_state(setup)
+  if ckpt.latest_step() is not None:
+    ckpt.check_compatible(abstract)  # before any compute; nothing is written on mismatch
+  restored = ckpt.restore_latest(abstract)
+  if restored is not None:
+    state, data_state, start = restored
+    train_iter.set_state(data_state)
+    write_config(config, workdir, f"config.resumed_at_{start}.json")
+  else:
+    write_config(config, workdir, "config.json")
+    state = state_lib.create_state(setup.init_params, setup.tx, jax.random.key(config.seed),
+                                   setup.shardings, params=init_params)
+    start = 0
+  step_jit = state_lib.jit_step(step_fn, setup.shardings, setup.batch_sharding, setup.mesh,
+                                setup.rules)
+
+  writer = metrics_lib.MetricWriter(workdir)
+  total = config.train.num_steps
+  progress = metrics_lib.Progress(total, desc, start=start)
+  pending: list[dict] = []
+  last_eval: dict[str, float] = {}
+
+  def run_eval(step):
+    out = {}
+    with jax.set_mesh(setup.mesh):
+      for split, m in evaluate(state).items():
+        writer.write(step, m, split=split)
+        out.update({f"{split}/{k}": v for k, v in m.items()})
+    return out
+
+  step = start
+  t0 = time.time()
+  try:
+    with _Preempted() as preempted:
+      while step < total:
+        batch = shd.to_global(next(train_iter), setup.batch_sharding)
+        state, m = step_jit(state, batch)
+        step += 1
+        pending.append(m)
+        if step % config.train.log_every == 0 or step == total:
+          avg = {k: float(np.mean([float(p[k]) for p in pending])) for k in pending[0]}
+          writer.write(step, avg, split="train")
+          pending.clear()
+          progress.update(step, " ".join(f"{k} {avg[k]:.4f}" for k in show if k in avg))
+        if step % config.train.eval_every == 0 or step == total:
+          last_eval = run_eval(step)
+        ckpt.save(step, state, train_iter.get_state(), force=step == total or preempted.flag)
+        if preempted.flag:
+          raise SystemExit(f"SIGTERM: saved a checkpoint at step {step} in {ckpt.directory}; "
+                           "re-run the same command to resume")
+    progress.close(step)
+    if not last_eval:  # resumed a finished run: evaluate the restored state
+      last_eval = run_eval(step)
+  finally:  # also on a crash: let an in-flight checkpoint finish, flush the logs
+    ckpt.close()
+    writer.close()
+  return {"step": step, "seconds": time.time() - t0, **last_eval, "state": state}
