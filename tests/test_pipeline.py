@@ -64,3 +64,19 @@ def test_eval_batches_cover_each_record_once_with_weights():
 def test_empty_source_is_an_error():
   with pytest.raises(ValueError, match="empty"):
     pipeline.Batches([], _enc, 4, seed=0)
+
+
+class _Tok:
+  bos_id, eos_id = 1, 2
+
+  def encode(self, text):
+    return [ord(c) - 90 for c in text]
+
+
+def test_lm_encoder_weights_response_only_for_sft():
+  rec = {"prompt": "abc", "response": "de"}
+  sft = pipeline.LMEncoder(_Tok(), 8, response_only=True)(rec)
+  assert sft["tokens"].tolist() == [1, 7, 8, 9, 10, 11, 2, 0]
+  assert sft["weights"].tolist() == [0, 0, 0, 0, 1, 1, 1, 0]  # d, e, eos are targets
+  pre = pipeline.LMEncoder(_Tok(), 8, response_only=False)(rec)
+  assert pre["weights"].tolist() == [0, 1, 1, 1, 1, 1, 1, 0]  # every real token after bos

@@ -118,3 +118,24 @@ def epoch_batches(source, encode, global_batch: int, limit: int | None = None,
     batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
     batch["weight"] = weight[mine]
     yield batch
+
+
+class LMEncoder:
+  """Turns a record {'prompt', 'response'} into a [max_len] token row and per-token loss weights.
+
+  weights[t] = 1 where token t is a training target (predicted from tokens < t): every real
+  token after [bos] for pre-training (`response_only=False`), only the response and [eos] for SFT.
+  """
+
+  def __init__(self, tokenizer, max_len: int, response_only: bool):
+    self.tok, self.max_len, self.response_only = tokenizer, max_len, response_only
+
+  def __call__(self, record: dict) -> dict[str, np.ndarray]:
+    prompt = self.tok.encode(record["prompt"])
+    response = self.tok.encode(record["response"])
+    ids = join_prompt_response(prompt, response, self.max_len, self.tok.bos_id, self.tok.eos_id)
+    n_response = min(len(response), self.max_len - 2) + 1  # + eos
+    weights = np.zeros((self.max_len,), np.float32)
+    first = len(ids) - n_response if self.response_only else 1
+    weights[first:len(ids)] = 1.0
+    return {"tokens": pad_to(ids, self.max_len), "weights": weights}

@@ -22,6 +22,7 @@ import optax
 
 from warm_jax import checkpoints, configs
 from warm_jax import sharding as shd
+from warm_jax.data import pipeline
 from warm_jax.train import metrics as metrics_lib
 from warm_jax.train import state as state_lib
 
@@ -186,3 +187,31 @@ def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: 
     ckpt.close()
     writer.close()
   return {"step": step, "seconds": time.time() - t0, **last_eval, "state": state}
+
+
+def fit(config: ml_collections.ConfigDict, workdir: str, setup: Setup, sources: dict,
+        encode: Callable[[dict], dict], step_fn: Callable, eval_step: Callable,
+        init_params: Any | None = None, desc: str = "train",
+        show: tuple[str, ...] = ("loss",)) -> dict:
+  """`run` on record sources: 'train' feeds the deterministic resumable iterator, and each split
+  of config.train.eval_splits is evaluated with `eval_step(params, batch) -> sums incl. 'count'`
+  (at most config.train.eval_batches batches; 0 = the whole split)."""
+  for split in ("train", *config.train.eval_splits):
+    if split not in sources:
+      raise ValueError(f"no data source for split {split!r} (config.train.eval_splits)")
+  pc, pi = jax.process_count(), jax.process_index()
+  train_iter = pipeline.Batches(sources["train"], encode, config.data.batch_size, config.data.seed,
+                                process_index=pi, process_count=pc)
+  eval_fn = jax.jit(eval_step, in_shardings=(setup.shardings.params, setup.batch_sharding),
+                    out_shardings=shd.replicated(setup.mesh))
+
+  def evaluate(state):
+    limit = config.train.eval_batches * config.data.eval_batch_size or None
+    return {split: weighted_means(
+        eval_fn, state.params,
+        pipeline.epoch_batches(sources[split], encode, config.data.eval_batch_size, limit=limit,
+                               process_index=pi, process_count=pc),
+        setup.batch_sharding) for split in config.train.eval_splits}
+
+  return run(config, workdir, setup, step_fn, train_iter, evaluate, init_params=init_params,
+             desc=desc, show=show)

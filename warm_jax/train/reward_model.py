@@ -18,7 +18,6 @@ import ml_collections
 import optax
 
 from warm_jax import losses
-from warm_jax import sharding as shd
 from warm_jax.data import pipeline
 from warm_jax.models import RewardModel
 from warm_jax.train import loop
@@ -103,27 +102,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, sources: dict | None 
     tokenizer = tokenizer or data_lib.load_tokenizer(config.data)
     sources = sources or {s: data_lib.load_split(config.data, s)
                           for s in ("train", *config.train.eval_splits)}
-  for split in ("train", *config.train.eval_splits):
-    if split not in sources:
-      raise ValueError(f"no data source for split {split!r} (config.train.eval_splits)")
-
-  encode = pipeline.PairEncoder(tokenizer, config.data.max_len)
-  pc, pi = jax.process_count(), jax.process_index()
-  train_iter = pipeline.Batches(sources["train"], encode, config.data.batch_size, config.data.seed,
-                                process_index=pi, process_count=pc)
-  eval_fn = jax.jit(make_eval_step(setup.model),
-                    in_shardings=(setup.shardings.params, setup.batch_sharding),
-                    out_shardings=shd.replicated(setup.mesh))
-
-  def evaluate(state):
-    limit = config.train.eval_batches * config.data.eval_batch_size or None
-    return {split: loop.weighted_means(
-        eval_fn, state.params,
-        pipeline.epoch_batches(sources[split], encode, config.data.eval_batch_size, limit=limit,
-                               process_index=pi, process_count=pc),
-        setup.batch_sharding) for split in config.train.eval_splits}
-
-  step_fn = make_train_step(setup.model, setup.tx, setup.schedule, config.train.label_smoothing,
-                            config.seed + 1)
-  return loop.run(config, workdir, setup, step_fn, train_iter, evaluate, init_params=init_params,
-                  desc="reward model", show=("loss", "accuracy"))
+  return loop.fit(config, workdir, setup, sources,
+                  pipeline.PairEncoder(tokenizer, config.data.max_len),
+                  make_train_step(setup.model, setup.tx, setup.schedule,
+                                  config.train.label_smoothing, config.seed + 1),
+                  make_eval_step(setup.model, config.train.label_smoothing),
+                  init_params=init_params, desc="reward model", show=("loss", "accuracy"))
