@@ -1,0 +1,177 @@
+"""Batched autoregressive decoding with a KV cache, and best-of-N.
+
+`generate(model, params, prompts, rng, ...)` takes left-padded prompt tokens [B, P] (see
+`left_pad`) and returns the sampled continuation [B, N], the log-probabilities of each sampled
+token under the sampling distribution (after temperature / top-k / top-p), and a mask of the real
+tokens (up to and including the first EOS; later slots are PAD). Decoding runs in one jitted
+`lax.while_loop` that stops once every row has emitted EOS. With `use_cache=False` every step re-runs
+the full prefix instead (the reference the cache is tested against, and the benchmark's baseline).
+Sharding follows the inputs: put the prompts on the batch sharding and the params on theirs.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from warm_jax.models.transformer import PAD_ID, default_positions
+
+Array = jax.Array
+
+
+def left_pad(rows: Sequence[Sequence[int]], length: int | None = None) -> np.ndarray:
+  """Left-pads token rows to a common length (the longest row by default; longer rows are cut
+  from the left) so all prompts end at the same slot."""
+  length = length or max(len(r) for r in rows)
+  out = np.full((len(rows), length), PAD_ID, np.int32)
+  for i, r in enumerate(rows):
+    r = list(r)[-length:]
+    if r:
+      out[i, length - len(r):] = r
+  return out
+
+
+def process_logits(logits: Array, temperature: float, top_k: int, top_p: float) -> Array:
+  """Log-probabilities of the sampling distribution: temperature, then top-k, then top-p
+  (nucleus) filtering. temperature == 0 means greedy (a one-hot distribution on the argmax)."""
+  logits = logits.astype(jnp.float32)
+  if temperature == 0.0:
+    best = jnp.argmax(logits, axis=-1)
+    return jnp.where(jax.nn.one_hot(best, logits.shape[-1], dtype=bool), 0.0, -jnp.inf)
+  logits = logits / temperature
+  if top_k:
+    kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
+    logits = jnp.where(logits < kth, -jnp.inf, logits)
+  if top_p < 1.0:
+    sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
+    cum = jnp.cumsum(jax.nn.softmax(sorted_logits, axis=-1), axis=-1)
+    # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
+    keep = jnp.sum(cum - jax.nn.softmax(sorted_logits, axis=-1) < top_p, axis=-1, keepdims=True)
+    cutoff = jnp.take_along_axis(sorted_logits, keep - 1, axis=-1)
+    logits = jnp.where(logits < cutoff, -jnp.inf, logits)
+  return jax.nn.log_softmax(logits, axis=-1)
+
+
+def _empty_cache(model: nn.Module, batch: int):
+  shapes = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((batch, model.cfg.max_len), jnp.int32),
+                         decode=True))["cache"]
+  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def make_generate(model: nn.Module, *, max_new_tokens: int, temperature: float = 1.0,
+                  top_k: int = 0, top_p: float = 1.0, eos_id: int = 2,
+                  use_cache: bool = True) -> Callable[[object, Array, Array], dict[str, Array]]:
+  """A jitted `fn(params, prompts, rng) -> {'tokens', 'logprobs', 'mask'}` for these settings;
+  build it once and call it many times (each new shape of prompts compiles once)."""
+  return jax.jit(functools.partial(_generate, model, max_new_tokens=max_new_tokens,
+                                   temperature=temperature, top_k=top_k, top_p=top_p,
+                                   eos_id=eos_id, use_cache=use_cache))
+
+
+def generate(model: nn.Module, params, prompts: Array, rng: Array, **settings) -> dict[str, Array]:
+  """One-off convenience around `make_generate` (compiles on every call: use make_generate in loops)."""
+  return make_generate(model, **settings)(params, prompts, rng)
+
+
+def _generate(model: nn.Module, params, prompts: Array, rng: Array, *, max_new_tokens: int,
+              temperature: float, top_k: int, top_p: float, eos_id: int,
+              use_cache: bool) -> dict[str, Array]:
+  """Samples up to `max_new_tokens` tokens after left-padded `prompts` [B, P].
+
+  Returns {'tokens': [B, N], 'logprobs': [B, N], 'mask': [B, N]} with N = max_new_tokens.
+  """
+  b, p = prompts.shape
+  n = max_new_tokens
+  if p + n > model.cfg.max_len:
+    raise ValueError(f"prompt length {p} + max_new_tokens {n} exceeds the model's max_len "
+                     f"{model.cfg.max_len}")
+  prompt_mask = prompts != PAD_ID
+  prompt_pos = default_positions(prompt_mask)
+  next_pos = jnp.sum(prompt_mask, axis=1)  # position of the first generated token, per row
+  pick = lambda logp, key: jax.random.categorical(key, logp, axis=-1)
+
+  if use_cache:
+    cache = _empty_cache(model, b)
+    logits, vars_ = model.apply({"params": params, "cache": cache}, prompts, prompt_mask,
+                                prompt_pos, decode=True, mutable=["cache"])
+    carry_model = vars_["cache"]
+  else:
+    seq = jnp.concatenate([prompts, jnp.full((b, n), PAD_ID, jnp.int32)], axis=1)
+    seq_mask = jnp.concatenate([prompt_mask, jnp.zeros((b, n), bool)], axis=1)
+    logits = model.apply({"params": params}, prompts, prompt_mask, prompt_pos)
+    carry_model = (seq, seq_mask)
+  last_logits = logits[:, -1]
+
+  tokens = jnp.full((b, n), PAD_ID, jnp.int32)
+  logprobs = jnp.zeros((b, n), jnp.float32)
+  mask = jnp.zeros((b, n), bool)
+  done = jnp.zeros((b,), bool)
+
+  def cond(c):
+    i, _, _, _, _, done, _, _ = c
+    return (i < n) & ~jnp.all(done)
+
+  def body(c):
+    i, last_logits, tokens, logprobs, mask, done, carry_model, rng = c
+    rng, key = jax.random.split(rng)
+    logp = process_logits(last_logits, temperature, top_k, top_p)
+    tok = pick(logp, key)
+    tok_logp = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]
+    live = ~done
+    tok = jnp.where(live, tok, PAD_ID)
+    tokens = tokens.at[:, i].set(tok)
+    logprobs = logprobs.at[:, i].set(jnp.where(live, tok_logp, 0.0))
+    mask = mask.at[:, i].set(live)
+    done = done | (tok == eos_id)
+    pos = (next_pos + i)[:, None]
+    if use_cache:
+      out, vars_ = model.apply({"params": params, "cache": carry_model}, tok[:, None],
+                               live[:, None], pos, decode=True, mutable=["cache"])
+      carry_model, new_logits = vars_["cache"], out[:, 0]
+    else:
+      seq, seq_mask = carry_model
+      seq = seq.at[:, p + i].set(tok)
+      seq_mask = seq_mask.at[:, p + i].set(live)
+      out = model.apply({"params": params}, seq, seq_mask, default_positions(seq_mask))
+      carry_model, new_logits = (seq, seq_mask), out[:, p + i]
+    return i + 1, new_logits, tokens, logprobs, mask, done, carry_model, rng
+
+  init = (jnp.int32(0), last_logits, tokens, logprobs, mask, done, carry_model, rng)
+  _, _, tokens, logprobs, mask, _, _, _ = jax.lax.while_loop(cond, body, init)
+  return {"tokens": tokens, "logprobs": logprobs, "mask": mask}
+
+
+def decode_texts(tokenizer, tokens: np.ndarray, mask: np.ndarray, eos_id: int) -> list[str]:
+  """Text of each generated row (real tokens only, EOS dropped)."""
+  out = []
+  for row, m in zip(np.asarray(tokens), np.asarray(mask)):
+    ids = [int(t) for t, keep in zip(row, m) if keep and t != eos_id]
+    out.append(tokenizer.decode(ids))
+  return out
+
+
+def best_of_n(candidates: Sequence[Sequence[str]], scores: np.ndarray) -> tuple[list[str], np.ndarray]:
+  """Keeps, for each prompt, the candidate with the highest score.
+
+  candidates: [num_prompts][N] texts; scores: [num_prompts, N] from any reward function.
+  Returns the kept texts and their indices.
+  """
+  scores = np.asarray(scores)
+  if scores.shape != (len(candidates), len(candidates[0])):
+    raise ValueError(f"scores shape {scores.shape} does not match {len(candidates)} prompts x "
+                     f"{len(candidates[0])} candidates")
+  idx = np.argmax(scores, axis=1)
+  return [c[i] for c, i in zip(candidates, idx)], idx
+
+
+def bon_kl_bound(n: int) -> float:
+  """The analytic KL(best-of-N || base) bound: log N - (N - 1) / N."""
+  return float(np.log(n) - (n - 1) / n)
+
+
