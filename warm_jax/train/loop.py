@@ -76,11 +76,16 @@ def abstract_state(setup: Setup) -> state_lib.TrainState:
                       nn.unbox(boxed), setup.shardings)
 
 
-def weighted_means(eval_fn: Callable, params, batches, batch_sharding) -> dict[str, float]:
-  """Runs `eval_fn(params, batch) -> sums incl. 'count'` over batches; returns sums / count."""
+def weighted_means(eval_fn: Callable, state, batches, batch_sharding,
+                   prepare: Callable | None = None) -> dict[str, float]:
+  """Runs `eval_fn(state.params, batch) -> sums incl. 'count'` over batches (each first passed
+  through `prepare(state, batch)` if given); returns sums / count."""
   totals: dict[str, float] = {}
   for batch in batches:
-    sums = eval_fn(params, shd.to_global(batch, batch_sharding))
+    batch = shd.to_global(batch, batch_sharding)
+    if prepare is not None:
+      batch = prepare(state, batch)
+    sums = eval_fn(state.params, batch)
     for k, v in sums.items():
       totals[k] = totals.get(k, 0.0) + float(v)
   count = max(totals.pop("count", 0.0), 1.0)
@@ -121,11 +126,14 @@ class _Preempted:
 def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: Callable,
         train_iter, evaluate: Callable[[Any], dict[str, dict[str, float]]],
         init_params: Any | None = None, desc: str = "train",
-        show: tuple[str, ...] = ("loss",)) -> dict:
+        show: tuple[str, ...] = ("loss",), prepare: Callable | None = None) -> dict:
   """Trains (or resumes) to config.train.num_steps; returns final eval metrics and the state.
 
   `step_fn(state, batch)` is the pure step (jitted here with the setup's shardings); `train_iter`
   yields host batches and has get_state/set_state; `evaluate(state)` returns {split: metrics}.
+  `prepare(state, global_batch) -> global_batch`, if given, adds device-computed fields to each
+  batch before the step: a frozen reference model's log-probabilities (DPO), or a whole rollout of
+  the current policy with its rewards (RL).
   """
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"),
                                   save_every=config.train.ckpt_every, keep=config.train.keep,
@@ -166,6 +174,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: 
     with _Preempted() as preempted:
       while step < total:
         batch = shd.to_global(next(train_iter), setup.batch_sharding)
+        if prepare is not None:
+          batch = prepare(state, batch)
         state, m = step_jit(state, batch)
         step += 1
         pending.append(m)
@@ -192,7 +202,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: 
 def fit(config: ml_collections.ConfigDict, workdir: str, setup: Setup, sources: dict,
         encode: Callable[[dict], dict], step_fn: Callable, eval_step: Callable,
         init_params: Any | None = None, desc: str = "train",
-        show: tuple[str, ...] = ("loss",)) -> dict:
+        show: tuple[str, ...] = ("loss",), prepare: Callable | None = None) -> dict:
   """`run` on record sources: 'train' feeds the deterministic resumable iterator, and each split
   of config.train.eval_splits is evaluated with `eval_step(params, batch) -> sums incl. 'count'`
   (at most config.train.eval_batches batches; 0 = the whole split)."""
@@ -208,10 +218,10 @@ def fit(config: ml_collections.ConfigDict, workdir: str, setup: Setup, sources: 
   def evaluate(state):
     limit = config.train.eval_batches * config.data.eval_batch_size or None
     return {split: weighted_means(
-        eval_fn, state.params,
+        eval_fn, state,
         pipeline.epoch_batches(sources[split], encode, config.data.eval_batch_size, limit=limit,
                                process_index=pi, process_count=pc),
-        setup.batch_sharding) for split in config.train.eval_splits}
+        setup.batch_sharding, prepare) for split in config.train.eval_splits}
 
   return run(config, workdir, setup, step_fn, train_iter, evaluate, init_params=init_params,
-             desc=desc, show=show)
+             desc=desc, show=show, prepare=prepare)
