@@ -61,6 +61,16 @@ def optim_config(lr: float = 1e-4, warmup_steps: int = 10, weight_decay: float =
       b1=0.9, b2=0.999, eps=1e-8, clip_norm=clip_norm))
 
 
+def rl_config(algorithm: str = "reinforce", kl_coef: float = 0.05, samples_per_prompt: int = 2,
+              max_new_tokens: int = 32) -> ml_collections.ConfigDict:
+  """KL-regularised RL settings (warm_jax.train.policy); PPO fields are ignored by the others."""
+  return ml_collections.ConfigDict(dict(
+      algorithm=algorithm, kl_coef=kl_coef, samples_per_prompt=samples_per_prompt,
+      max_new_tokens=max_new_tokens, temperature=1.0, whiten_advantages=True, seed=0,
+      ppo_epochs=2, ppo_minibatches=2, clip_eps=0.2, value_clip=0.2, vf_coef=0.5, gamma=1.0,
+      gae_lambda=0.95))
+
+
 def _fail(field: str, value, why: str):
   raise ValueError(f"config.{field}={value!r}: {why}")
 

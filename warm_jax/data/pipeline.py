@@ -139,3 +139,17 @@ class LMEncoder:
     first = len(ids) - n_response if self.response_only else 1
     weights[first:len(ids)] = 1.0
     return {"tokens": pad_to(ids, self.max_len), "weights": weights}
+
+
+class PromptEncoder:
+  """A record's prompt as a left-padded row [bos] prompt of `prompt_len` tokens (cut from the
+  left), so generated tokens of every row start at the same slot."""
+
+  def __init__(self, tokenizer, prompt_len: int):
+    self.tok, self.prompt_len = tokenizer, prompt_len
+
+  def __call__(self, record: dict) -> dict[str, np.ndarray]:
+    ids = ([self.tok.bos_id] + list(self.tok.encode(record["prompt"])))[-self.prompt_len:]
+    row = np.full((self.prompt_len,), PAD_ID, np.int32)
+    row[self.prompt_len - len(ids):] = ids
+    return {"prompt": row}

@@ -42,7 +42,11 @@ class RewardModel(nn.Module):
 
 
 class LanguageModel(nn.Module):
-  """Backbone + LM head: tokens [B, T] -> next-token logits [B, T, vocab] (float32)."""
+  """Backbone + LM head: tokens [B, T] -> next-token logits [B, T, vocab] (float32).
+
+  `logits_and_values` also reads a per-token scalar value head (PPO's critic, sharing the
+  backbone); its parameters (`value_head`) exist only in params initialised through that method.
+  """
   cfg: ml_collections.ConfigDict
 
   def setup(self):
@@ -52,14 +56,25 @@ class LanguageModel(nn.Module):
           self.cfg.vocab_size, use_bias=False, dtype=jnp.float32,
           kernel_init=nn.with_logical_partitioning(nn.initializers.normal(self.cfg.d_model ** -0.5),
                                                    ("embed", "vocab")))
+    self.value_head = nn.Dense(
+        1, dtype=jnp.float32,
+        kernel_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed", "scalar")),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("scalar",)))
 
-  def __call__(self, tokens: Array, mask: Array | None = None, positions: Array | None = None,
-               deterministic: bool = True, decode: bool = False) -> Array:
-    h = self.decoder(tokens, mask, positions, deterministic, decode)
+  def _logits(self, h: Array) -> Array:
     if self.cfg.tie_embeddings:
       logits = self.decoder.embed.attend(h.astype(jnp.float32))
       return logits / jnp.sqrt(jnp.float32(self.cfg.d_model))
     return self.lm_head(h.astype(jnp.float32))
+
+  def __call__(self, tokens: Array, mask: Array | None = None, positions: Array | None = None,
+               deterministic: bool = True, decode: bool = False) -> Array:
+    return self._logits(self.decoder(tokens, mask, positions, deterministic, decode))
+
+  def logits_and_values(self, tokens: Array, mask: Array | None = None,
+                        positions: Array | None = None, deterministic: bool = True):
+    h = self.decoder(tokens, mask, positions, deterministic)
+    return self._logits(h), self.value_head(h.astype(jnp.float32))[..., 0]
 
 
 def init_from_lm(rm_params: dict, lm_params: dict) -> dict:

@@ -1,0 +1,319 @@
+"""KL-regularised policy optimisation against a reward function, with a frozen reference policy.
+
+Algorithms (config.rl.algorithm):
+- 'reinforce': REINFORCE with a batch-mean baseline on the KL-shaped sequence reward
+  R = r(x, y) - beta * sum_t log(pi(y_t) / pi_ref(y_t))  (the WARM paper's RL);
+- 'rloo': REINFORCE leave-one-out (k samples per prompt; each sample's baseline is the mean R of
+  the prompt's other k - 1 samples);
+- 'ppo': PPO with a value head on the policy's backbone, per-token KL penalty, GAE and clipped
+  policy and value losses, several epochs of minibatch updates per rollout (the RLP paper's RL).
+
+One train step = one rollout + its update(s): `prepare(state, prompts)` samples k responses per
+prompt from the current policy (KV-cached decoding), scores them with the reward function (host
+side: any callable on strings, e.g. a reward model, a WARM average, an ENS, or the gold reward),
+and adds the reference log-probs; then the pure `step(state, batch)` computes the loss and updates.
+Metrics every step: proxy reward, gold reward, KL to the reference, entropy, response length.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from warm_jax import sampling
+from warm_jax import sharding as shd
+from warm_jax.data import pipeline
+from warm_jax.models import LanguageModel
+from warm_jax.models.transformer import PAD_ID, default_positions
+from warm_jax.train import loop
+from warm_jax.train import state as state_lib
+
+Array = jax.Array
+RewardFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
+ALGORITHMS = ("reinforce", "rloo", "ppo")
+
+
+# ---------------------------------------------------------------- pure objective pieces
+
+def sequence_kl(sample_logp: Array, ref_logp: Array, mask: Array) -> Array:
+  """Per-sequence KL estimate sum_t [log pi(y_t) - log pi_ref(y_t)] over real tokens: [B]."""
+  return jnp.sum((sample_logp - ref_logp) * mask, axis=-1)
+
+
+def reinforce_advantages(returns: Array) -> Array:
+  """REINFORCE with the batch-mean baseline."""
+  return returns - jnp.mean(returns)
+
+
+def rloo_advantages(returns: Array, k: int) -> Array:
+  """Leave-one-out baseline: rows are grouped k per prompt (prompt-major); each row's baseline
+  is the mean of the other k - 1 rows of its group."""
+  g = returns.reshape(-1, k)
+  baseline = (jnp.sum(g, axis=1, keepdims=True) - g) / (k - 1)
+  return (g - baseline).reshape(-1)
+
+
+def gae(rewards: Array, values: Array, mask: Array, gamma: float, lam: float):
+  """Generalised advantage estimation over [B, N] token rewards/values (mask: real tokens,
+  a prefix of each row). Returns (advantages, returns), zero on padding."""
+  n = rewards.shape[1]
+  next_values = jnp.concatenate([values[:, 1:] * mask[:, 1:], jnp.zeros_like(values[:, :1])], 1)
+  deltas = (rewards + gamma * next_values - values) * mask
+
+  def back(carry, t):
+    adv = deltas[:, t] + gamma * lam * carry * mask[:, t]
+    return adv, adv
+
+  _, advs = jax.lax.scan(back, jnp.zeros_like(rewards[:, 0]), jnp.arange(n - 1, -1, -1))
+  advantages = advs[::-1].T * mask
+  return advantages, (advantages + values) * mask
+
+
+def masked_whiten(x: Array, mask: Array, eps: float = 1e-8) -> Array:
+  n = jnp.maximum(jnp.sum(mask), 1.0)
+  mean = jnp.sum(x * mask) / n
+  var = jnp.sum(jnp.square(x - mean) * mask) / n
+  return (x - mean) * jax.lax.rsqrt(var + eps) * mask
+
+
+def ppo_losses(logp: Array, old_logp: Array, advantages: Array, values: Array, old_values: Array,
+               returns: Array, mask: Array, clip_eps: float, value_clip: float):
+  """Clipped surrogate policy loss and clipped value loss, token means over real tokens."""
+  n = jnp.maximum(jnp.sum(mask), 1.0)
+  ratio = jnp.exp(logp - old_logp)
+  pg = jnp.maximum(-advantages * ratio, -advantages * jnp.clip(ratio, 1 - clip_eps, 1 + clip_eps))
+  v_clipped = old_values + jnp.clip(values - old_values, -value_clip, value_clip)
+  vf = 0.5 * jnp.maximum(jnp.square(values - returns), jnp.square(v_clipped - returns))
+  clip_frac = jnp.sum((jnp.abs(ratio - 1) > clip_eps) * mask) / n
+  return jnp.sum(pg * mask) / n, jnp.sum(vf * mask) / n, clip_frac
+
+
+# ---------------------------------------------------------------- model pieces
+
+def response_logps(model: LanguageModel, params, prompts: Array, responses: Array,
+                   response_mask: Array, with_values: bool = False):
+  """Log-probs [B, N] of the response tokens given left-padded prompts, the policy's per-token
+  entropy [B, N], and (PPO) the value of the state before each response token."""
+  p = prompts.shape[1]
+  seq = jnp.concatenate([prompts, responses], axis=1)
+  mask = jnp.concatenate([prompts != PAD_ID, response_mask.astype(bool)], axis=1)
+  positions = default_positions(mask)
+  args = (seq[:, :-1], mask[:, :-1], positions[:, :-1])
+  if with_values:
+    logits, values = model.apply({"params": params}, *args, method=model.logits_and_values)
+    values = values[:, p - 1:]
+  else:
+    logits, values = model.apply({"params": params}, *args), None
+  logp_all = jax.nn.log_softmax(logits[:, p - 1:], axis=-1)
+  logp = jnp.take_along_axis(logp_all, responses[..., None], axis=-1)[..., 0]
+  entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
+  return logp, entropy, values
+
+
+def _seq_reward_tokens(reward: Array, mask: Array) -> Array:
+  """Places each sequence's reward on its last real token: [B] -> [B, N]."""
+  last = jnp.maximum(jnp.sum(mask, axis=1).astype(jnp.int32) - 1, 0)
+  return jax.nn.one_hot(last, mask.shape[1]) * reward[:, None] * (jnp.sum(mask, 1) > 0)[:, None]
+
+
+def make_train_step(model: LanguageModel, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule, rl: ml_collections.ConfigDict) -> Callable:
+  """The pure update `step(state, rollout) -> (state, metrics)` of config.rl.algorithm."""
+  beta, k = rl.kl_coef, rl.samples_per_prompt
+
+  def common_metrics(batch, seq_kl):
+    m = batch["mask"].astype(jnp.float32)
+    return {"reward/proxy": jnp.mean(batch["reward"]), "reward/gold": jnp.mean(batch["gold"]),
+            "kl": jnp.mean(seq_kl), "response_length": jnp.mean(jnp.sum(m, axis=1))}
+
+  def pg_step(state, batch):
+    m = batch["mask"].astype(jnp.float32)
+    seq_kl = sequence_kl(batch["sample_logp"], batch["ref_logp"], m)
+    returns = batch["reward"] - beta * seq_kl
+    adv = rloo_advantages(returns, k) if rl.algorithm == "rloo" else reinforce_advantages(returns)
+    if rl.whiten_advantages:
+      adv = adv / (jnp.std(adv) + 1e-8)
+
+    def loss_fn(params):
+      logp, entropy, _ = response_logps(model, params, batch["prompt"], batch["response"], m)
+      loss = -jnp.mean(jax.lax.stop_gradient(adv) * jnp.sum(logp * m, axis=1))
+      return loss, jnp.sum(entropy * m) / jnp.maximum(jnp.sum(m), 1.0)
+
+    (loss, entropy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    out = {"loss": loss, "entropy": entropy, "grad_norm": optax.tree.norm(grads),
+           "lr": schedule(state.step), **common_metrics(batch, seq_kl)}
+    return state_lib.TrainState(step=state.step + 1, params=params, opt_state=opt_state), out
+
+  def ppo_step(state, batch):
+    m = batch["mask"].astype(jnp.float32)
+    kl_t = (batch["sample_logp"] - batch["ref_logp"]) * m
+    token_rewards = -beta * kl_t + _seq_reward_tokens(batch["reward"], m)
+    adv, returns = gae(token_rewards, batch["old_values"] * m, m, rl.gamma, rl.gae_lambda)
+    adv = masked_whiten(adv, m) if rl.whiten_advantages else adv
+    b = m.shape[0]
+    mb = b // rl.ppo_minibatches
+    rng = jax.random.fold_in(jax.random.key(rl.seed), state.step)
+
+    def minibatch_loss(params, idx):
+      take = lambda x: x[idx]
+      logp, entropy, values = response_logps(model, params, take(batch["prompt"]),
+                                             take(batch["response"]), take(m), with_values=True)
+      pg, vf, clip_frac = ppo_losses(logp, take(batch["sample_logp"]), take(adv), values,
+                                     take(batch["old_values"]), take(returns), take(m),
+                                     rl.clip_eps, rl.value_clip)
+      ent = jnp.sum(entropy * take(m)) / jnp.maximum(jnp.sum(take(m)), 1.0)
+      return pg + rl.vf_coef * vf, (pg, vf, clip_frac, ent)
+
+    def one_update(carry, idx):
+      params, opt_state = carry
+      (loss, aux), grads = jax.value_and_grad(minibatch_loss, has_aux=True)(params, idx)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), opt_state), (loss, *aux, optax.tree.norm(grads))
+
+    perms = jnp.stack([jax.random.permutation(jax.random.fold_in(rng, e), b)
+                       for e in range(rl.ppo_epochs)]).reshape(-1, mb)
+    (params, opt_state), (loss, pg, vf, clip_frac, ent, gnorm) = jax.lax.scan(
+        one_update, (state.params, state.opt_state), perms)
+    out = {"loss": loss[-1], "policy_loss": jnp.mean(pg), "value_loss": jnp.mean(vf),
+           "clip_fraction": jnp.mean(clip_frac), "entropy": jnp.mean(ent),
+           "grad_norm": jnp.mean(gnorm), "lr": schedule(state.step),
+           **common_metrics(batch, jnp.sum(kl_t, axis=1))}
+    return state_lib.TrainState(step=state.step + 1, params=params, opt_state=opt_state), out
+
+  return ppo_step if rl.algorithm == "ppo" else pg_step
+
+
+# ---------------------------------------------------------------- rollouts
+
+class Rollout:
+  """`prepare(state, batch)`: samples the current policy on the batch's prompts and scores it.
+
+  The prompt batch (B prompts) becomes a rollout of B * k rows, prompt-major (the k samples of a
+  prompt are adjacent). Rewards come from host-side callables on strings.
+  """
+
+  def __init__(self, model: LanguageModel, rl: ml_collections.ConfigDict, tokenizer,
+               reward_fn: RewardFn, gold_fn: RewardFn, ref_params, batch_sharding, seed: int):
+    self.model, self.rl, self.tok = model, rl, tokenizer
+    self.reward_fn, self.gold_fn, self.ref_params = reward_fn, gold_fn, ref_params
+    self.batch_sharding, self.seed = batch_sharding, seed
+    self.generate = sampling.make_generate(model, max_new_tokens=rl.max_new_tokens,
+                                           temperature=rl.temperature, eos_id=tokenizer.eos_id)
+    self.ref_logps = jax.jit(lambda p, pr, r, m: response_logps(model, p, pr, r, m)[0])
+    self.values = jax.jit(lambda p, pr, r, m: response_logps(model, p, pr, r, m, True)[2])
+    self.last_texts: list[tuple[str, str]] = []
+
+  def __call__(self, state, batch: dict, k: int | None = None, salt: int = 0) -> dict:
+    k = self.rl.samples_per_prompt if k is None else k
+    prompts = jnp.repeat(batch["prompt"], k, axis=0)
+    rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.seed), salt), state.step)
+    out = self.generate(state.params, prompts, rng)
+    prompt_np, tokens, mask = (np.asarray(x) for x in (prompts, out["tokens"], out["mask"]))
+    prompt_texts = [self.tok.decode([int(t) for t in row if t not in (PAD_ID, self.tok.bos_id)])
+                    for row in prompt_np]
+    texts = sampling.decode_texts(self.tok, tokens, mask, self.tok.eos_id)
+    self.last_texts = list(zip(prompt_texts, texts))
+    put = lambda x: jax.device_put(np.asarray(x, np.float32), self.batch_sharding)
+    rollout = {"prompt": prompts, "response": out["tokens"], "mask": out["mask"],
+               "sample_logp": out["logprobs"],
+               "ref_logp": self.ref_logps(self.ref_params, prompts, out["tokens"], out["mask"]),
+               "reward": put(self.reward_fn(prompt_texts, texts)),
+               "gold": put(self.gold_fn(prompt_texts, texts))}
+    if self.rl.algorithm == "ppo":
+      rollout["old_values"] = self.values(state.params, prompts, out["tokens"], out["mask"])
+    return rollout
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  loop.validate_common(config)
+  rl = config.rl
+  if rl.algorithm not in ALGORITHMS:
+    raise ValueError(f"config.rl.algorithm={rl.algorithm!r}: must be one of {ALGORITHMS}")
+  if rl.kl_coef < 0:
+    raise ValueError(f"config.rl.kl_coef={rl.kl_coef!r}: must be >= 0")
+  if rl.samples_per_prompt < (2 if rl.algorithm == "rloo" else 1):
+    raise ValueError(f"config.rl.samples_per_prompt={rl.samples_per_prompt!r}: rloo needs >= 2, "
+                     "the others >= 1")
+  if rl.temperature <= 0:
+    raise ValueError(f"config.rl.temperature={rl.temperature!r}: must be positive (on-policy "
+                     "sampling)")
+  if config.data.max_len + rl.max_new_tokens > config.model.max_len:
+    raise ValueError(f"config.rl.max_new_tokens={rl.max_new_tokens}: prompt length "
+                     f"{config.data.max_len} + max_new_tokens exceeds config.model.max_len="
+                     f"{config.model.max_len}")
+  rollout = config.data.batch_size * rl.samples_per_prompt
+  if rl.algorithm == "ppo" and (rl.ppo_minibatches <= 0 or rollout % rl.ppo_minibatches):
+    raise ValueError(f"config.rl.ppo_minibatches={rl.ppo_minibatches!r}: must divide the rollout "
+                     f"size {rollout} (data.batch_size * rl.samples_per_prompt)")
+
+
+def build(config: ml_collections.ConfigDict, devices=None) -> loop.Setup:
+  validate_config(config)
+  model = LanguageModel(config.model)
+  setup = loop.build_setup(config, model, devices)
+  shd.check_batch_size(config.data.batch_size * config.rl.samples_per_prompt, setup.mesh,
+                       setup.rules, "config.data.batch_size * config.rl.samples_per_prompt")
+  if config.rl.algorithm == "ppo":  # params include the value head
+    dummy = jnp.ones((1, config.data.max_len), jnp.int32)
+    setup.init_params = lambda rng: model.init(rng, dummy, method=model.logits_and_values)["params"]
+    setup.shardings = state_lib.state_shardings(setup.init_params, setup.tx, setup.mesh, setup.rules)
+  return setup
+
+
+def with_value_head(setup: loop.Setup, params: Any) -> Any:
+  """Adds a freshly initialised (zero) value head to policy params that have none (PPO)."""
+  if "value_head" in params or "value_head" not in nn.unbox(
+      jax.eval_shape(setup.init_params, jax.random.key(0))):
+    return params
+  fresh = nn.unbox(setup.init_params(jax.random.key(0)))
+  return {**params, "value_head": fresh["value_head"]}
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, prompts: dict, tokenizer,
+          reward_fn: RewardFn, gold_fn: RewardFn, ref_params, devices=None) -> dict:
+  """RL fine-tuning of the policy (initialised from `ref_params`, the SFT policy) against
+  `reward_fn`; `prompts` maps 'train' and config.train.eval_splits to sources of {'prompt'}
+  records. Evaluation samples one response per eval prompt and reports the same metrics."""
+  setup = build(config, devices)
+  for split in ("train", *config.train.eval_splits):
+    if split not in prompts:
+      raise ValueError(f"no prompt source for split {split!r} (config.train.eval_splits)")
+  ref_params = jax.device_put(ref_params, {k: v for k, v in setup.shardings.params.items()
+                                           if k in ref_params})
+  rollout = Rollout(setup.model, config.rl, tokenizer, reward_fn, gold_fn, ref_params,
+                    setup.batch_sharding, config.seed)
+  encode = pipeline.PromptEncoder(tokenizer, config.data.max_len)
+  pc, pi = jax.process_count(), jax.process_index()
+  train_iter = pipeline.Batches(prompts["train"], encode, config.data.batch_size, config.data.seed,
+                                process_index=pi, process_count=pc)
+
+  def evaluate(state):
+    out = {}
+    for split in config.train.eval_splits:
+      limit = config.train.eval_batches * config.data.eval_batch_size or None
+      rows = []
+      for batch in pipeline.epoch_batches(prompts[split], encode, config.data.eval_batch_size,
+                                          limit=limit, process_index=pi, process_count=pc):
+        w = batch.pop("weight")
+        r = rollout(state, shd.to_global(batch, setup.batch_sharding), k=1, salt=1)
+        m = np.asarray(r["mask"], np.float32)
+        kl = np.asarray(sequence_kl(r["sample_logp"], r["ref_logp"], m))
+        rows.append((w, np.asarray(r["reward"]), np.asarray(r["gold"]), kl, m.sum(1)))
+      w = np.concatenate([r[0] for r in rows])
+      mean = lambda i: float(np.sum(w * np.concatenate([r[i] for r in rows])) / np.sum(w))
+      out[split] = {"reward/proxy": mean(1), "reward/gold": mean(2), "kl": mean(3),
+                    "response_length": mean(4)}
+    return out
+
+  step_fn = make_train_step(setup.model, setup.tx, setup.schedule, config.rl)
+  return loop.run(config, workdir, setup, step_fn, train_iter, evaluate,
+                  init_params=with_value_head(setup, ref_params), desc=f"rl/{config.rl.algorithm}",
+                  show=("reward/proxy", "reward/gold", "kl"), prepare=rollout)
