@@ -38,22 +38,23 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.data.task = embedded.default_config()
   c.data.tokenizer = ""  # '' = the committed sentencepiece model of the embedded task
   c.data.seed = 0  # order of the training pairs
-  c.data.max_len = 128
+  c.data.max_len = 112  # covers the longest OOD prompt + response (107 tokens)
   c.data.batch_size = 32
   c.data.eval_batch_size = 64
 
   c.train = ml_collections.ConfigDict(dict(
       num_steps=300, log_every=10, eval_every=100, eval_batches=0, ckpt_every=100, keep=2,
-      label_smoothing=0.0, eval_splits=("validation",)))
+      label_smoothing=0.0, eval_splits=("validation", "ood")))
   c.optim = configs.optim_config(lr=3e-4, warmup_steps=30, weight_decay=0.01)
-  c.model = configs.model_config("cpu", vocab_size=512, max_len=c.data.max_len)
+  c.model = configs.model_config("cpu", vocab_size=1024, max_len=c.data.max_len)
   c.model.dropout_rate = 0.1
 
   if variant == "tiny":
+    c.data.task.sizes.update(dict(train=64, validation=32, test=32, ood=32, corpus=64, sft=64))
     c.data.max_len = 64
     c.data.batch_size = 8
     c.data.eval_batch_size = 16
-    c.model = configs.model_config("tiny", vocab_size=512, max_len=64)
+    c.model = configs.model_config("tiny", vocab_size=1024, max_len=64)
     c.train.update(num_steps=6, log_every=2, eval_every=3, eval_batches=2, ckpt_every=2, keep=3)
     c.optim.warmup_steps = 2
   elif variant == "paper":
@@ -74,21 +75,13 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   return c
 
 
-def main(argv):
-  del argv
-  from absl import flags
+def main(config: ml_collections.ConfigDict, workdir: str) -> None:
   from warm_jax.train import reward_model
-  config = flags.FLAGS.config
-  workdir = flags.FLAGS.workdir
   result = reward_model.train(config, workdir)
   result.pop("state")
   print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
 
 
 if __name__ == "__main__":
-  from absl import app, flags
-  from ml_collections import config_flags
-  config_flags.DEFINE_config_file("config", None, "experiment config: path.py:variant", lock_config=True)
-  flags.DEFINE_string("workdir", None, "output directory (checkpoints, metrics, config)")
-  flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  from warm_jax import cli
+  cli.run(main)

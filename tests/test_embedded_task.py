@@ -213,7 +213,7 @@ def test_half_built_dataset_is_never_read(tmp_path):
 def test_committed_tokenizer_round_trips():
   from warm_jax.data import tokenizer
   tok = tokenizer.load()
-  assert (tok.pad_id, tok.bos_id, tok.eos_id) == (0, 1, 2) and tok.vocab_size == 512
+  assert (tok.pad_id, tok.bos_id, tok.eos_id) == (0, 1, 2) and tok.vocab_size == 1024
   cfg = tiny_config(5)
   texts = [r["prompt"] + " " + r["chosen"] for r in E.preference_records(cfg, "ood")]
   texts += ["tldr : zoe lives in reykjavik ## é ."]  # held-out words and unseen characters
@@ -222,7 +222,7 @@ def test_committed_tokenizer_round_trips():
     assert ids and all(0 <= i < tok.vocab_size for i in ids) and tok.unk_id not in ids
     assert tok.decode(ids) == t
     assert tok.decode([tok.bos_id] + ids + [tok.eos_id, tok.pad_id, tok.pad_id]) == t
-  assert tokenizer.load("").vocab_size == 512
+  assert tokenizer.load("").vocab_size == 1024
 
 
 def test_tokenizer_training_is_deterministic(tmp_path):

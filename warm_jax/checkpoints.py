@@ -29,10 +29,10 @@ import warm_jax
 PARAMS, OPT_STATE, META = "params", "opt_state", "meta"
 
 
-def _manager(directory: str, *, save_every: int = 1, keep: int | None = None,
-             read_only: bool = False, async_save: bool = True) -> ocp.CheckpointManager:
+def _manager(directory: str, *, keep: int | None = None, read_only: bool = False,
+             async_save: bool = True) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
-      save_interval_steps=save_every, max_to_keep=keep, create=not read_only,
+      max_to_keep=keep, create=not read_only,
       read_only=read_only, cleanup_tmp_directories=not read_only,
       enable_async_checkpointing=async_save)
   handlers = {PARAMS: ocp.StandardCheckpointHandler(), OPT_STATE: ocp.StandardCheckpointHandler(),
@@ -73,6 +73,7 @@ class Checkpointer:
   """Saves and resumes one training run.
 
   `save(step, state, data_state)` writes when `step` is a multiple of `save_every` (or `force`);
+  the decision is ours, not orbax's interval policy, so the steps on disk are predictable;
   `restore_latest(abstract_state)` returns (state, data_state, step) or None when there is none.
   """
 
@@ -80,22 +81,26 @@ class Checkpointer:
                async_save: bool = True):
     self.directory = directory
     self.config = config
-    self._mngr = _manager(directory, save_every=save_every, keep=keep, async_save=async_save)
+    self.save_every = save_every
+    self._mngr = _manager(directory, keep=keep, async_save=async_save)
     self._last_saved = self._mngr.latest_step()
 
   def latest_step(self) -> int | None:
     return self._mngr.latest_step()
 
   def save(self, step: int, state, data_state: dict | None = None, force: bool = False) -> bool:
+    """Saves when `step` is a multiple of save_every, or when forced (last step, pre-emption)."""
     if self._last_saved is not None and step <= self._last_saved:
       return False  # already saved (e.g. the periodic save of a step that is also the last)
+    if not force and step % self.save_every:
+      return False
     meta = {"step": int(step), "data_state": data_state or {}, "version": warm_jax.__version__,
             "config": self.config.to_dict() if self.config is not None else None}
     args = ocp.args.Composite(**{
         PARAMS: ocp.args.StandardSave(state.params),
         OPT_STATE: ocp.args.StandardSave(state.opt_state),
         META: ocp.args.JsonSave(_jsonable(meta))})
-    saved = self._mngr.save(int(step), args=args, force=force)
+    saved = self._mngr.save(int(step), args=args, force=True)
     if saved:
       self._last_saved = int(step)
     return saved

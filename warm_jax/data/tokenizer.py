@@ -27,7 +27,7 @@ import sentencepiece as spm
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 DEFAULT_MODEL = os.path.join(ASSETS, "embedded_sp.model")
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
-DEFAULT_VOCAB_SIZE = 512
+DEFAULT_VOCAB_SIZE = 1024
 
 
 class Tokenizer:
