@@ -35,4 +35,5 @@ def toy_pairs(n, seed=0):
 @pytest.fixture
 def toy_data():
   return {"tokenizer": ToyTokenizer(),
-          "sources": {"train": toy_pairs(64, 0), "validation": toy_pairs(32, 1)}}
+          "sources": {"train": toy_pairs(64, 0), "validation": toy_pairs(32, 1),
+                      "ood": toy_pairs(16, 2)}}

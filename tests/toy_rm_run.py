@@ -39,7 +39,8 @@ def main(workdir, num_steps, delay=0.0):
   c.model.dropout_rate = 0.1
   c.mesh.shape = (2, 2, 2)
   c.train.num_steps = num_steps
-  sources = {"train": Slow(toy_pairs(64, 0), delay), "validation": toy_pairs(16, 1)}
+  sources = {"train": Slow(toy_pairs(64, 0), delay), "validation": toy_pairs(16, 1),
+             "ood": toy_pairs(16, 2)}
   out = rm.train(c, workdir, sources=sources, tokenizer=ToyTokenizer())
   flat = {jax.tree_util.keystr(p): np.asarray(v)
           for p, v in jax.tree_util.tree_flatten_with_path(out["state"].params)[0]}
