@@ -1,0 +1,165 @@
+r"""Name -> TFDS builder of the papers' real data sets, and `load_split` (random access, python dicts).
+
+    from warm_jax.data.builders import registry
+    src = registry.load_split("hh_rlhf/helpful_base", "train")    # downloads + builds on first use
+    len(src), src[0]   # {'id': ..., 'prompt': ..., 'chosen': ..., 'rejected': ...}
+
+Names are "<data set>" or "<data set>/<config>" (TFDS style); `names()` lists them all:
+
+| data set | configs (default first) | splits | records |
+| --- | --- | --- | --- |
+| tldr_comparisons | - | train, valid1, valid2 | preference (+ batch, confidence) |
+| tldr_sft | - | train, valid, test | prompt + response (+ subreddit) |
+| hh_rlhf | helpful_base, harmless_base, helpful_online, helpful_rejection_sampled, all (each also `<config>_filtered`) | train, test | preference |
+| alpaca_farm | human_preference | train | preference |
+| alpaca_farm | instructions | sft, preference, unlabeled, val, evaluation | prompt + response |
+| imdb | - | train, test, unsupervised | prompt + response (+ sentiment, rating) |
+| beavertails | safe_rlhf_10k, safe_rlhf_10k_safer, safe_rlhf_alpaca7b, safe_rlhf_alpaca7b_safer | train (, test) | preference + labels (+ is_chosen_safe, is_rejected_safe) |
+
+The record schema is `warm_jax.data.schema`'s. `data_dir`: the argument, else `$WARM_JAX_DATA_DIR`,
+else `~/.cache/warm_jax/tfds`. Building needs a network the first time (TFDS downloads into
+`<data_dir>/downloads`); it writes ArrayRecord files that are read back with `as_data_source`,
+without TensorFlow. Concurrent first uses on one host are serialised by a file lock; TFDS writes
+each build into an `incomplete.*` directory and renames it only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib
+import os
+
+import numpy as np
+
+_MODULES = {  # data set name -> (module, builder class)
+    "tldr_comparisons": ("warm_jax.data.builders.tldr_comparisons", "TldrComparisons"),
+    "tldr_sft": ("warm_jax.data.builders.tldr_sft", "TldrSft"),
+    "hh_rlhf": ("warm_jax.data.builders.hh_rlhf", "HhRlhf"),
+    "alpaca_farm": ("warm_jax.data.builders.alpaca_farm", "AlpacaFarm"),
+    "imdb": ("warm_jax.data.builders.imdb", "Imdb"),
+    "beavertails": ("warm_jax.data.builders.beavertails", "Beavertails"),
+}
+
+
+def builder_class(dataset: str):
+  if dataset not in _MODULES:
+    raise ValueError(f"unknown data set {dataset!r}; choose one of {sorted(_MODULES)}")
+  module, cls = _MODULES[dataset]
+  return getattr(importlib.import_module(module), cls)
+
+
+def parse_name(name: str) -> tuple[str, str | None]:
+  """'hh_rlhf/harmless_base' -> ('hh_rlhf', 'harmless_base'); 'imdb' -> ('imdb', None)."""
+  dataset, _, config = name.partition("/")
+  cls = builder_class(dataset)
+  configs = [c.name for c in cls.BUILDER_CONFIGS]
+  if config and config not in configs:
+    raise ValueError(f"unknown config {config!r} of {dataset}; choose one of {configs}")
+  if not config and configs:
+    config = cls.DEFAULT_BUILDER_CONFIG_NAME or configs[0]
+  return dataset, config or None
+
+
+def names() -> list[str]:
+  """Every loadable name, "<data set>" or "<data set>/<config>"."""
+  out = []
+  for dataset in _MODULES:
+    configs = [c.name for c in builder_class(dataset).BUILDER_CONFIGS]
+    out += [f"{dataset}/{c}" for c in configs] if configs else [dataset]
+  return out
+
+
+def resolve_data_dir(data_dir: str | None = None) -> str:
+  d = data_dir or os.environ.get("WARM_JAX_DATA_DIR") or os.path.join("~", ".cache", "warm_jax",
+                                                                      "tfds")
+  return os.path.expanduser(d)
+
+
+@contextlib.contextmanager
+def _lock(path: str):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "a+") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def get_builder(name: str, data_dir: str | None = None, prepare: bool = True,
+                download_config=None):
+  """The TFDS builder of `name` in `data_dir`, downloaded and built unless `prepare=False`."""
+  dataset, config = parse_name(name)
+  cls = builder_class(dataset)
+  data_dir = resolve_data_dir(data_dir)
+  make = lambda: cls(config=config, data_dir=data_dir)  # noqa: E731
+  builder = make()
+  if not prepare or builder.is_prepared():
+    return builder
+  with _lock(os.path.join(data_dir, f"{dataset}.{config or 'default'}.lock")):
+    builder = make()  # another process may have built it meanwhile
+    if not builder.is_prepared():
+      builder.download_and_prepare(file_format="array_record", download_config=download_config)
+  return builder
+
+
+def skipped(name: str, data_dir: str | None = None) -> list[str]:
+  """The malformed records a `*_filtered` build dropped ('<file>, record <n>: <reason>')."""
+  return list(get_builder(name, data_dir).info.metadata.get("skipped", []))
+
+
+def _to_python(v):
+  if isinstance(v, dict):
+    return {k: _to_python(x) for k, x in v.items()}
+  if isinstance(v, bytes):
+    return v.decode("utf-8")
+  if isinstance(v, (np.ndarray, np.generic)):
+    v = v.item() if v.ndim == 0 else v.tolist()
+    return v.decode("utf-8") if isinstance(v, bytes) else v
+  return v
+
+
+class Source:
+  """Random access to one split as python dicts (str, int, bool, nested `labels` dict):
+  `len(src)`, `src[i]`, `src[i:j]`, `src.__getitems__(indices)`, iteration."""
+
+  def __init__(self, tfds_source):
+    self._src = tfds_source
+
+  def __len__(self):
+    return len(self._src)
+
+  def __getitem__(self, i):
+    if isinstance(i, slice):
+      return [self[j] for j in range(*i.indices(len(self)))]
+    n, i = len(self), int(i)
+    if i < 0:
+      i += n
+    if not 0 <= i < n:
+      raise IndexError(f"index {i} out of range for a split of {n} records")
+    return _to_python(self._src[i])
+
+  def __getitems__(self, indices):
+    return [_to_python(ex) for ex in self._src.__getitems__([int(i) for i in indices])]
+
+  def __iter__(self):
+    for i in range(len(self)):
+      yield self[i]
+
+  def __repr__(self):
+    return f"Source({self._src!r})"
+
+
+def load_split(name: str, split: str, data_dir: str | None = None, *,
+               download_config=None) -> Source:
+  """A random-access source of the python-dict records of `split` of `name` (built on first use).
+
+  `split` may use TFDS slicing ('train[:1000]', 'train[90%:]'). `download_config`: a
+  `tfds.download.DownloadConfig` for the first build (e.g. `register_checksums=True`).
+  """
+  builder = get_builder(name, data_dir, download_config=download_config)
+  splits = list(builder.info.splits.keys())
+  if split.split("[")[0] not in splits:
+    raise ValueError(f"unknown split {split!r} of {name}; choose one of {splits}")
+  return Source(builder.as_data_source(split=split))
