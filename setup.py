@@ -33,5 +33,5 @@ setup(
         "tensorboardX",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest>=8", "pytest-timeout"]},
+    extras_require={"test": ["pytest>=8", "pytest-timeout", "nbclient", "nbformat", "ipykernel"]},
 )

@@ -1,0 +1,203 @@
+r"""Streaming weight averaging over orbax checkpoints: wall time, throughput vs raw disk read, peak RSS.
+
+    python benchmarks/averaging.py --dir /tmp/warm_bench              # M = 2, 4, 8, 16; 100 MiB models
+    python benchmarks/averaging.py --dir /tmp/warm_bench --mb 400 --ms 2,16
+
+Creates (once; reused on later runs) 16 params-only checkpoints of random float32 parameters of
+`--mb` MiB each under --dir, then for each M averages the first M of them with
+`warm_jax.averaging.average_checkpoints` (the streaming path: one checkpoint at a time into a
+float32 running sum, then written with checkpoints.save_params), each M in its own subprocess so
+it gets its own peak RSS (VmHWM of /proc/self/status).
+
+Throughput is the bytes of the checkpoint files read (their size on disk) divided by the time
+from the start of `average_checkpoints` to the average being ready (validation, restores, sums,
+compilation; the write of the output is timed separately). It is set next to the machine's own
+sequential read speed of the same files, read with Python in 16 MiB chunks. Before each
+measurement the files' pages are evicted from the page cache (fsync + posix_fadvise DONTNEED,
+which needs no root); the table says whether that eviction worked (cold reads much slower than
+warm ones) and also gives the warm-cache read speed. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+CHUNK = 16 << 20
+N_LEAVES = 8
+WIDTH = 2048
+
+
+def _files(path: str) -> list[str]:
+  out = []
+  for d, _, names in os.walk(path):
+    out += [os.path.join(d, n) for n in names]
+  return sorted(out)
+
+
+def _param_files(ckpt: str) -> list[str]:
+  return [f for f in _files(ckpt) if f"{os.sep}params{os.sep}" in f]
+
+
+def evict(files: list[str]) -> None:
+  """Drops the files' clean pages from the page cache (no root needed)."""
+  for f in files:
+    fd = os.open(f, os.O_RDONLY)
+    try:
+      os.fsync(fd)
+      os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+      os.close(fd)
+
+
+def read_speed(files: list[str]) -> tuple[int, float]:
+  """(bytes, seconds) of reading the files sequentially in 16 MiB chunks."""
+  buf = bytearray(CHUNK)
+  view = memoryview(buf)
+  total = 0
+  t0 = time.perf_counter()
+  for f in files:
+    with open(f, "rb", buffering=0) as fh:
+      while True:
+        n = fh.readinto(view)
+        if not n:
+          break
+        total += n
+  return total, time.perf_counter() - t0
+
+
+def make_checkpoints(directory: str, mb: float, count: int) -> list[str]:
+  import numpy as np
+
+  from warm_jax import checkpoints
+  rows = max(1, int(mb * (1 << 20) / 4 / WIDTH / N_LEAVES))
+  paths = []
+  base = None
+  for i in range(count):
+    path = os.path.join(directory, f"ckpt_{i:02d}")
+    paths.append(path)
+    try:
+      meta = checkpoints.read_meta(path)
+      if meta.get("bench_rows") == rows:
+        continue
+      raise SystemExit(f"{path} holds a checkpoint of another size; use another --dir")
+    except FileNotFoundError:
+      pass
+    if base is None:
+      base = np.random.default_rng(0).standard_normal((N_LEAVES, rows, WIDTH), dtype=np.float32)
+    params = {"layers": {f"w{j}": base[j] + np.float32(i) for j in range(N_LEAVES)},
+              "head": {"b": np.full((WIDTH,), float(i), np.float32)}}
+    config = {"model": {"kind": "benchmark", "rows": rows, "width": WIDTH, "n_leaves": N_LEAVES}}
+    t0 = time.time()
+    checkpoints.save_params(path, params, {"config": config, "bench_rows": rows})
+    print(f"wrote {path} ({rows * WIDTH * N_LEAVES * 4 / 2**20:.0f} MiB) in {time.time() - t0:.1f}s",
+          file=sys.stderr)
+  return paths
+
+
+def _status_kb(field: str) -> int:
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith(field + ":"):
+        return int(line.split()[1])
+  return -1
+
+
+def worker(paths: list[str], out: str) -> dict:
+  """Runs in a fresh process: one streaming average; reports times and memory."""
+  import jax
+  import numpy as np
+
+  from warm_jax import averaging
+  jax.devices()
+  jax.numpy.zeros(1).block_until_ready()  # backend up: part of the baseline, not of averaging
+  baseline_kb = _status_kb("VmRSS")
+  reads = []
+  t0 = time.perf_counter()
+  params, meta = averaging.average_checkpoints(
+      paths, on_read=lambda i, src, s: reads.append(round(s, 3)))
+  jax.block_until_ready(params)
+  t_avg = time.perf_counter() - t0
+  model_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
+  # Check the result: mean of base + i over i < M is base + (M - 1) / 2.
+  head = np.asarray(params["head"]["b"])
+  assert np.allclose(head, (len(paths) - 1) / 2), head[:4]
+  peak_avg_kb = _status_kb("VmHWM")
+  t1 = time.perf_counter()
+  from warm_jax import checkpoints
+  checkpoints.save_params(out, params, meta)
+  t_save = time.perf_counter() - t1
+  return {"m": len(paths), "t_avg": t_avg, "t_save": t_save, "reads": reads,
+          "model_bytes": model_bytes, "baseline_kb": baseline_kb, "peak_avg_kb": peak_avg_kb,
+          "peak_kb": _status_kb("VmHWM")}
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--dir", required=True, help="scratch directory for the checkpoints")
+  ap.add_argument("--mb", type=float, default=100.0, help="size of one model in MiB")
+  ap.add_argument("--ms", default="2,4,8,16", help="numbers of checkpoints to average")
+  ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+  args = ap.parse_args()
+  if args.worker:
+    *paths, out = args.worker
+    print("RESULT " + json.dumps(worker(paths, out)))
+    return
+
+  ms = [int(m) for m in args.ms.split(",")]
+  os.makedirs(args.dir, exist_ok=True)
+  paths = make_checkpoints(args.dir, args.mb, max(ms))
+  rows = []
+  for m in ms:
+    files = [f for p in paths[:m] for f in _param_files(p)]
+    evict(files)
+    nbytes, t_cold = read_speed(files)
+    _, t_warm = read_speed(files)  # now cached
+    evict(files)
+    out = os.path.join(args.dir, f"avg_{m:02d}_{time.time_ns()}")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--dir", args.dir,
+                           "--worker", *paths[:m], out], capture_output=True, text=True, env=env)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode or not line:
+      sys.stderr.write(proc.stderr[-4000:])
+      raise SystemExit(f"worker for M={m} failed")
+    r = json.loads(line[0][len("RESULT "):])
+    r.update(nbytes=nbytes, t_cold=t_cold, t_warm=t_warm)
+    rows.append(r)
+    print(json.dumps(r), file=sys.stderr)
+    for f in _files(out):
+      os.remove(f)
+
+  mib = 1 << 20
+  model = rows[0]["model_bytes"]
+  print(f"\nOne model: {model / mib:.1f} MiB of float32 parameters ({N_LEAVES + 1} arrays); "
+        f"checkpoints under {args.dir}; {os.cpu_count()} CPUs; jax on CPU (1 device).\n")
+  print("| M | bytes read | average (s) | save (s) | avg throughput (MiB/s) | raw read cold (MiB/s) "
+        "| raw read warm (MiB/s) | throughput / raw cold | peak RSS (MiB) | baseline RSS (MiB) "
+        "| peak / model | (peak - baseline) / model |")
+  print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+  for r in rows:
+    thr = r["nbytes"] / r["t_avg"] / mib
+    cold = r["nbytes"] / r["t_cold"] / mib
+    warm = r["nbytes"] / r["t_warm"] / mib
+    peak, base = r["peak_avg_kb"] * 1024, r["baseline_kb"] * 1024
+    print(f"| {r['m']} | {r['nbytes'] / mib:.0f} MiB | {r['t_avg']:.2f} | {r['t_save']:.2f} | "
+          f"{thr:.0f} | {cold:.0f} | {warm:.0f} | {thr / cold:.2f} | {peak / mib:.0f} | "
+          f"{base / mib:.0f} | {peak / model:.2f} | {(peak - base) / model:.2f} |")
+  print("\nPeak RSS is VmHWM after averaging, before the output is written (writing adds "
+        f"{max(r['peak_kb'] - r['peak_avg_kb'] for r in rows) / 1024:.0f} MiB at most). Raw reads: "
+        "Python, 16 MiB chunks, page cache evicted with posix_fadvise(DONTNEED) before the cold "
+        "read and before each averaging run.")
+
+
+if __name__ == "__main__":
+  main()

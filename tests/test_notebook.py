@@ -1,0 +1,100 @@
+"""Notebook API (load_reward_model / load_averaged / load_ensemble: strings in, rewards out) and
+the demo notebook notebooks/averaging_demo.ipynb, executed end to end."""
+
+import os
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from test_averaging import close, rm_params, save_run, tiny_config  # noqa: E402
+from warm_jax import averaging, checkpoints, notebook_api  # noqa: E402
+from warm_jax.data import pipeline  # noqa: E402
+from warm_jax.models import RewardModel  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+  c = tiny_config(n_layers=1)
+  return c, [save_run(tmp_path / f"rm{s}", c, rm_params(c, s)) for s in range(2)]
+
+
+def _reference(config, params, tok, prompts, responses):
+  rows = np.stack([pipeline.pad_to(pipeline.join_prompt_response(
+      tok.encode(p), tok.encode(r), config.data.max_len, tok.bos_id, tok.eos_id), config.data.max_len)
+      for p, r in zip(prompts, responses)])
+  model = RewardModel(config.model)
+  return np.asarray(jax.jit(lambda p, t: model.apply({"params": p}, t))(params, rows))
+
+
+def test_load_reward_model_scores_strings_in_batches(two_runs, toy_data):
+  config, runs = two_runs
+  tok = toy_data["tokenizer"]
+  rm = notebook_api.load_reward_model(runs[0], tokenizer=tok, batch_size=4)
+  prompts = ["xyz", "zz", "x", "yyx", "zy"]
+  responses = ["aaab", "ab", "aaaaab", "abb", "b"]
+  scores = rm.score(prompts, responses)  # 5 pairs: a full batch of 4 and a padded one
+  assert scores.shape == (5,) and scores.dtype == np.float32
+  want = _reference(config, checkpoints.restore_params(runs[0]), tok, prompts, responses)
+  np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-6)
+  assert np.ptp(scores) > 0
+  one_prompt = _reference(config, rm.params, tok, ["xyz", "xyz"], ["aaab", "ab"])
+  np.testing.assert_allclose(rm.score("xyz", ["aaab", "ab"]), one_prompt, rtol=1e-5, atol=1e-6)
+  assert rm.score([], []).shape == (0,)
+  with pytest.raises(ValueError, match="2 prompts and 3 responses"):
+    rm.score(["a", "b"], ["a", "b", "c"])
+
+
+def test_load_averaged_is_the_weight_average_and_ensemble_averages_predictions(two_runs, toy_data,
+                                                                                tmp_path):
+  config, runs = two_runs
+  tok = toy_data["tokenizer"]
+  prompts, responses = ["xy", "zzz", "x"], ["aab", "abb", "aaaab"]
+  warm = notebook_api.load_averaged(runs, [0.25, 0.75], tokenizer=tok, batch_size=4)
+  params = averaging.average([checkpoints.restore_params(r) for r in runs], [0.25, 0.75])
+  np.testing.assert_allclose(warm.score(prompts, responses),
+                             _reference(config, params, tok, prompts, responses), rtol=1e-5, atol=1e-6)
+  assert warm.meta["weights"] == [0.25, 0.75]
+  assert sorted(os.listdir(tmp_path)) == ["rm0", "rm1"]  # load_averaged writes nothing
+  # A written average loads like any other checkpoint.
+  averaging.average_checkpoints(runs, [0.25, 0.75], out=str(tmp_path / "warm"))
+  again = notebook_api.load_reward_model(str(tmp_path / "warm"), tokenizer=tok, batch_size=4)
+  close(again.params, warm.params)
+  # ENS: mean and variance of the members' rewards.
+  ens = notebook_api.load_ensemble(runs, tokenizer=tok, batch_size=4)
+  each = np.stack([_reference(config, checkpoints.restore_params(r), tok, prompts, responses)
+                   for r in runs])
+  mean, var = ens.score(prompts, responses, return_variance=True)
+  np.testing.assert_allclose(mean, each.mean(0), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(var, each.var(0), rtol=1e-4, atol=1e-7)
+  assert len(ens) == 2
+
+
+def test_load_onto_a_sharded_mesh(two_runs, toy_data):
+  _, runs = two_runs
+  rm = notebook_api.load_reward_model(runs[0], tokenizer=toy_data["tokenizer"], batch_size=8,
+                                      devices=jax.devices(), mesh_shape=(2, 2, 2))
+  q = rm.params["decoder"]["block_0"]["attn"]["query"]
+  assert len({s.device for s in q.addressable_shards}) == 8
+  single = notebook_api.load_reward_model(runs[0], tokenizer=toy_data["tokenizer"], batch_size=8)
+  np.testing.assert_allclose(rm.score(["xy", "z"], ["ab", "aab"]),
+                             single.score(["xy", "z"], ["ab", "aab"]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_demo_notebook_executes():
+  nbformat = pytest.importorskip("nbformat")
+  nbclient = pytest.importorskip("nbclient")
+  path = os.path.join(ROOT, "notebooks", "averaging_demo.ipynb")
+  nb = nbformat.read(path, as_version=4)
+  client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                   resources={"metadata": {"path": ROOT}})
+  client.execute()
+  outputs = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+                    for o in cell.get("outputs", []))
+  assert "DEMO OK" in outputs

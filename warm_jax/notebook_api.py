@@ -1,0 +1,223 @@
+"""Reward models as plain Python objects for notebooks: strings in, numpy rewards out.
+
+    rm = warm_jax.load_reward_model("runs/rm_a")                 # a run dir or a checkpoint dir
+    rm.score(["tldr: ..."], ["a summary"])                         # -> np.ndarray [1] (float32)
+    warm = warm_jax.load_averaged(["runs/rm_a", "runs/rm_b"], weights=[0.5, 0.5])   # WARM
+    ens = warm_jax.load_ensemble(["runs/rm_a", "runs/rm_b"])       # ENS: M forward passes
+    mean, var = ens.score(prompts, responses, return_variance=True)
+
+Each text pair is tokenised with the run's tokenizer (or the one passed in) as
+[bos] prompt response [eos] (`pipeline.join_prompt_response`), padded to the run's
+config.data.max_len, and scored in fixed-size batches by one jitted function (the last batch is
+padded, so there is a single compilation). Parameters are restored onto a mesh with the run's
+axis names: one device by default, or `mesh_shape`/`devices` for a sharded model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from warm_jax import averaging, checkpoints, ensemble
+from warm_jax import sharding as shd
+from warm_jax.data import pipeline
+from warm_jax.models import RewardModel
+
+
+class RewardScorer:
+  """A reward model (one parameter tree, e.g. a single run or a weight average) with its
+  tokenizer: `score(prompts, responses) -> np.ndarray [N] float32`."""
+
+  def __init__(self, model: nn.Module, params: Any, tokenizer, max_len: int, *,
+               mesh: jax.sharding.Mesh, rules=(), batch_size: int = 32,
+               config: ml_collections.ConfigDict | None = None, meta: dict | None = None):
+    shd.check_batch_size(batch_size, mesh, rules, "batch_size")
+    self.model, self.params, self.tokenizer = model, params, tokenizer
+    self.max_len, self.mesh, self.rules, self.batch_size = max_len, mesh, tuple(rules), batch_size
+    self.config, self.meta = config, meta or {}
+    self._batch_sharding = shd.batch_sharding(mesh, self.rules)
+    self._fn = self._compile()
+
+  def _compile(self):
+    model, rules = self.model, self.rules
+
+    def rewards(params, tokens):
+      with nn.logical_axis_rules(rules):
+        return model.apply({"params": params}, tokens).astype(jnp.float32)
+    return jax.jit(rewards, out_shardings=shd.replicated(self.mesh))
+
+  def encode(self, prompts: Sequence[str] | str, responses: Sequence[str] | str) -> np.ndarray:
+    """int32 [N, max_len] token rows of the (prompt, response) pairs."""
+    prompts, responses = _as_list(prompts, "prompts"), _as_list(responses, "responses")
+    if len(prompts) == 1 and len(responses) > 1:
+      prompts = prompts * len(responses)  # one prompt, several responses
+    if len(prompts) != len(responses):
+      raise ValueError(f"got {len(prompts)} prompts and {len(responses)} responses; give one "
+                       "prompt per response (or a single prompt)")
+    tok = self.tokenizer
+    rows = [pipeline.pad_to(pipeline.join_prompt_response(
+        tok.encode(p), tok.encode(r), self.max_len, tok.bos_id, tok.eos_id), self.max_len,
+        getattr(tok, "pad_id", pipeline.PAD_ID)) for p, r in zip(prompts, responses)]
+    return np.stack(rows) if rows else np.zeros((0, self.max_len), np.int32)
+
+  def _batches(self, tokens: np.ndarray):
+    n, b = tokens.shape[0], self.batch_size
+    for start in range(0, n, b):
+      chunk = tokens[start:start + b]
+      real = chunk.shape[0]
+      if real < b:  # pad with copies of the last row: one compiled shape
+        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - real, axis=0)])
+      yield real, jax.device_put(chunk, self._batch_sharding)
+
+  def score_tokens(self, tokens: np.ndarray) -> np.ndarray:
+    """Rewards [N] of token rows [N, T]."""
+    out = []
+    with jax.set_mesh(self.mesh):
+      for real, batch in self._batches(np.asarray(tokens, np.int32)):
+        out.append(np.asarray(self._fn(self.params, batch))[:real])
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+  def score(self, prompts: Sequence[str] | str, responses: Sequence[str] | str) -> np.ndarray:
+    """Rewards (float32 [N]) of N (prompt, response) pairs."""
+    return self.score_tokens(self.encode(prompts, responses))
+
+  def __repr__(self) -> str:
+    n = sum(x.size for x in jax.tree.leaves(self.params))
+    src = self.meta.get("paths") or self.meta.get("path")
+    return f"{type(self).__name__}({n:,} params, max_len={self.max_len}, from {src})"
+
+
+class EnsembleScorer(RewardScorer):
+  """ENS: the mean of M reward models' predictions (M forward passes per batch);
+  `score(..., return_variance=True)` also returns the variance across members."""
+
+  def __init__(self, model, members: Sequence[Any], tokenizer, max_len: int, **kwargs):
+    ensemble.check_members(list(members))
+    super().__init__(model, tuple(members), tokenizer, max_len, **kwargs)
+
+  def _compile(self):
+    rep = shd.replicated(self.mesh)
+    return {v: ensemble.make_ensemble_fn(self.model, v, self.rules,
+                                         out_shardings=(rep, rep) if v else rep)
+            for v in (False, True)}
+
+  def score_tokens(self, tokens: np.ndarray, return_variance: bool = False):
+    means, variances = [], []
+    with jax.set_mesh(self.mesh):
+      for real, batch in self._batches(np.asarray(tokens, np.int32)):
+        if return_variance:
+          m, v = self._fn[True](self.params, batch)
+          variances.append(np.asarray(v)[:real])
+        else:
+          m = self._fn[False](self.params, batch)
+        means.append(np.asarray(m)[:real])
+    mean = np.concatenate(means) if means else np.zeros((0,), np.float32)
+    if return_variance:
+      return mean, (np.concatenate(variances) if variances else np.zeros((0,), np.float32))
+    return mean
+
+  def score(self, prompts, responses, return_variance: bool = False):
+    return self.score_tokens(self.encode(prompts, responses), return_variance)
+
+  def __len__(self) -> int:
+    return len(self.params)
+
+
+def _as_list(x, name: str) -> list[str]:
+  if isinstance(x, str):
+    return [x]
+  x = list(x)
+  if not all(isinstance(s, str) for s in x):
+    raise TypeError(f"{name} must be strings")
+  return x
+
+
+def _config_of(meta: dict, path: str) -> ml_collections.ConfigDict:
+  if not meta.get("config"):
+    raise ValueError(f"checkpoint {path} records no config; cannot rebuild its model")
+  return ml_collections.ConfigDict(meta["config"])
+
+
+def _mesh_for(config: ml_collections.ConfigDict, devices=None, mesh_shape=None) -> jax.sharding.Mesh:
+  axes = tuple(config.mesh.axes)
+  if mesh_shape is None:
+    devices = list(devices) if devices is not None else jax.devices()[:1]
+    mesh_shape = (-1,) + (1,) * (len(axes) - 1)
+  return shd.make_mesh(axes, mesh_shape, devices, field="mesh_shape")
+
+
+def _target(model: nn.Module, config, mesh, rules):
+  dummy = jnp.ones((1, config.data.max_len), jnp.int32)
+  boxed = jax.eval_shape(lambda: model.init(jax.random.key(0), dummy)["params"])
+  shardings = shd.tree_shardings(boxed, mesh, rules)
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      nn.unbox(boxed), shardings)
+
+
+def _prepare(path: str, step, tokenizer, devices, mesh_shape):
+  ckpt = averaging.resolve_checkpoint_dir(path)
+  meta = checkpoints.read_meta(ckpt, step)
+  config = _config_of(meta, path)
+  model = RewardModel(config.model)
+  mesh = _mesh_for(config, devices, mesh_shape)
+  rules = tuple(tuple(r) for r in config.sharding.rules)
+  if tokenizer is None:
+    from warm_jax import data as data_lib
+    tokenizer = data_lib.load_tokenizer(config.data)
+  return ckpt, meta, config, model, mesh, rules, tokenizer
+
+
+def load_reward_model(path: str, step: int | None = None, *, tokenizer=None, batch_size: int = 32,
+                      devices=None, mesh_shape=None) -> RewardScorer:
+  """A trained (or averaged) reward model from a run directory or checkpoint directory.
+
+  `tokenizer`: defaults to the run's (`warm_jax.data.load_tokenizer(config.data)`).
+  `devices`/`mesh_shape`: where to put the parameters (default: the first device)."""
+  ckpt, meta, config, model, mesh, rules, tokenizer = _prepare(path, step, tokenizer, devices,
+                                                               mesh_shape)
+  params = checkpoints.restore_params(ckpt, meta.get("step", step),
+                                      target=_target(model, config, mesh, rules))
+  return RewardScorer(model, params, tokenizer, config.data.max_len, mesh=mesh, rules=rules,
+                      batch_size=batch_size, config=config, meta={"path": ckpt, **meta})
+
+
+def load_averaged(paths: Sequence[str], weights: Sequence[float] | None = None, *,
+                  steps: Sequence[int | None] | None = None, normalize: bool = True,
+                  tokenizer=None, batch_size: int = 32, devices=None,
+                  mesh_shape=None) -> RewardScorer:
+  """WARM in memory: the weighted average of the checkpoints (streamed: ~2 models of memory),
+  as a `RewardScorer`. Nothing is written."""
+  paths = list(paths)
+  if not paths:
+    raise ValueError("nothing to average: no checkpoint paths given")
+  first_step = None if steps is None else list(steps)[0]
+  _, _, config, model, mesh, rules, tokenizer = _prepare(paths[0], first_step, tokenizer, devices,
+                                                         mesh_shape)
+  params, meta = averaging.average_checkpoints(paths, weights, steps=steps, normalize=normalize,
+                                               target=_target(model, config, mesh, rules))
+  return RewardScorer(model, params, tokenizer, config.data.max_len, mesh=mesh, rules=rules,
+                      batch_size=batch_size, config=config, meta=meta)
+
+
+def load_ensemble(paths: Sequence[str], *, steps: Sequence[int | None] | None = None,
+                  tokenizer=None, batch_size: int = 32, devices=None,
+                  mesh_shape=None) -> EnsembleScorer:
+  """ENS: every checkpoint loaded (M models in memory), predictions averaged at scoring time."""
+  paths = list(paths)
+  sources, _ = averaging.plan(paths, None, steps)  # same architecture, complete checkpoints
+  _, _, config, model, mesh, rules, tokenizer = _prepare(paths[0], sources[0].step, tokenizer,
+                                                         devices, mesh_shape)
+  target = _target(model, config, mesh, rules)
+  members = [checkpoints.restore_params(s.path, s.step, target=target) for s in sources]
+  meta = {"paths": [s.path for s in sources], "steps": [s.step for s in sources],
+          "config": config.to_dict()}
+  return EnsembleScorer(model, members, tokenizer, config.data.max_len, mesh=mesh, rules=rules,
+                        batch_size=batch_size, config=config, meta=meta)
+
+
+__all__ = ["RewardScorer", "EnsembleScorer", "load_reward_model", "load_averaged", "load_ensemble"]
