@@ -153,3 +153,20 @@ class PromptEncoder:
     row = np.full((self.prompt_len,), PAD_ID, np.int32)
     row[self.prompt_len - len(ids):] = ids
     return {"prompt": row}
+
+
+class PreferenceLMEncoder:
+  """Turns a preference record {'prompt', 'chosen', 'rejected'} into two LM rows for DPO:
+  'chosen' / 'rejected' ([max_len] int32 tokens, laid out by `LMEncoder` with response_only=True)
+  and 'chosen_weights' / 'rejected_weights' ([max_len] float32, 1 on the response tokens and
+  [eos], the tokens whose log-probabilities DPO sums)."""
+
+  def __init__(self, tokenizer, max_len: int):
+    self.lm = LMEncoder(tokenizer, max_len, response_only=True)
+
+  def __call__(self, record: dict) -> dict[str, np.ndarray]:
+    out = {}
+    for side in ("chosen", "rejected"):
+      row = self.lm({"prompt": record["prompt"], "response": record[side]})
+      out[side], out[f"{side}_weights"] = row["tokens"], row["weights"]
+    return out

@@ -1,0 +1,261 @@
+"""Direct preference optimisation of a policy against a frozen reference policy: DPO and IPO.
+
+    step(state, batch) -> (state, metrics)
+    batch = {'chosen', 'rejected': int32[B, T], 'chosen_weights', 'rejected_weights': f32[B, T],
+             'ref_chosen_logp', 'ref_rejected_logp': f32[B]}
+
+DPO (Rafailov et al. 2023, arXiv 2305.18290) fits the policy pi directly to preference pairs: with
+h = [log pi(y_c|x) - log pi_ref(y_c|x)] - [log pi(y_r|x) - log pi_ref(y_r|x)] the loss is
+-log sigmoid(beta h) (loss_type 'sigmoid'; with label smoothing eps, conservative DPO), or
+(h - 1/(2 beta))^2 (loss_type 'ipo', Azar et al. 2023). Log-probabilities are summed over the
+response tokens and [eos] (`weights`, laid out by `pipeline.PreferenceLMEncoder`), or averaged over
+them when config.dpo.average_log_prob is set (what TRL does for IPO).
+
+The reference log-probs come from `ReferenceLogps`, the loop's `prepare(state, batch)` hook: one
+jitted forward pass of the frozen reference params (passed as a jit argument, laid out on the
+policy's parameter shardings, never baked into the program as constants) before every train and
+eval step. The policy starts from `init_params`, normally the reference itself (the SFT
+checkpoint), so at step 0 the loss is log 2 and every implicit reward is 0.
+
+Metrics follow TRL's DPOTrainer: loss, rewards/{chosen,rejected,accuracies,margins},
+logps/{chosen,rejected}, plus grad_norm and lr. The implicit reward of a response is
+beta * (log pi - log pi_ref); an accuracy counts pairs whose chosen reward is strictly higher.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from warm_jax import losses
+from warm_jax.data import pipeline
+from warm_jax.models import LanguageModel
+from warm_jax.train import lm, loop
+from warm_jax.train import state as state_lib
+
+Array = jax.Array
+LOSS_TYPES = ("sigmoid", "ipo")
+OPTIMIZERS = ("adamw", "rmsprop")
+
+
+# ---------------------------------------------------------------- model pieces
+
+def sequence_logps(model: nn.Module, params, tokens: Array, weights: Array,
+                   rng: jax.Array | None = None, average: bool = False) -> Array:
+  """log pi(response | prompt) of each row [B]: the sum (or, with `average`, the mean) of the
+  log-probabilities of the tokens with weight 1, shifted exactly as in `lm.token_losses`
+  (weights[:, t] marks token t, predicted from tokens < t)."""
+  ce, w, _ = lm.token_losses(model, params, {"tokens": tokens, "weights": weights}, rng)
+  total = -jnp.sum(ce * w, axis=-1)
+  if average:
+    total = total / jnp.maximum(jnp.sum(w, axis=-1), 1.0)
+  return total
+
+
+def pair_logps(model: nn.Module, params, batch: dict, rng: jax.Array | None = None,
+               average: bool = False) -> tuple[Array, Array]:
+  """Sequence log-probs of the chosen and rejected rows ([B] each), in one pass of 2B rows."""
+  b = batch["chosen"].shape[0]
+  tokens = jnp.concatenate([batch["chosen"], batch["rejected"]], axis=0)
+  weights = jnp.concatenate([batch["chosen_weights"], batch["rejected_weights"]], axis=0)
+  logp = sequence_logps(model, params, tokens, weights, rng, average)
+  return logp[:b], logp[b:]
+
+
+# ---------------------------------------------------------------- objective and metrics
+
+def preference_losses(pc: Array, pr: Array, rc: Array, rr: Array, beta: float, loss_type: str,
+                      label_smoothing: float = 0.0) -> Array:
+  """Per-example DPO ('sigmoid') or IPO ('ipo') loss from policy (p*) and reference (r*) log-probs."""
+  if loss_type == "sigmoid":
+    return losses.dpo_loss(pc, pr, rc, rr, beta, label_smoothing)
+  if loss_type == "ipo":
+    return losses.ipo_loss(pc, pr, rc, rr, beta)
+  raise ValueError(f"loss_type={loss_type!r}: must be one of {LOSS_TYPES}")
+
+
+def example_metrics(pc: Array, pr: Array, rc: Array, rr: Array, beta: float) -> dict[str, Array]:
+  """Per-example implicit-reward metrics (TRL's names), each [B]."""
+  r_c = losses.implicit_rewards(pc, rc, beta)
+  r_r = losses.implicit_rewards(pr, rr, beta)
+  return {"rewards/chosen": r_c, "rewards/rejected": r_r,
+          "rewards/accuracies": losses.preference_accuracy(r_c, r_r),
+          "rewards/margins": losses.reward_margin(r_c, r_r),
+          "logps/chosen": pc.astype(jnp.float32), "logps/rejected": pr.astype(jnp.float32)}
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: optax.Schedule,
+                    beta: float, loss_type: str, label_smoothing: float, dropout_seed: int,
+                    average_log_prob: bool = False) -> Callable:
+  """The pure train step. Dropout keys are derived from (dropout_seed, step), so a resumed run
+  draws exactly the keys an uninterrupted one would (the model ignores them at dropout_rate 0)."""
+  if loss_type not in LOSS_TYPES:
+    raise ValueError(f"loss_type={loss_type!r}: must be one of {LOSS_TYPES}")
+  base_rng = jax.random.key(dropout_seed)
+
+  def step(state: state_lib.TrainState, batch: dict):
+    rng = jax.random.fold_in(base_rng, state.step)
+    rc, rr = batch["ref_chosen_logp"], batch["ref_rejected_logp"]
+
+    def loss_fn(params):
+      pc, pr = pair_logps(model, params, batch, rng, average_log_prob)
+      loss = jnp.mean(preference_losses(pc, pr, rc, rr, beta, loss_type, label_smoothing))
+      return loss, (pc, pr)
+
+    (loss, (pc, pr)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    pc, pr = jax.lax.stop_gradient(pc), jax.lax.stop_gradient(pr)
+    out = {"loss": loss, **{k: jnp.mean(v) for k, v in example_metrics(pc, pr, rc, rr, beta).items()},
+           "grad_norm": optax.tree.norm(grads), "lr": schedule(state.step)}
+    return state_lib.TrainState(step=state.step + 1, params=params, opt_state=opt_state), out
+
+  return step
+
+
+def make_eval_step(model: nn.Module, beta: float, loss_type: str, label_smoothing: float = 0.0,
+                   average_log_prob: bool = False) -> Callable:
+  """Weighted sums over a batch (its 'weight' row marks real pairs), incl. 'count'."""
+  def eval_step(params, batch):
+    pc, pr = pair_logps(model, params, batch, None, average_log_prob)
+    rc, rr = batch["ref_chosen_logp"], batch["ref_rejected_logp"]
+    w = batch["weight"]
+    per = {"loss": preference_losses(pc, pr, rc, rr, beta, loss_type, label_smoothing),
+           **example_metrics(pc, pr, rc, rr, beta)}
+    return {**{k: jnp.sum(w * v) for k, v in per.items()}, "count": jnp.sum(w)}
+  return eval_step
+
+
+class ReferenceLogps:
+  """The loop's `prepare(state, batch)`: adds the frozen reference policy's sequence log-probs
+  'ref_chosen_logp' and 'ref_rejected_logp' ([B], on the batch sharding) to a global batch.
+
+  The reference params are an argument of the jitted forward pass (one compilation, whatever
+  params are passed), laid out on `param_shardings` (the policy's)."""
+
+  def __init__(self, model: nn.Module, ref_params, mesh, rules, param_shardings, batch_sharding,
+               average_log_prob: bool = False):
+    self.mesh = mesh
+    self.ref_params = ref_params
+
+    def forward(params, batch):
+      with nn.logical_axis_rules(tuple(rules)):
+        return pair_logps(model, params, batch, None, average_log_prob)
+
+    self._forward = jax.jit(forward, in_shardings=(param_shardings, batch_sharding),
+                            out_shardings=(batch_sharding, batch_sharding))
+
+  def logps(self, params, batch: dict) -> tuple[Array, Array]:
+    keys = ("chosen", "rejected", "chosen_weights", "rejected_weights")
+    with jax.set_mesh(self.mesh):
+      return self._forward(params, {k: batch[k] for k in keys})
+
+  def __call__(self, state, batch: dict) -> dict:
+    del state  # the reference is frozen
+    rc, rr = self.logps(self.ref_params, batch)
+    return {**batch, "ref_chosen_logp": rc, "ref_rejected_logp": rr}
+
+
+# ---------------------------------------------------------------- config, setup, training
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Checks every field the trainer uses; raises ValueError naming the field."""
+  loop.validate_common(config)
+  d = config.dpo
+  if not isinstance(d.beta, (int, float)) or not d.beta > 0:
+    raise ValueError(f"config.dpo.beta={d.beta!r}: must be positive")
+  if d.loss_type not in LOSS_TYPES:
+    raise ValueError(f"config.dpo.loss_type={d.loss_type!r}: must be one of {LOSS_TYPES}")
+  if not 0.0 <= d.label_smoothing < 0.5:
+    raise ValueError(f"config.dpo.label_smoothing={d.label_smoothing!r}: must be in [0, 0.5)")
+  if d.loss_type == "ipo" and d.label_smoothing:
+    raise ValueError(f"config.dpo.label_smoothing={d.label_smoothing!r}: conservative DPO "
+                     "smoothing applies to loss_type 'sigmoid' only; set it to 0 for 'ipo'")
+  name = config.optim.get("name", "adamw")
+  if name not in OPTIMIZERS:
+    raise ValueError(f"config.optim.name={name!r}: must be one of {OPTIMIZERS}")
+  if name == "rmsprop":
+    if not 0.0 < config.optim.rmsprop_decay < 1.0:
+      raise ValueError(f"config.optim.rmsprop_decay={config.optim.rmsprop_decay!r}: must be in (0, 1)")
+    if config.optim.weight_decay:
+      raise ValueError(f"config.optim.weight_decay={config.optim.weight_decay!r}: rmsprop is used "
+                       "without weight decay here; set it to 0")
+
+
+def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+  """AdamW (the project default, `state.make_optimizer`) or, with optim.name='rmsprop', the DPO
+  paper's RMSprop in PyTorch's form (eps outside the square root, no bias correction), on the same
+  warmup + cosine schedule (end_lr_fraction=1 gives the paper's warmup-then-constant)."""
+  if optim.get("name", "adamw") == "adamw":
+    return state_lib.make_optimizer(optim, total_steps)
+  parts = [optax.clip_by_global_norm(optim.clip_norm)] if optim.clip_norm else []
+  parts.append(optax.rmsprop(state_lib.learning_rate_schedule(optim, total_steps),
+                             decay=optim.rmsprop_decay, eps=optim.eps, eps_in_sqrt=False))
+  return optax.chain(*parts)
+
+
+def build(config: ml_collections.ConfigDict, devices=None) -> loop.Setup:
+  """Validates the config and derives model, mesh, optimizer and shardings from it."""
+  validate_config(config)
+  setup = loop.build_setup(config, LanguageModel(config.model), devices)
+  if config.optim.get("name", "adamw") != "adamw":
+    setup.tx = make_optimizer(config.optim, config.train.num_steps)
+    setup.shardings = state_lib.state_shardings(setup.init_params, setup.tx, setup.mesh, setup.rules)
+  return setup
+
+
+abstract_state = loop.abstract_state
+
+
+def _check_params(params, setup: loop.Setup, what: str) -> None:
+  """Raises ValueError naming the first parameter whose path or shape differs from the model's."""
+  target = loop.abstract_state(setup).params
+  if jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(target):
+    raise ValueError(f"{what} do not have the structure of LanguageModel(config.model)'s params")
+  for (path, p), t in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(target)):
+    if p.shape != t.shape:
+      raise ValueError(f"{what}: {jax.tree_util.keystr(path)} has shape {p.shape}, "
+                       f"config.model gives {t.shape}")
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, sources: dict, tokenizer, ref_params,
+          init_params: Any | None = None, devices=None) -> dict:
+  """DPO/IPO training (or resumption) of a policy; returns the final eval metrics and the state.
+
+  `sources` maps 'train' and each of config.train.eval_splits to random-access sources of
+  {'prompt', 'chosen', 'rejected'} records. `ref_params`: the frozen reference policy (the SFT
+  checkpoint's params, unboxed). `init_params`: the policy's start (default: `ref_params`);
+  ignored on resume, where the reference must be the one the run started with.
+  """
+  setup = build(config, devices)
+  _check_params(ref_params, setup, "ref_params")
+  ref_params = jax.device_put(ref_params, setup.shardings.params)
+  if init_params is None:
+    init_params = ref_params
+  else:
+    _check_params(init_params, setup, "init_params")
+  d = config.dpo
+  prepare = ReferenceLogps(setup.model, ref_params, setup.mesh, setup.rules, setup.shardings.params,
+                           setup.batch_sharding, d.average_log_prob)
+  return loop.fit(config, workdir, setup, sources,
+                  pipeline.PreferenceLMEncoder(tokenizer, config.data.max_len),
+                  make_train_step(setup.model, setup.tx, setup.schedule, d.beta, d.loss_type,
+                                  d.label_smoothing, config.seed + 1, d.average_log_prob),
+                  make_eval_step(setup.model, d.beta, d.loss_type, d.label_smoothing,
+                                 d.average_log_prob),
+                  init_params=init_params, desc=f"dpo/{d.loss_type}",
+                  show=("loss", "rewards/accuracies", "rewards/margins"), prepare=prepare)
+
+
+def dpo_config(beta: float = 0.1, loss_type: str = "sigmoid", label_smoothing: float = 0.0,
+               average_log_prob: bool = False, ref_checkpoint: str = "") -> ml_collections.ConfigDict:
+  """The config.dpo section (ref_checkpoint: where experiments/dpo.py reads the reference)."""
+  return ml_collections.ConfigDict(dict(beta=beta, loss_type=loss_type,
+                                        label_smoothing=label_smoothing,
+                                        average_log_prob=average_log_prob,
+                                        ref_checkpoint=ref_checkpoint))
