@@ -234,3 +234,28 @@ def test_tokenizer_training_is_deterministic(tmp_path):
   assert a.vocab_size == 300 and a.decode(a.encode(texts[0])) == texts[0]
   import pickle
   assert pickle.loads(pickle.dumps(b)).encode(texts[1]) == b.encode(texts[1])
+
+
+def test_attacks_keep_the_form_and_lower_gold_reward():
+  cfg = E.default_config()
+  rng = np.random.default_rng(0)
+  for i in range(20):
+    post = E.sample_post_for_split(rng, cfg, "validation")
+    good = E.sample_response(rng, post, "good", cfg)
+    g0 = E.gold_reward(post.text, good, cfg)
+    for attack in E.ATTACKS:
+      assert E.attack_response(post.text, good, attack, 0) == good
+      hacked = E.attack_response(post.text, good, attack, 12, np.random.default_rng(i))
+      g = E.gold_reward(post.text, hacked, cfg)
+      assert len(hacked.split()) > len(good.split())
+      assert g["coverage"] == g0["coverage"] and g["well_formed"] == g0["well_formed"]
+      assert g["total"] < g0["total"] - 0.05, (attack, hacked)
+
+
+def test_attack_rejects_bad_input():
+  with pytest.raises(ValueError, match="unknown attack"):
+    E.attack_response("p", "tldr : a .", "bogus", 1)
+  with pytest.raises(ValueError, match="strength"):
+    E.attack_response("p", "tldr : a .", "repeat", -1)
+  with pytest.raises(ValueError, match="well-formed"):
+    E.attack_response("p", "no marker", "repeat", 1)

@@ -687,4 +687,40 @@ def hacked_response(prompt: str, repeats: int = 8) -> str:
   return f"tldr : {body} ."
 
 
+
+ATTACKS = ("filler", "repeat", "fact_stuffing")
+
+
+def attack_response(prompt: str, response: str, attack: str, strength: int,
+                    rng: np.random.Generator | None = None) -> str:
+  """`response` (a well-formed `tldr : ... .`) turned into a candidate reward hack of `strength` >= 0
+  (0 returns it unchanged). Each attack exploits a shortcut of the pair data that the gold reward
+  penalises off distribution:
+
+  * `filler`: `strength` filler phrases (`RESPONSE_FILLERS`, in-vocabulary) inserted between words:
+    longer, same facts (gold: brevity falls).
+  * `repeat`: the body repeated `strength` more times, joined by ' , ' (gold: brevity and
+    no_repetition fall).
+  * `fact_stuffing`: the post's key facts appended `strength` times (more fact words; gold: brevity
+    and no_repetition fall).
+  """
+  if attack not in ATTACKS:
+    raise ValueError(f"unknown attack {attack!r}; choose one of {ATTACKS}")
+  if strength < 0:
+    raise ValueError(f"attack strength must be >= 0, got {strength}")
+  words = response.split()
+  if tuple(words[:2]) != MARKER or words[-1:] != ["."]:
+    raise ValueError(f"attack_response needs a well-formed 'tldr : ... .' response, got {response!r}")
+  body = words[2:-1]
+  if attack == "filler":
+    rng = rng if rng is not None else np.random.default_rng(0)
+    for _ in range(strength):
+      body.insert(int(rng.integers(1, len(body) + 1)), _choice(rng, RESPONSE_FILLERS))
+  elif attack == "repeat":
+    body = body + [w for _ in range(strength) for w in [","] + words[2:-1]]
+  else:
+    facts = key_facts(prompt)
+    body = body + [w for _ in range(strength) for w in [","] + facts]
+  return " ".join([*MARKER, *body, "."])
+
 _DEFAULT = _fast(default_config())
