@@ -1,21 +1,21 @@
 r"""DPO / IPO fine-tuning of a policy on preference pairs against its frozen SFT reference.
 
     python experiments/dpo.py --config=experiments/dpo.py:cpu \
-        --config.dpo.ref_checkpoint=runs/sft/checkpoints --workdir=runs/dpo
+        --config.dpo.ref_checkpoint=runs/sft --workdir=runs/dpo
     python experiments/dpo.py --config=experiments/dpo.py:cpu --config.dpo.loss_type=ipo \
-        --config.dpo.beta=0.5 --config.dpo.ref_checkpoint=runs/sft/checkpoints --workdir=runs/ipo
+        --config.dpo.beta=0.5 --config.dpo.ref_checkpoint=runs/sft --workdir=runs/ipo
 
 Variants: `tiny` (tests, seconds), `cpu` (2 CPU cores, minutes; the embedded task), `paper` (the
 DPO paper's settings, Rafailov et al. 2023, arXiv 2305.18290, App. B: beta 0.1, batch 64, RMSprop
 at lr 1e-6 with a 150-step linear warmup, for a GPU host or a TPU slice).
 Re-running the same command resumes from the latest checkpoint in --workdir.
 
-NOT YET END-TO-END FROM SCRATCH: the reference policy is read from an SFT checkpoint
-(`config.dpo.ref_checkpoint`, the `checkpoints/` directory of a `warm_jax.train.lm` run with
-objective 'sft' on the same `config.model`), and this repository has no experiment file producing
-that checkpoint yet; main() refuses to start without one. Evaluation reports the DPO metrics
-(implicit-reward accuracy/margins, log-probs) on the preference splits; sampling the policy and
-scoring it with the embedded task's gold reward is not wired in here yet.
+The reference policy is an SFT run (`config.dpo.ref_checkpoint`: the run directory of
+`experiments/sft.py`, or its checkpoints/ directory, on the same config.model); it is also the
+starting point of the policy. Besides the DPO metrics on the preference splits (implicit-reward
+accuracy and margins), the end of the run samples the DPO policy and the SFT policy on
+`config.gold_eval.n` test prompts and writes the gold-judged win rate of DPO over SFT to
+`<workdir>/gold_eval.json` (embedded task only).
 """
 
 from __future__ import annotations
@@ -65,12 +65,17 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(dict(
       num_steps=300, log_every=10, eval_every=100, eval_batches=0, ckpt_every=100, keep=2,
       eval_splits=("validation", "ood")))
+  # Gold-judged comparison with the SFT policy after training (embedded task): n test prompts,
+  # one sample each at this temperature, prompts cut to prompt_len tokens.
+  c.gold_eval = ml_collections.ConfigDict(dict(
+      n=256, split="test", temperature=1.0, prompt_len=72, max_new_tokens=40, seed=0))
   c.optim = configs.optim_config(lr=2e-5, warmup_steps=30, weight_decay=0.0)
   c.optim.name = "adamw"  # 'adamw' (state.make_optimizer) or 'rmsprop' (the DPO paper's)
   c.optim.rmsprop_decay = 0.99  # used by 'rmsprop' only (PyTorch's default alpha)
 
   if variant == "tiny":
-    c.data.task.sizes.update(dict(train=64, validation=32, test=32, ood=32, corpus=64, sft=64))
+    c.data.task.sizes.update(dict(train=64, validation=32, test=32, ood=32, corpus=64, sft=64,
+                                  corpus_validation=32, sft_validation=32))
     c.data.max_len = 64
     c.data.batch_size = 8
     c.data.eval_batch_size = 16
@@ -78,6 +83,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.train.update(num_steps=6, log_every=2, eval_every=3, eval_batches=2, ckpt_every=2, keep=3)
     c.optim.lr = 1e-3
     c.optim.warmup_steps = 2
+    c.gold_eval.update(n=8, prompt_len=40, max_new_tokens=16)
   elif variant == "paper":
     # The DPO paper's dialogue setting (Anthropic HH, single-turn): beta 0.1, batch 64, RMSprop,
     # lr 1e-6 warmed up linearly over 150 steps and then constant (end_lr_fraction 1). Gradient
@@ -102,25 +108,54 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.train.update(num_steps=2_500, log_every=20, eval_every=500, eval_batches=8,
                    ckpt_every=500, keep=3, eval_splits=("test",))
     c.mesh = configs.mesh_config(shape=(-1, 1, 1))
+    c.gold_eval.n = 0  # no gold reward for real data
   return c
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
   from warm_jax import checkpoints
   from warm_jax import data as data_lib
-  from warm_jax.train import dpo
+  from warm_jax.train import dpo, init
   if not config.dpo.ref_checkpoint:
     raise SystemExit("config.dpo.ref_checkpoint is empty: pass the checkpoints/ directory of an SFT "
-                     "run of warm_jax.train.lm on the same config.model, e.g. "
-                     "--config.dpo.ref_checkpoint=runs/sft/checkpoints")
+                     "run (experiments/sft.py) on the same config.model, e.g. "
+                     "--config.dpo.ref_checkpoint=runs/sft")
   setup = dpo.build(config)  # validates the config before anything is read
-  ref_params = checkpoints.restore_params(config.dpo.ref_checkpoint,
+  ref_params = checkpoints.restore_params(init.resolve(config.dpo.ref_checkpoint),
                                           target=dpo.abstract_state(setup).params)
   tokenizer = data_lib.load_tokenizer(config.data)
   sources = {s: data_lib.load_split(config.data, s) for s in ("train", *config.train.eval_splits)}
   result = dpo.train(config, workdir, sources, tokenizer, ref_params)
-  result.pop("state")
+  state = result.pop("state")
   print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
+  if config.gold_eval.n and config.data.name == "embedded_tldr":
+    gold = gold_eval(config, setup.model, state.params, ref_params, tokenizer,
+                     data_lib.load_split(config.data, config.gold_eval.split))
+    with open(os.path.join(workdir, "gold_eval.json"), "w") as f:
+      json.dump(gold, f, indent=1)
+    print(f"gold win rate of DPO over SFT on {gold['n']} {config.gold_eval.split} prompts: "
+          f"{gold['win_rate']:.3f} +- {gold['win_rate_stderr']:.3f} (gold DPO {gold['gold_a']:.3f}, "
+          f"SFT {gold['gold_b']:.3f})")
+
+
+def gold_eval(config, model, params, ref_params, tokenizer, source) -> dict:
+  """Samples the DPO and SFT policies on the same prompts; the gold-judged win rate of DPO."""
+  from warm_jax import evaluation, sampling
+  from warm_jax.data import embedded
+  g = config.gold_eval
+  prompts = [source[i]["prompt"] for i in range(min(g.n, len(source)))]
+  fn = sampling.make_generate(model, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
+                              eos_id=tokenizer.eos_id)
+  kw = dict(prompt_len=g.prompt_len, max_new_tokens=g.max_new_tokens, seed=g.seed,
+            batch_size=config.data.eval_batch_size, generate_fn=fn)
+  texts_dpo = sampling.sample_texts(model, params, tokenizer, prompts, **kw)
+  texts_sft = sampling.sample_texts(model, ref_params, tokenizer, prompts, **kw)
+  gold_fn = lambda p, r: embedded.gold_reward_batch(p, r, config.data.task)["total"]
+  out = evaluation.gold_comparison(prompts, texts_dpo, texts_sft, gold_fn)
+  out.update(split=g.split, temperature=g.temperature,
+             examples=[{"prompt": p, "dpo": a, "sft": b}
+                       for p, a, b in list(zip(prompts, texts_dpo, texts_sft))[:3]])
+  return out
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.variant = variant
   c.seed = 0
+  c.init_from = ""  # a language-model run (pretrain.py / sft.py) whose decoder the RM starts from
   c.mesh = configs.mesh_config()
   c.sharding = ml_collections.ConfigDict({"rules": configs.DEFAULT_RULES})
 
@@ -50,7 +51,8 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.model.dropout_rate = 0.1
 
   if variant == "tiny":
-    c.data.task.sizes.update(dict(train=64, validation=32, test=32, ood=32, corpus=64, sft=64))
+    c.data.task.sizes.update(dict(train=64, validation=32, test=32, ood=32, corpus=64, sft=64,
+                                  corpus_validation=32, sft_validation=32))
     c.data.max_len = 64
     c.data.batch_size = 8
     c.data.eval_batch_size = 16
@@ -77,8 +79,11 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
-  from warm_jax.train import reward_model
-  result = reward_model.train(config, workdir)
+  from warm_jax.train import init, reward_model
+  init_params = None
+  if config.init_from:
+    init_params = init.reward_model_from_lm(config.init_from, reward_model.build(config))
+  result = reward_model.train(config, workdir, init_params=init_params)
   result.pop("state")
   print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
 

@@ -17,6 +17,7 @@ No pickle is ever read: parameters are tensorstore arrays, metadata is JSON.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -25,6 +26,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 import warm_jax
+
+
+# Orbax warns on every read-only CheckpointManager (how restores here open checkpoints): routine.
+logging.getLogger("absl").addFilter(
+    lambda r: not any(f in r.getMessage() for f in ("read_only=True, setting save_interval_steps",
+                                                    "Given directory is read only")))
 
 PARAMS, OPT_STATE, META = "params", "opt_state", "meta"
 

@@ -156,6 +156,27 @@ def decode_texts(tokenizer, tokens: np.ndarray, mask: np.ndarray, eos_id: int) -
   return out
 
 
+def sample_texts(model: nn.Module, params, tokenizer, prompts: Sequence[str], *, prompt_len: int,
+                 max_new_tokens: int, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                 seed: int = 0, batch_size: int = 32, generate_fn=None) -> list[str]:
+  """Responses (strings) of the policy `params` to `prompts`, in fixed-size batches of
+  [bos] prompt rows left-padded to `prompt_len` (the last batch padded: one compilation).
+  `generate_fn` (from make_generate) avoids recompiling across calls."""
+  fn = generate_fn or make_generate(model, max_new_tokens=max_new_tokens, temperature=temperature,
+                                    top_k=top_k, top_p=top_p, eos_id=tokenizer.eos_id)
+  rows = [[tokenizer.bos_id] + list(tokenizer.encode(p)) for p in prompts]
+  out: list[str] = []
+  for start in range(0, len(rows), batch_size):
+    chunk = rows[start:start + batch_size]
+    real = len(chunk)
+    chunk = chunk + [chunk[-1]] * (batch_size - real)
+    res = fn(params, jnp.asarray(left_pad(chunk, prompt_len)),
+             jax.random.fold_in(jax.random.key(seed), start))
+    out += decode_texts(tokenizer, np.asarray(res["tokens"]), np.asarray(res["mask"]),
+                        tokenizer.eos_id)[:real]
+  return out
+
+
 def best_of_n(candidates: Sequence[Sequence[str]], scores: np.ndarray) -> tuple[list[str], np.ndarray]:
   """Keeps, for each prompt, the candidate with the highest score.
 

@@ -79,7 +79,8 @@ hash of its key facts (so their prompts, and even their fact combinations, are d
 `ood` is a distribution shift: longer posts with more facts (`ood.min_slots..ood.max_slots` slots,
 i.e. 5-6 key facts by default, so also a larger length budget) and only held-out names and cities that
 no other split (nor the tokenizer's corpus) uses.
-`corpus` and `sft` are {'id', 'prompt', 'response', 'gold', 'kind'} records on train-bucket posts.
+`corpus` and `sft` are {'id', 'prompt', 'response', 'gold', 'kind'} records on train-bucket posts;
+`corpus_validation` and `sft_validation` the same on validation-bucket posts (held-out LM losses).
 
 Record i of a split is drawn from its own random stream (seed, split, i), so it does not depend on the
 split's size (only the set of flipped train indices does). Gold values in records are rounded to
@@ -99,7 +100,7 @@ import ml_collections
 import numpy as np
 
 # Bump when the generator's output changes for a given config (part of the TFDS cache key).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: held-out text splits corpus_validation, sft_validation
 
 MARKER = ("tldr", ":")
 
@@ -167,7 +168,7 @@ JUNK_WORDS = ("##", "@@", "~~", "qq", "zx", "&&", "<br>", "xq")
 RESPONSE_KINDS = ("good", "verbose", "partial", "repetitive", "malformed", "hallucinated", "random")
 CRITERIA = ("coverage", "faithfulness", "brevity", "no_repetition", "well_formed")
 PAIR_SPLITS = ("train", "validation", "test", "ood")
-TEXT_SPLITS = ("corpus", "sft")
+TEXT_SPLITS = ("corpus", "sft", "corpus_validation", "sft_validation")
 SPLITS = PAIR_SPLITS + TEXT_SPLITS
 
 ENTITY_KIND: dict[str, str] = {}
@@ -210,7 +211,8 @@ def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.sizes = ml_collections.ConfigDict(dict(
-      train=4096, validation=512, test=512, ood=512, corpus=20_000, sft=4096))
+      train=4096, validation=512, test=512, ood=512, corpus=20_000, sft=4096,
+      corpus_validation=512, sft_validation=512))
   c.flip_fraction = 0.25  # train only; WARM's corrupted-label setting
   c.bt_temperature = 0.05  # P(a > b) = sigmoid((gold_a - gold_b) / T)
   c.weights = ml_collections.ConfigDict(dict(
@@ -540,7 +542,8 @@ def _kind_sampler(mixture) -> tuple[tuple[str, ...], np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 # Records
 # ---------------------------------------------------------------------------------------------
-_SPLIT_CODE = {"train": 1, "validation": 2, "test": 3, "ood": 4, "corpus": 5, "sft": 6}
+_SPLIT_CODE = {"train": 1, "validation": 2, "test": 3, "ood": 4, "corpus": 5, "sft": 6,
+               "corpus_validation": 7, "sft_validation": 8}
 _FLIP_STREAM = 99
 
 
@@ -614,11 +617,14 @@ def preference_records(cfg, split: str, n: int | None = None) -> list[dict]:
 
 
 def make_text(cfg, split: str, i: int) -> dict:
-  """Record i of a text split ('corpus': all kinds of responses, 'sft': mostly decent ones)."""
+  """Record i of a text split ('corpus': all kinds of responses, 'sft': mostly decent ones, on
+  train-bucket posts; 'corpus_validation' / 'sft_validation': the same mixtures on validation-bucket
+  posts, for held-out LM losses)."""
   cfg = _fast(cfg)
   rng = _rng(cfg, split, i)
-  post = sample_post_for_split(rng, cfg, "train")
-  kinds, probs = _kind_sampler(cfg.mixture[split])
+  base, _, held_out = split.partition("_")
+  post = sample_post_for_split(rng, cfg, "validation" if held_out else "train")
+  kinds, probs = _kind_sampler(cfg.mixture[base])
   kind = kinds[rng.choice(len(kinds), p=probs)]
   resp = sample_response(rng, post, kind, cfg)
   return {"id": int(i), "prompt": post.text, "response": resp,

@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import logging
 import os
 import shutil
 
@@ -41,6 +42,10 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from warm_jax.data import embedded
+
+# TFDS warns "Using custom data configuration" on every load of a config-defined builder: routine.
+logging.getLogger("absl").addFilter(
+    lambda r: "Using custom data configuration" not in r.getMessage())
 
 NAME = "embedded_tldr"
 VERSION = "1.0.0"

@@ -1,0 +1,95 @@
+r"""Next-token pre-training of the shared language model on the embedded task's corpus.
+
+    python experiments/pretrain.py --config=experiments/pretrain.py:cpu --workdir=runs/pretrain
+
+The corpus holds responses of every quality (good, verbose, partial, repetitive, malformed,
+hallucinated, random), so the pre-trained LM can write both good and bad TL;DRs; `sft.py` then
+fine-tunes it on mostly decent ones. Every reward model and policy starts from this checkpoint.
+Variants: `tiny` (tests, seconds), `cpu` (2 CPU cores, minutes), `paper` (a PaLM-XXS-class decoder,
+for a GPU host or a TPU slice; real pre-training data is not part of this repository).
+Re-running the same command resumes from the latest checkpoint in --workdir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import ml_collections
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from warm_jax import configs  # noqa: E402
+
+VARIANTS = ("tiny", "cpu", "paper")
+
+
+def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
+  from warm_jax.data import embedded
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+  c = ml_collections.ConfigDict()
+  c.variant = variant
+  c.seed = 0
+  c.init_from = ""  # a language-model run to start from ('' = random init)
+  c.mesh = configs.mesh_config()
+  c.sharding = ml_collections.ConfigDict({"rules": configs.DEFAULT_RULES})
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "embedded_tldr"
+  c.data.task = embedded.default_config()
+  c.data.tokenizer = ""  # '' = the committed sentencepiece model of the embedded task
+  c.data.train_split = "corpus"
+  c.data.seed = 0
+  c.data.max_len = 112  # [bos] post tldr [eos]; covers the longest OOD prompt + response
+  c.data.batch_size = 32
+  c.data.eval_batch_size = 64
+
+  c.train = ml_collections.ConfigDict(dict(
+      objective="pretrain", num_steps=1200, log_every=20, eval_every=400, eval_batches=4,
+      ckpt_every=400, keep=2, eval_splits=("corpus_validation",)))
+  c.optim = configs.optim_config(lr=1e-3, warmup_steps=60, weight_decay=0.01)
+  c.model = configs.model_config("cpu", vocab_size=1024, max_len=c.data.max_len)
+  c.model.dropout_rate = 0.0
+
+  if variant == "tiny":
+    c.data.task.sizes.update(dict(train=64, validation=32, test=32, ood=32, corpus=64, sft=64,
+                                  corpus_validation=32, sft_validation=32))
+    c.data.max_len = 64
+    c.data.batch_size = 8
+    c.data.eval_batch_size = 16
+    c.model = configs.model_config("tiny", vocab_size=1024, max_len=64)
+    c.train.update(num_steps=6, log_every=2, eval_every=3, eval_batches=2, ckpt_every=3, keep=2)
+    c.optim.warmup_steps = 2
+  elif variant == "paper":
+    c.data.max_len = 512
+    c.data.batch_size = 256
+    c.data.eval_batch_size = 256
+    c.model = configs.model_config("paper", vocab_size=32_000, max_len=512)
+    c.model.dtype = "bfloat16"
+    c.model.remat = True
+    c.optim = configs.optim_config(lr=3e-4, warmup_steps=2000, weight_decay=0.1)
+    c.train.update(num_steps=100_000, log_every=100, eval_every=5000, eval_batches=20,
+                   ckpt_every=5000, keep=3)
+  return c
+
+
+def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  from warm_jax import data as data_lib
+  from warm_jax.train import init, lm
+  setup = lm.build(config)  # validates the config before anything is read
+  init_params = (init.load_lm_params(config.init_from, config.model, setup.mesh, setup.rules)
+                 if config.init_from else None)
+  tokenizer = data_lib.load_tokenizer(config.data)
+  sources = {"train": data_lib.load_split(config.data, config.data.train_split)}
+  sources.update({s: data_lib.load_split(config.data, s) for s in config.train.eval_splits})
+  result = lm.train(config, workdir, sources, tokenizer, init_params=init_params)
+  result.pop("state")
+  print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
+  return result
+
+
+if __name__ == "__main__":
+  from warm_jax import cli
+  cli.run(main)

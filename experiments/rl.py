@@ -1,0 +1,128 @@
+r"""KL-regularised RL of the SFT policy against a reward: the gold reward or a proxy reward model.
+
+    python experiments/rl.py --config=experiments/rl.py:cpu --config.init_from=runs/sft \
+        --config.reward.kind=gold --workdir=runs/rl_gold
+    python experiments/rl.py --config=experiments/rl.py:cpu --config.init_from=runs/sft \
+        --config.reward.kind=rm --config.reward.path=runs/rm --workdir=runs/rl_proxy
+    python experiments/plot_rl.py runs/rl_gold runs/rl_proxy     # reward vs KL of both
+
+`config.rl.algorithm`: 'reinforce' (with a batch-mean baseline: the WARM paper's RL), 'rloo' or 'ppo'
+(value head, GAE, clipping: the RLP paper's). The policy maximises reward - kl_coef * KL(policy ||
+SFT). Every step logs the proxy reward (what is optimised), the gold reward (never optimised unless
+reward.kind='gold'), the KL to the reference, entropy and response length; evaluation samples one
+response per validation prompt. `reward.kind='rm'` takes a reward-model run (or a WARM average
+written by `python -m warm_jax.average`). Variants: tiny, cpu, paper.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import ml_collections
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from warm_jax import configs  # noqa: E402
+
+VARIANTS = ("tiny", "cpu", "paper")
+REWARDS = ("gold", "rm")
+
+
+def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
+  from warm_jax.data import embedded
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+  c = ml_collections.ConfigDict()
+  c.variant = variant
+  c.seed = 0
+  c.init_from = ""  # the SFT run: initial policy and frozen reference (required)
+  c.reward = ml_collections.ConfigDict(dict(kind="gold", path=""))
+  c.mesh = configs.mesh_config()
+  c.sharding = ml_collections.ConfigDict({"rules": configs.DEFAULT_RULES})
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "embedded_tldr"
+  c.data.task = embedded.default_config()
+  c.data.tokenizer = ""
+  c.data.train_split = "train"  # prompts of the preference pairs
+  c.data.seed = 0
+  c.data.max_len = 80  # prompt tokens (left-padded; longer prompts are cut from the left)
+  c.data.batch_size = 16  # prompts per step
+  c.data.eval_batch_size = 64
+
+  c.rl = configs.rl_config("reinforce", kl_coef=0.05, samples_per_prompt=4, max_new_tokens=40)
+  c.train = ml_collections.ConfigDict(dict(
+      num_steps=150, log_every=5, eval_every=50, eval_batches=2, ckpt_every=50, keep=2,
+      eval_splits=("validation",)))
+  c.optim = configs.optim_config(lr=3e-5, warmup_steps=10, weight_decay=0.0)
+  c.optim.end_lr_fraction = 1.0
+  c.model = configs.model_config("cpu", vocab_size=1024, max_len=c.data.max_len + 40)
+  c.model.dropout_rate = 0.0
+
+  if variant == "tiny":
+    c.data.task.sizes.update(dict(train=64, validation=32, test=32, ood=32, corpus=64, sft=64,
+                                  corpus_validation=32, sft_validation=32))
+    c.data.max_len = 48
+    c.data.batch_size = 8
+    c.data.eval_batch_size = 16
+    c.rl.update(samples_per_prompt=2, max_new_tokens=16)
+    c.model = configs.model_config("tiny", vocab_size=1024, max_len=64)
+    c.train.update(num_steps=4, log_every=2, eval_every=2, eval_batches=1, ckpt_every=2, keep=2)
+    c.optim.warmup_steps = 1
+  elif variant == "paper":
+    # WARM (arXiv 2401.12187) RL: REINFORCE from the SFT policy, KL coefficient 0.003 (their
+    # Fig. 7 also uses 0.01 and 0.1), TL;DR prompts, batch 128, lr 1e-6 (approximated).
+    c.data.name = "tldr_sft"
+    c.data.tokenizer = ""  # a 32k sentencepiece model for real data
+    c.data.max_len = 512
+    c.data.batch_size = 128
+    c.data.eval_batch_size = 128
+    c.rl.update(kl_coef=0.003, samples_per_prompt=1, max_new_tokens=64)
+    c.model = configs.model_config("paper", vocab_size=32_000, max_len=512 + 64)
+    c.model.dtype = "bfloat16"
+    c.model.remat = True
+    c.optim = configs.optim_config(lr=1e-6, warmup_steps=100, weight_decay=0.0)
+    c.train.update(num_steps=10_000, log_every=20, eval_every=500, eval_batches=4,
+                   ckpt_every=500, keep=3)
+  return c
+
+
+def make_reward_fns(config: ml_collections.ConfigDict):
+  """(reward_fn, gold_fn): host callables (prompts, responses) -> float32 [N]."""
+  from warm_jax.data import embedded
+  if config.reward.kind not in REWARDS:
+    raise ValueError(f"config.reward.kind={config.reward.kind!r}: must be one of {REWARDS}")
+  task = config.data.task
+  gold_fn = lambda p, r: embedded.gold_reward_batch(p, r, task)["total"]
+  if config.reward.kind == "gold":
+    return gold_fn, gold_fn
+  if not config.reward.path:
+    raise ValueError("config.reward.path is empty: reward.kind='rm' needs a reward-model run")
+  import warm_jax
+  rm = warm_jax.load_reward_model(config.reward.path, batch_size=config.data.batch_size)
+  return rm.score, gold_fn
+
+
+def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  from warm_jax import data as data_lib
+  from warm_jax.train import init, policy
+  if not config.init_from:
+    raise SystemExit("config.init_from is empty: RL starts from the SFT policy, e.g. "
+                     "--config.init_from=runs/sft (python experiments/sft.py ...)")
+  setup = policy.build(config)  # validates the config before anything is read
+  reward_fn, gold_fn = make_reward_fns(config)
+  ref_params = init.load_lm_params(config.init_from, config.model, setup.mesh, setup.rules)
+  tokenizer = data_lib.load_tokenizer(config.data)
+  prompts = {"train": data_lib.load_split(config.data, config.data.train_split)}
+  prompts.update({s: data_lib.load_split(config.data, s) for s in config.train.eval_splits})
+  result = policy.train(config, workdir, prompts, tokenizer, reward_fn, gold_fn, ref_params)
+  result.pop("state")
+  print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
+  return result
+
+
+if __name__ == "__main__":
+  from warm_jax import cli
+  cli.run(main)

@@ -1,0 +1,116 @@
+"""The experiment files end to end on the embedded task at `tiny` scale: pre-train -> SFT -> reward
+model from the pre-trained LM -> reward-hacking check -> RL against the RM -> plot; DPO from SFT."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
+
+import dpo as dpo_exp  # noqa: E402
+import plot_rl  # noqa: E402
+import pretrain  # noqa: E402
+import reward_hacking_check  # noqa: E402
+import reward_model as rm_exp  # noqa: E402
+import rl as rl_exp  # noqa: E402
+import sft  # noqa: E402
+from warm_jax.train.metrics import read_metrics  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def pipeline_runs(tmp_path_factory):
+  root = tmp_path_factory.mktemp("pipeline")
+  old = os.environ.get("WARM_JAX_DATA_DIR")
+  os.environ["WARM_JAX_DATA_DIR"] = str(root / "data")
+  runs = {k: str(root / k) for k in ("pretrain", "sft", "rm", "rl", "dpo")}
+  try:
+    c = pretrain.get_config("tiny")
+    pretrain.main(c, runs["pretrain"])
+    c = sft.get_config("tiny")
+    c.init_from = runs["pretrain"]
+    sft.main(c, runs["sft"])
+    c = rm_exp.get_config("tiny")
+    c.init_from = runs["pretrain"]
+    rm_exp.main(c, runs["rm"])
+    yield runs
+  finally:
+    if old is None:
+      os.environ.pop("WARM_JAX_DATA_DIR", None)
+    else:
+      os.environ["WARM_JAX_DATA_DIR"] = old
+
+
+@pytest.mark.slow
+def test_lm_runs_log_held_out_losses(pipeline_runs):
+  pre = read_metrics(pipeline_runs["pretrain"], "corpus_validation")
+  post = read_metrics(pipeline_runs["sft"], "sft_validation")
+  assert pre and post and np.isfinite(pre[-1]["loss"]) and np.isfinite(post[-1]["loss"])
+
+
+@pytest.mark.slow
+def test_reward_model_starts_from_the_pretrained_decoder(pipeline_runs):
+  from warm_jax import checkpoints
+  first = checkpoints.read_meta(os.path.join(pipeline_runs["rm"], "checkpoints"))
+  assert first["config"]["init_from"] == pipeline_runs["pretrain"]
+  # A model shape other than the LM's fails naming the parameter.
+  from warm_jax.train import init, reward_model
+  c = rm_exp.get_config("tiny")
+  c.model.d_model = 48
+  with pytest.raises(ValueError, match="decoder"):
+    init.reward_model_from_lm(pipeline_runs["pretrain"], reward_model.build(c))
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    init.reward_model_from_lm(pipeline_runs["pretrain"] + "_missing", reward_model.build(c))
+
+
+@pytest.mark.slow
+def test_reward_hacking_check_writes_its_report(pipeline_runs, tmp_path):
+  out = str(tmp_path / "hack")
+  s = reward_hacking_check.main(["--rm", pipeline_runs["rm"], "--n", "6", "--out", out])
+  assert len(s["rows"]) == 3 * len(reward_hacking_check.STRENGTHS)
+  assert all(0.0 <= r["fooled"] <= 1.0 for r in s["rows"])
+  # Strength 0 is the good response itself: never 'fooled' against itself.
+  assert all(r["fooled"] == 0.0 for r in s["rows"] if r["strength"] == 0)
+  assert os.path.getsize(os.path.join(out, "hacking.png")) > 0
+  assert json.load(open(os.path.join(out, "hacking.json")))["n"] == 6
+
+
+@pytest.mark.slow
+def test_rl_against_the_reward_model_and_plot(pipeline_runs, tmp_path):
+  c = rl_exp.get_config("tiny")
+  c.init_from = pipeline_runs["sft"]
+  c.reward.kind = "rm"
+  c.reward.path = pipeline_runs["rm"]
+  result = rl_exp.main(c, pipeline_runs["rl"])
+  assert np.isfinite(result["validation/kl"]) and np.isfinite(result["validation/reward/gold"])
+  png = str(tmp_path / "rl.png")
+  runs = plot_rl.main([pipeline_runs["rl"], "--out", png, "--smooth", "1"])
+  assert os.path.getsize(png) > 0 and len(runs["rl"]["kl"]) == 2
+
+
+@pytest.mark.slow
+def test_dpo_from_the_sft_policy_reports_gold_win_rate(pipeline_runs):
+  c = dpo_exp.get_config("tiny")
+  c.dpo.ref_checkpoint = pipeline_runs["sft"]
+  dpo_exp.main(c, pipeline_runs["dpo"])
+  win = json.load(open(os.path.join(pipeline_runs["dpo"], "gold_eval.json")))
+  assert 0.0 <= win["win_rate"] <= 1.0 and win["n"] > 0
+
+
+def test_missing_required_inputs_fail_clearly(tmp_path):
+  c = sft.get_config("tiny")
+  with pytest.raises(SystemExit, match="init_from"):
+    sft.main(c, str(tmp_path / "a"))
+  c = rl_exp.get_config("tiny")
+  with pytest.raises(SystemExit, match="init_from"):
+    rl_exp.main(c, str(tmp_path / "b"))
+  c.reward.kind = "oracle"
+  with pytest.raises(ValueError, match="reward.kind"):
+    rl_exp.make_reward_fns(c)
+  c.reward.kind = "rm"
+  with pytest.raises(ValueError, match="reward.path"):
+    rl_exp.make_reward_fns(c)
+  with pytest.raises(SystemExit):
+    reward_hacking_check.main(["--rm", str(tmp_path / "nothing")])

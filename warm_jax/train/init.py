@@ -1,0 +1,60 @@
+"""Starting a run from another run's checkpoint: the shared pre-trained / SFT language model.
+
+    lm_params = init.load_lm_params("runs/sft", config.model, setup.mesh, setup.rules)
+    rm_params = init.reward_model_from_lm("runs/pretrain", setup)   # backbone copied, fresh head
+
+Paths may be a run directory (holding `checkpoints/`) or a checkpoint directory; the latest complete
+step is used. Parameters are restored straight onto the target mesh. A checkpoint of another model
+shape fails naming the first differing parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from warm_jax import checkpoints
+from warm_jax import sharding as shd
+from warm_jax.models import LanguageModel
+from warm_jax.models.heads import init_from_lm
+
+
+def resolve(path: str) -> str:
+  """A run's workdir or a checkpoint directory -> the checkpoint directory (must exist)."""
+  import os
+  from warm_jax.averaging import resolve_checkpoint_dir
+  if not path:
+    raise ValueError("no checkpoint path given")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"checkpoint path {path} does not exist")
+  return resolve_checkpoint_dir(path)
+
+
+def lm_target(model_cfg: ml_collections.ConfigDict, mesh, rules, with_value_head: bool = False):
+  """ShapeDtypeStructs (with shardings on `mesh`) of a LanguageModel's params."""
+  model = LanguageModel(model_cfg)
+  dummy = jnp.ones((1, 8), jnp.int32)
+  method = model.logits_and_values if with_value_head else None
+  boxed = jax.eval_shape(lambda: model.init(jax.random.key(0), dummy, method=method)["params"])
+  shardings = shd.tree_shardings(boxed, mesh, rules)
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      nn.unbox(boxed), shardings)
+
+
+def load_lm_params(path: str, model_cfg: ml_collections.ConfigDict, mesh, rules) -> Any:
+  """The params of a language-model run (pre-training or SFT), on `mesh`."""
+  ckpt = resolve(path)
+  return checkpoints.restore_params(ckpt, target=lm_target(model_cfg, mesh, rules))
+
+
+def reward_model_from_lm(path: str, setup) -> Any:
+  """Reward-model params (for `setup`, a loop.Setup of a RewardModel) whose decoder is the
+  language model's at `path`; the scalar head is freshly initialised (seed 0)."""
+  rm_params = jax.jit(lambda rng: nn.unbox(setup.init_params(rng)),
+                      out_shardings=setup.shardings.params)(jax.random.key(0))
+  lm_params = load_lm_params(path, setup.model.cfg, setup.mesh, setup.rules)
+  return init_from_lm(rm_params, lm_params)
