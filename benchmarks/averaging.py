@@ -2,6 +2,7 @@ r"""Streaming weight averaging over orbax checkpoints: wall time, throughput vs 
 
     python benchmarks/averaging.py --dir /tmp/warm_bench              # M = 2, 4, 8, 16; 100 MiB models
     python benchmarks/averaging.py --dir /tmp/warm_bench --mb 400 --ms 2,16
+    python benchmarks/averaging.py --dir /tmp/warm_bench --group_mb 16   # smaller restore calls
 
 Creates (once; reused on later runs) 16 params-only checkpoints of random float32 parameters of
 `--mb` MiB each under --dir, then for each M averages the first M of them with
@@ -110,7 +111,7 @@ def _status_kb(field: str) -> int:
   return -1
 
 
-def worker(paths: list[str], out: str) -> dict:
+def worker(paths: list[str], out: str, group_bytes: int) -> dict:
   """Runs in a fresh process: one streaming average; reports times and memory."""
   import jax
   import numpy as np
@@ -122,7 +123,7 @@ def worker(paths: list[str], out: str) -> dict:
   reads = []
   t0 = time.perf_counter()
   params, meta = averaging.average_checkpoints(
-      paths, on_read=lambda i, src, s: reads.append(round(s, 3)))
+      paths, on_read=lambda i, src, s: reads.append(round(s, 3)), group_bytes=group_bytes)
   jax.block_until_ready(params)
   t_avg = time.perf_counter() - t0
   model_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
@@ -144,11 +145,13 @@ def main() -> None:
   ap.add_argument("--dir", required=True, help="scratch directory for the checkpoints")
   ap.add_argument("--mb", type=float, default=100.0, help="size of one model in MiB")
   ap.add_argument("--ms", default="2,4,8,16", help="numbers of checkpoints to average")
+  ap.add_argument("--group_mb", type=float, default=256.0,
+                  help="average_checkpoints(group_bytes=...): MiB restored per orbax call")
   ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
   args = ap.parse_args()
   if args.worker:
     *paths, out = args.worker
-    print("RESULT " + json.dumps(worker(paths, out)))
+    print("RESULT " + json.dumps(worker(paths, out, int(args.group_mb * (1 << 20)))))
     return
 
   ms = [int(m) for m in args.ms.split(",")]
@@ -165,7 +168,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env.setdefault("JAX_PLATFORMS", "cpu")
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--dir", args.dir,
-                           "--worker", *paths[:m], out], capture_output=True, text=True, env=env)
+                           "--group_mb", str(args.group_mb), "--worker", *paths[:m], out], capture_output=True, text=True, env=env)
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode or not line:
       sys.stderr.write(proc.stderr[-4000:])
@@ -180,7 +183,8 @@ def main() -> None:
   mib = 1 << 20
   model = rows[0]["model_bytes"]
   print(f"\nOne model: {model / mib:.1f} MiB of float32 parameters ({N_LEAVES + 1} arrays); "
-        f"checkpoints under {args.dir}; {os.cpu_count()} CPUs; jax on CPU (1 device).\n")
+        f"checkpoints under {args.dir}; {os.cpu_count()} CPUs; jax on CPU (1 device); "
+        f"{args.group_mb:g} MiB per orbax restore call.\n")
   print("| M | bytes read | average (s) | save (s) | avg throughput (MiB/s) | raw read cold (MiB/s) "
         "| raw read warm (MiB/s) | throughput / raw cold | peak RSS (MiB) | baseline RSS (MiB) "
         "| peak / model | (peak - baseline) / model |")

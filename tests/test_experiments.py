@@ -114,3 +114,42 @@ def test_missing_required_inputs_fail_clearly(tmp_path):
     rl_exp.make_reward_fns(c)
   with pytest.raises(SystemExit):
     reward_hacking_check.main(["--rm", str(tmp_path / "nothing")])
+
+
+@pytest.mark.slow
+def test_best_of_n_gold_and_kl_bound(pipeline_runs):
+  import best_of_n
+  c = best_of_n.get_config("tiny")
+  c.init_from = pipeline_runs["sft"]
+  c.reward.paths = (pipeline_runs["rm"],)
+  out = os.path.join(os.path.dirname(pipeline_runs["rm"]), "bon")
+  res = best_of_n.main(c, out)
+  assert [r["n"] for r in res["proxy"]] == [1, 2, 4]
+  assert res["proxy"][0]["kl_bound"] == 0.0
+  # Selecting by gold itself can only help gold: the oracle curve is non-decreasing in N.
+  oracle = [r["gold"] for r in res["oracle"]]
+  assert all(b >= a - 1e-9 for a, b in zip(oracle, oracle[1:]))
+  assert os.path.getsize(os.path.join(out, "bon.png")) > 0
+
+
+def test_best_of_n_curve_picks_the_argmax_per_group():
+  import best_of_n
+  scores = np.array([[0.0, 1.0, 3.0, 2.0]])
+  gold = np.array([[10.0, 11.0, 13.0, 12.0]])
+  rows = best_of_n.best_of_n_curve(scores, gold, (1, 2, 4))
+  assert [r["gold"] for r in rows] == [11.5, 12.0, 13.0]  # N=2: groups (0,1)->11, (3,2)->13
+  assert rows[2]["kl_bound"] == pytest.approx(np.log(4) - 3 / 4)
+
+
+def test_best_of_n_config_errors():
+  import best_of_n
+  c = best_of_n.get_config("tiny")
+  with pytest.raises(ValueError, match="reward.paths"):
+    best_of_n.validate(c)
+  c.reward.paths = ("a", "b")
+  with pytest.raises(ValueError, match="exactly one"):
+    best_of_n.validate(c)
+  c.reward.combine = "average"
+  c.bon.ns = (1, 3, 4)
+  with pytest.raises(ValueError, match="divide"):
+    best_of_n.validate(c)

@@ -1,0 +1,185 @@
+r"""Best-of-N against a reward model: gold reward of the kept response vs N and vs the KL bound.
+
+    python experiments/best_of_n.py --config=experiments/best_of_n.py:cpu \
+        --config.init_from=runs/sft --config.reward.paths='("runs/rm",)' --workdir=runs/bon
+    # WARM (weight average) or ENS (prediction ensemble) of several RMs:
+    python experiments/best_of_n.py --config=experiments/best_of_n.py:cpu --config.init_from=runs/sft \
+        --config.reward.paths='("runs/rm0","runs/rm1")' --config.reward.combine=average --workdir=runs/bon_warm
+
+For `config.bon.prompts` prompts of `config.bon.split`, the SFT policy samples max(ns) responses
+once; each reward function (the proxy given by `config.reward`, and the gold reward itself as the
+oracle upper bound) scores all of them. For each N the kept response is the best of N samples,
+averaged over the max(ns) / N disjoint groups of each prompt's samples (an unbiased estimate with
+less variance than one group). Reported per N: gold and proxy reward of the kept response, and the
+analytic KL(best-of-N || policy) bound log N - (N - 1) / N. Writes `bon.json` and `bon.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import ml_collections
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from warm_jax import configs  # noqa: E402
+
+VARIANTS = ("tiny", "cpu")
+COMBINE = ("single", "average", "ensemble")
+
+
+def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
+  from warm_jax.data import embedded
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+  c = ml_collections.ConfigDict()
+  c.variant = variant
+  c.seed = 0
+  c.init_from = ""  # the SFT policy run (required)
+  # paths: reward-model runs; combine: 'single' (exactly one path), 'average' (WARM: weight
+  # average, one forward pass) or 'ensemble' (ENS: mean prediction of the members).
+  c.reward = ml_collections.ConfigDict(dict(paths=("",), combine="single", name=""))
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "embedded_tldr"
+  c.data.task = embedded.default_config()
+  c.data.tokenizer = ""
+  c.model = configs.model_config("cpu", vocab_size=1024, max_len=112)
+  c.model.dropout_rate = 0.0
+  c.bon = ml_collections.ConfigDict(dict(
+      split="test", prompts=128, ns=(1, 2, 4, 8, 16, 32, 64), temperature=1.0, prompt_len=72,
+      max_new_tokens=40, batch_size=256))
+  if variant == "tiny":
+    c.data.task.sizes.update(dict(train=64, validation=32, test=32, ood=32, corpus=64, sft=64,
+                                  corpus_validation=32, sft_validation=32))
+    c.model = configs.model_config("tiny", vocab_size=1024, max_len=64)
+    c.bon.update(prompts=4, ns=(1, 2, 4), prompt_len=40, max_new_tokens=16, batch_size=8)
+  return c
+
+
+def validate(config) -> None:
+  b = config.bon
+  if config.reward.combine not in COMBINE:
+    raise ValueError(f"config.reward.combine={config.reward.combine!r}: must be one of {COMBINE}")
+  paths = [p for p in config.reward.paths if p]
+  if not paths:
+    raise ValueError("config.reward.paths is empty: give the reward-model run(s) to select with")
+  if config.reward.combine == "single" and len(paths) != 1:
+    raise ValueError(f"config.reward.combine='single' needs exactly one path, got {len(paths)}")
+  ns = list(b.ns)
+  if not ns or any(n < 1 for n in ns) or any(max(ns) % n for n in ns):
+    raise ValueError(f"config.bon.ns={tuple(ns)}: must be positive and each must divide max(ns)")
+  if b.prompt_len + b.max_new_tokens > config.model.max_len:
+    raise ValueError(f"config.bon.prompt_len + max_new_tokens = {b.prompt_len + b.max_new_tokens}"
+                     f" exceeds config.model.max_len={config.model.max_len}")
+  if b.prompts < 1:
+    raise ValueError(f"config.bon.prompts={b.prompts}: must be >= 1")
+
+
+def load_reward(config):
+  """A scorer with .score(prompts, responses) for config.reward, and its display name."""
+  import warm_jax
+  paths = [p for p in config.reward.paths if p]
+  combine = config.reward.combine
+  if combine == "single":
+    rm = warm_jax.load_reward_model(paths[0])
+  elif combine == "average":
+    rm = warm_jax.load_averaged(paths)
+  else:
+    rm = warm_jax.load_ensemble(paths)
+  name = config.reward.name or (f"{combine} of {len(paths)}" if combine != "single" else "single RM")
+  return rm, name
+
+
+def best_of_n_curve(scores: np.ndarray, gold: np.ndarray, ns) -> list[dict]:
+  """scores, gold: [prompts, max_n]. For each N: mean gold and score of the argmax-score sample
+  over max_n / N disjoint groups per prompt."""
+  p, m = scores.shape
+  rows = []
+  for n in ns:
+    s = scores.reshape(p, m // n, n)
+    g = gold.reshape(p, m // n, n)
+    idx = s.argmax(axis=-1)[..., None]
+    rows.append({"n": int(n), "gold": float(np.take_along_axis(g, idx, -1).mean()),
+                 "score": float(np.take_along_axis(s, idx, -1).mean()),
+                 "kl_bound": float(np.log(n) - (n - 1) / n)})
+  return rows
+
+
+def plot(result: dict, path: str) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  for key, label in (("proxy", result["reward_name"]), ("oracle", "gold (oracle selection)")):
+    rows = result[key]
+    axes[0].plot([r["n"] for r in rows], [r["gold"] for r in rows], "o-", label=label)
+    axes[1].plot([r["kl_bound"] for r in rows], [r["gold"] for r in rows], "o-", label=label)
+  axes[0].set(xscale="log", xlabel="N", ylabel="gold reward of the kept response",
+              title="best-of-N: gold vs N")
+  axes[1].set(xlabel="KL bound log N - (N-1)/N [nats]", ylabel="gold reward",
+              title="best-of-N: gold vs KL")
+  axes[0].legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  import jax
+
+  from warm_jax import data as data_lib
+  from warm_jax import sampling
+  from warm_jax import sharding as shd
+  from warm_jax.data import embedded
+  from warm_jax.models import LanguageModel
+  from warm_jax.train import init
+  from warm_jax.train.metrics import Progress
+  if not config.init_from:
+    raise SystemExit("config.init_from is empty: best-of-N samples the SFT policy, e.g. "
+                     "--config.init_from=runs/sft")
+  validate(config)
+  b = config.bon
+  rm, reward_name = load_reward(config)
+  model = LanguageModel(config.model)
+  mesh = shd.make_mesh(("data",), (-1,), jax.devices()[:1])
+  params = init.load_lm_params(config.init_from, config.model, mesh, ())
+  tokenizer = data_lib.load_tokenizer(config.data)
+  source = data_lib.load_split(config.data, b.split)
+  prompts = [source[i]["prompt"] for i in range(min(b.prompts, len(source)))]
+  m = max(b.ns)
+  flat_prompts = [p for p in prompts for _ in range(m)]
+  fn = sampling.make_generate(model, max_new_tokens=b.max_new_tokens, temperature=b.temperature,
+                              eos_id=tokenizer.eos_id)
+  texts, progress = [], Progress(len(flat_prompts), "best-of-N sampling")
+  for start in range(0, len(flat_prompts), b.batch_size):
+    chunk = flat_prompts[start:start + b.batch_size]
+    texts += sampling.sample_texts(model, params, tokenizer, chunk, prompt_len=b.prompt_len,
+                                   max_new_tokens=b.max_new_tokens, seed=config.seed + start,
+                                   batch_size=b.batch_size, generate_fn=fn)
+    progress.update(len(texts))
+  progress.close(len(texts))
+  proxy = np.asarray(rm.score(flat_prompts, texts)).reshape(len(prompts), m)
+  gold = embedded.gold_reward_batch(flat_prompts, texts, config.data.task)["total"].reshape(
+      len(prompts), m)
+  result = {"reward_name": reward_name, "reward_paths": list(config.reward.paths),
+            "combine": config.reward.combine, "prompts": len(prompts), "max_n": m,
+            "proxy": best_of_n_curve(proxy, gold, b.ns),
+            "oracle": best_of_n_curve(gold, gold, b.ns),
+            "mean_length": float(np.mean([len(t.split()) for t in texts]))}
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "bon.json"), "w") as f:
+    json.dump(result, f, indent=1)
+  plot(result, os.path.join(workdir, "bon.png"))
+  print(f"{'N':>4} {'KL bound':>9} {'gold (' + reward_name + ')':>24} {'proxy':>8} {'gold (oracle)':>14}")
+  for r, o in zip(result["proxy"], result["oracle"]):
+    print(f"{r['n']:>4} {r['kl_bound']:>9.3f} {r['gold']:>24.3f} {r['score']:>+8.3f} {o['gold']:>14.3f}")
+  print(f"wrote {workdir}/bon.json and {workdir}/bon.png")
+  return result
+
+
+if __name__ == "__main__":
+  from warm_jax import cli
+  cli.run(main)
