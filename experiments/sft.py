@@ -24,6 +24,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.data.train_split = "sft"
   c.train.objective = "sft"
   c.train.eval_splits = ("sft_validation",)
+  c.train.eval_at_start = True  # the pre-trained LM's loss on the SFT data: what SFT improves
   if variant == "cpu":
     c.train.update(num_steps=300, eval_every=100, ckpt_every=100)
     c.optim.update(lr=3e-4, warmup_steps=20)

@@ -48,6 +48,9 @@ def test_lm_runs_log_held_out_losses(pipeline_runs):
   pre = read_metrics(pipeline_runs["pretrain"], "corpus_validation")
   post = read_metrics(pipeline_runs["sft"], "sft_validation")
   assert pre and post and np.isfinite(pre[-1]["loss"]) and np.isfinite(post[-1]["loss"])
+  # SFT evaluates its starting point (the pre-trained LM) at step 0, and improves on it.
+  assert post[0]["step"] == 0 and post[-1]["step"] == sft.get_config("tiny").train.num_steps
+  assert post[-1]["loss"] < post[0]["loss"]
 
 
 @pytest.mark.slow

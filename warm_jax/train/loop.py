@@ -128,6 +128,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: 
         init_params: Any | None = None, desc: str = "train",
         show: tuple[str, ...] = ("loss",), prepare: Callable | None = None) -> dict:
   """Trains (or resumes) to config.train.num_steps; returns final eval metrics and the state.
+  With config.train.eval_at_start, a fresh run also evaluates its initial state (logged at step 0).
 
   `step_fn(state, batch)` is the pure step (jitted here with the setup's shardings); `train_iter`
   yields host batches and has get_state/set_state; `evaluate(state)` returns {split: metrics}.
@@ -171,6 +172,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: 
   step = start
   t0 = time.time()
   try:
+    if start == 0 and config.train.get("eval_at_start", False):
+      run_eval(0)  # the starting point (e.g. the SFT policy before RL) on the same axes
     with _Preempted() as preempted:
       while step < total:
         batch = shd.to_global(next(train_iter), setup.batch_sharding)
