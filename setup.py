@@ -16,7 +16,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["warm_jax", "warm_jax.*"]),
-    package_data={"warm_jax": ["data/assets/*.model", "data/assets/*.vocab", "data/assets/*.md"]},
+    package_data={"warm_jax": ["data/assets/*.model", "data/assets/*.vocab", "data/assets/*.md",
+                            "data/builders/*_checksums.tsv"]},
     install_requires=[
         "jax>=0.7",
         "flax>=0.11",

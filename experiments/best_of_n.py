@@ -12,6 +12,8 @@ oracle upper bound) scores all of them. For each N the kept response is the best
 averaged over the max(ns) / N disjoint groups of each prompt's samples (an unbiased estimate with
 less variance than one group). Reported per N: gold and proxy reward of the kept response, and the
 analytic KL(best-of-N || policy) bound log N - (N - 1) / N. Writes `bon.json` and `bon.png`.
+The judge is the embedded task's gold reward, or with `gold.kind='rm'` a reward-model run (the
+paper variant: real TL;DR, where a larger RM plays the oracle). Sampling runs on one device.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from warm_jax import configs  # noqa: E402
 
-VARIANTS = ("tiny", "cpu")
+VARIANTS = ("tiny", "cpu", "paper")
+GOLD = ("embedded", "rm")
 COMBINE = ("single", "average", "ensemble")
 
 
@@ -42,6 +45,9 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   # paths: reward-model runs; combine: 'single' (exactly one path), 'average' (WARM: weight
   # average, one forward pass) or 'ensemble' (ENS: mean prediction of the members).
   c.reward = ml_collections.ConfigDict(dict(paths=("",), combine="single", name=""))
+  # The judge: the embedded task's gold reward, or (real data, as in the WARM paper where a larger
+  # reward model plays the oracle) a reward-model run at gold.path.
+  c.gold = ml_collections.ConfigDict(dict(kind="embedded", path=""))
   c.data = ml_collections.ConfigDict()
   c.data.name = "embedded_tldr"
   c.data.task = embedded.default_config()
@@ -56,11 +62,27 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
                                   corpus_validation=32, sft_validation=32))
     c.model = configs.model_config("tiny", vocab_size=1024, max_len=64)
     c.bon.update(prompts=4, ns=(1, 2, 4), prompt_len=40, max_new_tokens=16, batch_size=8)
+  elif variant == "paper":
+    # WARM (arXiv 2401.12187) BoN on TL;DR: N up to 1000 in the paper (a power of two here so every
+    # N divides the largest), PaLM-XXS-class policy, judged by a larger oracle RM (gold.path).
+    c.data.name = "tldr_sft"
+    c.data.tokenizer = ""  # a 32k sentencepiece model for real data
+    c.model = configs.model_config("paper", vocab_size=32_000, max_len=512 + 64)
+    c.model.dtype = "bfloat16"
+    c.gold.kind = "rm"
+    c.bon.update(split="test", prompts=1000, ns=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+                 prompt_len=512, max_new_tokens=64, batch_size=512)
   return c
 
 
 def validate(config) -> None:
   b = config.bon
+  if config.gold.kind not in GOLD:
+    raise ValueError(f"config.gold.kind={config.gold.kind!r}: must be one of {GOLD}")
+  if config.gold.kind == "rm" and not config.gold.path:
+    raise ValueError("config.gold.path is empty: gold.kind='rm' judges with a reward-model run")
+  if config.gold.kind == "embedded" and config.data.name != "embedded_tldr":
+    raise ValueError(f"config.gold.kind='embedded' needs the embedded task, not {config.data.name!r}")
   if config.reward.combine not in COMBINE:
     raise ValueError(f"config.reward.combine={config.reward.combine!r}: must be one of {COMBINE}")
   paths = [p for p in config.reward.paths if p]
@@ -162,8 +184,12 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
     progress.update(len(texts))
   progress.close(len(texts))
   proxy = np.asarray(rm.score(flat_prompts, texts)).reshape(len(prompts), m)
-  gold = embedded.gold_reward_batch(flat_prompts, texts, config.data.task)["total"].reshape(
-      len(prompts), m)
+  if config.gold.kind == "embedded":
+    gold = embedded.gold_reward_batch(flat_prompts, texts, config.data.task)["total"]
+  else:
+    import warm_jax
+    gold = warm_jax.load_reward_model(config.gold.path).score(flat_prompts, texts)
+  gold = np.asarray(gold).reshape(len(prompts), m)
   result = {"reward_name": reward_name, "reward_paths": list(config.reward.paths),
             "combine": config.reward.combine, "prompts": len(prompts), "max_n": m,
             "proxy": best_of_n_curve(proxy, gold, b.ns),

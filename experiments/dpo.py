@@ -90,7 +90,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     # clipping at norm 10 and max length 512 are the authors' reference implementation's defaults.
     # Their TL;DR summarisation runs use beta 0.5 (--config.dpo.beta=0.5 with TL;DR data).
     # Many reimplementations (e.g. TRL) use Adam(W) instead: --config.optim.name=adamw.
-    c.data.name = "hh_rlhf"  # needs a TFDS builder of HH-RLHF (not in this repository yet)
+    c.data.name = "hh_rlhf/helpful_base"
     c.data.data_dir = ""
     c.data.tokenizer = ""  # set to the policy's 32k sentencepiece model for real data
     c.data.max_len = 512

@@ -85,7 +85,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.model.remat = True
     c.optim = configs.optim_config(lr=1e-6, warmup_steps=100, weight_decay=0.0)
     c.train.update(num_steps=10_000, log_every=20, eval_every=500, eval_batches=4,
-                   ckpt_every=500, keep=3)
+                   ckpt_every=500, keep=3, eval_splits=("valid",))
   return c
 
 

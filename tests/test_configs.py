@@ -9,7 +9,10 @@ from absl import flags
 from ml_collections import config_flags
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
-EXPERIMENTS = sorted(glob.glob(os.path.join(ROOT, "experiments", "*.py")))
+# Experiment files are those with a config; the rest of experiments/ are analysis scripts
+# (plots, checks) that read runs.
+EXPERIMENTS = sorted(p for p in glob.glob(os.path.join(ROOT, "experiments", "*.py"))
+                     if "def get_config(" in open(p).read())
 
 
 def _load(path):

@@ -17,5 +17,12 @@ def load_split(data_config, split: str):
 
 
 def load_tokenizer(data_config):
+  """The sentencepiece model at config.data.tokenizer; '' = the embedded task's committed model,
+  which only the embedded task may use (its 1024 pieces know nothing of real text)."""
   from warm_jax.data import tokenizer
-  return tokenizer.load(data_config.get("tokenizer") or None)
+  path = data_config.get("tokenizer") or None
+  if path is None and data_config.name != "embedded_tldr":
+    raise ValueError(f"config.data.tokenizer is empty but config.data.name={data_config.name!r}: "
+                     "set it to a sentencepiece .model file for this data set (the default "
+                     "tokenizer is the embedded task's)")
+  return tokenizer.load(path)
