@@ -35,12 +35,8 @@ COMBINE = ("single", "average", "ensemble")
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
-  from warm_jax.data import embedded
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
-  c = ml_collections.ConfigDict()
-  c.variant = variant
-  c.seed = 0
+  c = configs.experiment_config(variant, VARIANTS, "experiments/best_of_n.py")
+  del c.mesh, c.sharding  # sampling runs on one device
   c.init_from = ""  # the SFT policy run (required)
   # paths: reward-model runs; combine: 'single' (exactly one path), 'average' (WARM: weight
   # average, one forward pass) or 'ensemble' (ENS: mean prediction of the members).
@@ -48,18 +44,15 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   # The judge: the embedded task's gold reward, or (real data, as in the WARM paper where a larger
   # reward model plays the oracle) a reward-model run at gold.path.
   c.gold = ml_collections.ConfigDict(dict(kind="embedded", path=""))
-  c.data = ml_collections.ConfigDict()
-  c.data.name = "embedded_tldr"
-  c.data.task = embedded.default_config()
-  c.data.tokenizer = ""
+  c.data = configs.embedded_data_config()
+  del c.data.max_len, c.data.batch_size, c.data.eval_batch_size, c.data.seed  # see config.bon
   c.model = configs.model_config("cpu", vocab_size=1024, max_len=112)
   c.model.dropout_rate = 0.0
   c.bon = ml_collections.ConfigDict(dict(
       split="test", prompts=128, ns=(1, 2, 4, 8, 16, 32, 64), temperature=1.0, prompt_len=72,
       max_new_tokens=40, batch_size=256))
   if variant == "tiny":
-    c.data.task.sizes.update(dict(train=64, validation=32, test=32, ood=32, corpus=64, sft=64,
-                                  corpus_validation=32, sft_validation=32))
+    c.data.task.sizes.update(configs.TINY_TASK_SIZES)
     c.model = configs.model_config("tiny", vocab_size=1024, max_len=64)
     c.bon.update(prompts=4, ns=(1, 2, 4), prompt_len=40, max_new_tokens=16, batch_size=8)
   elif variant == "paper":

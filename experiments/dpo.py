@@ -32,25 +32,9 @@ from warm_jax import configs  # noqa: E402
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
-  from warm_jax.data import embedded
   from warm_jax.train import dpo
-  variants = ("tiny", "cpu", "paper")
-  if variant not in variants:
-    raise ValueError(f"unknown variant {variant!r} of experiments/dpo.py; choose one of {variants}")
-  c = ml_collections.ConfigDict()
-  c.variant = variant
-  c.seed = 0
-  c.mesh = configs.mesh_config()
-  c.sharding = ml_collections.ConfigDict({"rules": configs.DEFAULT_RULES})
-
-  c.data = ml_collections.ConfigDict()
-  c.data.name = "embedded_tldr"
-  c.data.task = embedded.default_config()
-  c.data.tokenizer = ""  # '' = the committed sentencepiece model of the embedded task
-  c.data.seed = 0  # order of the training pairs
-  c.data.max_len = 112  # [bos] prompt response [eos]; covers the longest OOD pair (107 tokens)
-  c.data.batch_size = 32
-  c.data.eval_batch_size = 64
+  c = configs.experiment_config(variant, ("tiny", "cpu", "paper"), "experiments/dpo.py")
+  c.data = configs.embedded_data_config(max_len=112, batch_size=32, eval_batch_size=64)
 
   # The policy and its reference: the SFT language model (must match the SFT run's config.model).
   # Dropout off, as in TRL's DPOTrainer: with dropout the policy != reference at step 0.
@@ -74,11 +58,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.optim.rmsprop_decay = 0.99  # used by 'rmsprop' only (PyTorch's default alpha)
 
   if variant == "tiny":
-    c.data.task.sizes.update(dict(train=64, validation=32, test=32, ood=32, corpus=64, sft=64,
-                                  corpus_validation=32, sft_validation=32))
-    c.data.max_len = 64
-    c.data.batch_size = 8
-    c.data.eval_batch_size = 16
+    configs.make_tiny(c.data)
     c.model = configs.model_config("tiny", vocab_size=1024, max_len=64)
     c.train.update(num_steps=6, log_every=2, eval_every=3, eval_batches=2, ckpt_every=2, keep=3)
     c.optim.lr = 1e-3

@@ -26,25 +26,10 @@ VARIANTS = ("tiny", "cpu", "paper")
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
-  from warm_jax.data import embedded
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
-  c = ml_collections.ConfigDict()
-  c.variant = variant
-  c.seed = 0
+  c = configs.experiment_config(variant, VARIANTS, "experiments/pretrain.py")
   c.init_from = ""  # a language-model run to start from ('' = random init)
-  c.mesh = configs.mesh_config()
-  c.sharding = ml_collections.ConfigDict({"rules": configs.DEFAULT_RULES})
-
-  c.data = ml_collections.ConfigDict()
-  c.data.name = "embedded_tldr"
-  c.data.task = embedded.default_config()
-  c.data.tokenizer = ""  # '' = the committed sentencepiece model of the embedded task
+  c.data = configs.embedded_data_config(max_len=112, batch_size=32, eval_batch_size=64)
   c.data.train_split = "corpus"
-  c.data.seed = 0
-  c.data.max_len = 112  # [bos] post tldr [eos]; covers the longest OOD prompt + response
-  c.data.batch_size = 32
-  c.data.eval_batch_size = 64
 
   c.train = ml_collections.ConfigDict(dict(
       objective="pretrain", num_steps=1200, log_every=20, eval_every=400, eval_batches=4,
@@ -54,11 +39,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.model.dropout_rate = 0.0
 
   if variant == "tiny":
-    c.data.task.sizes.update(dict(train=64, validation=32, test=32, ood=32, corpus=64, sft=64,
-                                  corpus_validation=32, sft_validation=32))
-    c.data.max_len = 64
-    c.data.batch_size = 8
-    c.data.eval_batch_size = 16
+    configs.make_tiny(c.data)
     c.model = configs.model_config("tiny", vocab_size=1024, max_len=64)
     c.train.update(num_steps=6, log_every=2, eval_every=3, eval_batches=2, ckpt_every=3, keep=2)
     c.optim.warmup_steps = 2

@@ -23,25 +23,9 @@ from warm_jax import configs  # noqa: E402
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
-  from warm_jax.data import embedded
-  variants = ("tiny", "cpu", "paper")
-  if variant not in variants:
-    raise ValueError(f"unknown variant {variant!r} of experiments/reward_model.py; choose one of {variants}")
-  c = ml_collections.ConfigDict()
-  c.variant = variant
-  c.seed = 0
+  c = configs.experiment_config(variant, ("tiny", "cpu", "paper"), "experiments/reward_model.py")
   c.init_from = ""  # a language-model run (pretrain.py / sft.py) whose decoder the RM starts from
-  c.mesh = configs.mesh_config()
-  c.sharding = ml_collections.ConfigDict({"rules": configs.DEFAULT_RULES})
-
-  c.data = ml_collections.ConfigDict()
-  c.data.name = "embedded_tldr"
-  c.data.task = embedded.default_config()
-  c.data.tokenizer = ""  # '' = the committed sentencepiece model of the embedded task
-  c.data.seed = 0  # order of the training pairs
-  c.data.max_len = 112  # covers the longest OOD prompt + response (107 tokens)
-  c.data.batch_size = 32
-  c.data.eval_batch_size = 64
+  c.data = configs.embedded_data_config(max_len=112, batch_size=32, eval_batch_size=64)
 
   c.train = ml_collections.ConfigDict(dict(
       num_steps=300, log_every=10, eval_every=100, eval_batches=0, ckpt_every=100, keep=2,
@@ -51,11 +35,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.model.dropout_rate = 0.1
 
   if variant == "tiny":
-    c.data.task.sizes.update(dict(train=64, validation=32, test=32, ood=32, corpus=64, sft=64,
-                                  corpus_validation=32, sft_validation=32))
-    c.data.max_len = 64
-    c.data.batch_size = 8
-    c.data.eval_batch_size = 16
+    configs.make_tiny(c.data)
     c.model = configs.model_config("tiny", vocab_size=1024, max_len=64)
     c.train.update(num_steps=6, log_every=2, eval_every=3, eval_batches=2, ckpt_every=2, keep=3)
     c.optim.warmup_steps = 2

@@ -31,26 +31,12 @@ REWARDS = ("gold", "rm")
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
-  from warm_jax.data import embedded
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
-  c = ml_collections.ConfigDict()
-  c.variant = variant
-  c.seed = 0
+  c = configs.experiment_config(variant, VARIANTS, "experiments/rl.py")
   c.init_from = ""  # the SFT run: initial policy and frozen reference (required)
   c.reward = ml_collections.ConfigDict(dict(kind="gold", path=""))
-  c.mesh = configs.mesh_config()
-  c.sharding = ml_collections.ConfigDict({"rules": configs.DEFAULT_RULES})
-
-  c.data = ml_collections.ConfigDict()
-  c.data.name = "embedded_tldr"
-  c.data.task = embedded.default_config()
-  c.data.tokenizer = ""
+  # max_len: prompt tokens (left-padded; longer prompts are cut from the left); batch: prompts.
+  c.data = configs.embedded_data_config(max_len=80, batch_size=16, eval_batch_size=64)
   c.data.train_split = "train"  # prompts of the preference pairs
-  c.data.seed = 0
-  c.data.max_len = 80  # prompt tokens (left-padded; longer prompts are cut from the left)
-  c.data.batch_size = 16  # prompts per step
-  c.data.eval_batch_size = 64
 
   c.rl = configs.rl_config("reinforce", kl_coef=0.05, samples_per_prompt=4, max_new_tokens=40)
   c.train = ml_collections.ConfigDict(dict(
@@ -62,11 +48,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.model.dropout_rate = 0.0
 
   if variant == "tiny":
-    c.data.task.sizes.update(dict(train=64, validation=32, test=32, ood=32, corpus=64, sft=64,
-                                  corpus_validation=32, sft_validation=32))
-    c.data.max_len = 48
-    c.data.batch_size = 8
-    c.data.eval_batch_size = 16
+    configs.make_tiny(c.data, max_len=48)
     c.rl.update(samples_per_prompt=2, max_new_tokens=16)
     c.model = configs.model_config("tiny", vocab_size=1024, max_len=64)
     c.train.update(num_steps=4, log_every=2, eval_every=2, eval_batches=1, ckpt_every=2, keep=2)

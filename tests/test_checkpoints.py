@@ -43,13 +43,16 @@ def test_restore_into_a_mismatched_target_names_the_path(tmp_path):
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
                                                        sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0])),
                         target)
-  with pytest.raises(ValueError, match=r"layer/w: checkpoint shape \(4, 2\) vs model shape \(5, 2\)"):
+  with pytest.raises(ValueError, match=r"layer/w: float32\[4, 2\] in the checkpoint vs "
+                                       r"float32\[5, 2\] in the model"):
     checkpoints.restore_params(str(tmp_path / "ck"), target=target)
 
 
 def test_first_mismatch_reports_missing_and_dtype():
   a = {"x": np.zeros((2,), np.float32), "y": np.zeros((1,), np.float32)}
   assert checkpoints.first_mismatch(a, a) is None
-  assert "y: in the checkpoint but not in the model" in checkpoints.first_mismatch(a, {"x": a["x"]})
+  assert "y: float32[1] in the checkpoint, missing in the model" in checkpoints.first_mismatch(
+      a, {"x": a["x"]})
   b = {"x": np.zeros((2,), np.float16), "y": a["y"]}
-  assert "x: checkpoint dtype float32 vs model dtype float16" == checkpoints.first_mismatch(a, b)
+  assert checkpoints.first_mismatch(a, b).startswith("x: float32[")
+  assert "in the checkpoint vs float16[" in checkpoints.first_mismatch(a, b)

@@ -35,6 +35,8 @@ import numpy as np
 
 import warm_jax
 from warm_jax import checkpoints
+from warm_jax.checkpoints import keystr as _keystr
+from warm_jax.checkpoints import tree_mismatch
 
 # Fields of config['model'] that only matter during training; checkpoints that differ only in them
 # have the same architecture (WARM averages runs with diverse dropout, for instance).
@@ -43,40 +45,6 @@ TRAINING_ONLY_MODEL_FIELDS = ("dropout_rate", "remat")
 
 # ----------------------------------------------------------------------------------------------
 # Validation helpers.
-
-
-def _keystr(path) -> str:
-  return jax.tree_util.keystr(path, simple=True, separator="/")
-
-
-def _describe(x) -> str:
-  if hasattr(x, "shape") and hasattr(x, "dtype"):
-    return f"{np.dtype(x.dtype).name}{list(x.shape)}"
-  return type(x).__name__
-
-
-def tree_mismatch(a: Any, b: Any, names: tuple[str, str] = ("a", "b"),
-                  structure: bool = False) -> str | None:
-  """The first path at which two pytrees differ in presence, shape or dtype (with both values),
-  or None when they agree. Leaves need `.shape` and `.dtype` (arrays, ShapeDtypeStructs, orbax
-  array metadata). `structure`: also require identical container types (in-memory trees)."""
-  na, nb = names
-  flat_a = {_keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(a)[0]}
-  flat_b = {_keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(b)[0]}
-  for path in sorted(set(flat_a) | set(flat_b)):
-    if path not in flat_a:
-      return f"{path}: missing in {na}, {_describe(flat_b[path])} in {nb}"
-    if path not in flat_b:
-      return f"{path}: {_describe(flat_a[path])} in {na}, missing in {nb}"
-    x, y = flat_a[path], flat_b[path]
-    if not (hasattr(x, "shape") and hasattr(y, "shape")):
-      return f"{path}: {_describe(x)} in {na} vs {_describe(y)} in {nb} (leaves must be arrays)"
-    if tuple(x.shape) != tuple(y.shape) or np.dtype(x.dtype) != np.dtype(y.dtype):
-      return f"{path}: {_describe(x)} in {na} vs {_describe(y)} in {nb}"
-  if structure and jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b):
-    return (f"tree structure: {jax.tree_util.tree_structure(a)} in {na} vs "
-            f"{jax.tree_util.tree_structure(b)} in {nb}")
-  return None
 
 
 def check_weights(weights: Sequence[float] | None, m: int, normalize: bool = True) -> np.ndarray:

@@ -47,28 +47,46 @@ def _manager(directory: str, *, keep: int | None = None, read_only: bool = False
   return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_handlers=handlers)
 
 
-def _keystr(path) -> str:
+def keystr(path) -> str:
+  """'a/b/c' for a pytree key path."""
   return jax.tree_util.keystr(path, simple=True, separator="/")
 
 
-def first_mismatch(saved: Any, target: Any) -> str | None:
-  """Names the first parameter path whose presence, shape or dtype differs, or None if they agree.
+def _describe(x) -> str:
+  if hasattr(x, "shape") and hasattr(x, "dtype"):
+    return f"{np.dtype(x.dtype).name}{list(x.shape)}"
+  return type(x).__name__
 
-  Both trees hold leaves with `.shape` and `.dtype` (arrays, ShapeDtypeStructs, orbax metadata).
-  """
-  flat_s = {_keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(saved)[0]}
-  flat_t = {_keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(target)[0]}
-  for path in sorted(set(flat_s) | set(flat_t)):
-    if path not in flat_s:
-      return f"{path}: in the model but not in the checkpoint"
-    if path not in flat_t:
-      return f"{path}: in the checkpoint but not in the model"
-    s, t = flat_s[path], flat_t[path]
-    if tuple(s.shape) != tuple(t.shape):
-      return f"{path}: checkpoint shape {tuple(s.shape)} vs model shape {tuple(t.shape)}"
-    if np.dtype(s.dtype) != np.dtype(t.dtype):
-      return f"{path}: checkpoint dtype {np.dtype(s.dtype)} vs model dtype {np.dtype(t.dtype)}"
+
+def tree_mismatch(a: Any, b: Any, names: tuple[str, str] = ("a", "b"),
+                  structure: bool = False) -> str | None:
+  """The first path at which two pytrees differ in presence, shape or dtype (with both values),
+  or None when they agree. Leaves need `.shape` and `.dtype` (arrays, ShapeDtypeStructs, orbax
+  array metadata). `structure`: also require identical container types (in-memory trees)."""
+  na, nb = names
+  flat_a = {keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(a)[0]}
+  flat_b = {keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(b)[0]}
+  for path in sorted(set(flat_a) | set(flat_b)):
+    if path not in flat_a:
+      return f"{path}: missing in {na}, {_describe(flat_b[path])} in {nb}"
+    if path not in flat_b:
+      return f"{path}: {_describe(flat_a[path])} in {na}, missing in {nb}"
+    x, y = flat_a[path], flat_b[path]
+    if not (hasattr(x, "shape") and hasattr(y, "shape")):
+      return f"{path}: {_describe(x)} in {na} vs {_describe(y)} in {nb} (leaves must be arrays)"
+    if tuple(x.shape) != tuple(y.shape) or np.dtype(x.dtype) != np.dtype(y.dtype):
+      return f"{path}: {_describe(x)} in {na} vs {_describe(y)} in {nb}"
+  if structure and jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b):
+    return (f"tree structure: {jax.tree_util.tree_structure(a)} in {na} vs "
+            f"{jax.tree_util.tree_structure(b)} in {nb}")
   return None
+
+
+def first_mismatch(saved: Any, target: Any) -> str | None:
+  """Names the first parameter path whose presence, shape or dtype differs between a checkpoint
+  and a model (e.g. 'decoder/w: float32[4, 2] in the checkpoint vs float32[5, 2] in the model'),
+  or None if they agree."""
+  return tree_mismatch(saved, target, ("the checkpoint", "the model"))
 
 
 def _restore_args(abstract: Any) -> Any:

@@ -54,6 +54,37 @@ def mesh_config(shape=(-1, 1, 1), axes=("data", "fsdp", "tensor")) -> ml_collect
   return ml_collections.ConfigDict(dict(axes=tuple(axes), shape=tuple(shape)))
 
 
+def experiment_config(variant: str, variants: tuple[str, ...], name: str) -> ml_collections.ConfigDict:
+  """The head every experiment config shares: variant (checked), seed, mesh, sharding rules."""
+  if variant not in variants:
+    raise ValueError(f"unknown variant {variant!r} of {name}; choose one of {variants}")
+  return ml_collections.ConfigDict(dict(
+      variant=variant, seed=0, mesh=mesh_config(),
+      sharding=ml_collections.ConfigDict({"rules": DEFAULT_RULES})))
+
+
+# Records per split of the embedded task at `tiny` scale (tests: seconds).
+TINY_TASK_SIZES = dict(train=64, validation=32, test=32, ood=32, corpus=64, sft=64,
+                       corpus_validation=32, sft_validation=32)
+
+
+def embedded_data_config(max_len: int = 112, batch_size: int = 32,
+                         eval_batch_size: int = 64) -> ml_collections.ConfigDict:
+  """config.data for the embedded task. max_len 112 covers the longest OOD prompt + response."""
+  from warm_jax.data import embedded
+  return ml_collections.ConfigDict(dict(
+      name="embedded_tldr", task=embedded.default_config(),
+      tokenizer="",  # '' = the committed sentencepiece model of the embedded task
+      seed=0,  # order of the training examples
+      max_len=max_len, batch_size=batch_size, eval_batch_size=eval_batch_size))
+
+
+def make_tiny(data: ml_collections.ConfigDict, max_len: int = 64) -> None:
+  """Shrinks an embedded-task data config to the `tiny` scale of the tests (in place)."""
+  data.task.sizes.update(TINY_TASK_SIZES)
+  data.update(dict(max_len=max_len, batch_size=8, eval_batch_size=16))
+
+
 def optim_config(lr: float = 1e-4, warmup_steps: int = 10, weight_decay: float = 0.0,
                  clip_norm: float = 1.0) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(

@@ -29,9 +29,7 @@ then read.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import json
 import logging
 import os
@@ -42,6 +40,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from warm_jax.data import embedded
+from warm_jax.data.builders import file_lock
 
 # TFDS warns "Using custom data configuration" on every load of a config-defined builder: routine.
 logging.getLogger("absl").addFilter(
@@ -170,17 +169,6 @@ class Source:
     return f"Source({self._src!r})"
 
 
-@contextlib.contextmanager
-def _lock(path: str):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "a+") as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def get_builder(task_cfg, data_dir: str | None = None, prepare: bool = True) -> EmbeddedTldr:
   """The builder of `task_cfg` in its data dir, prepared (built) unless `prepare=False`."""
   data_dir = data_dir or embedded.resolve_data_dir(task_cfg)
@@ -189,7 +177,7 @@ def get_builder(task_cfg, data_dir: str | None = None, prepare: bool = True) -> 
   if not prepare or builder.is_prepared():
     return builder
   config_dir = os.path.dirname(builder.data_dir)
-  with _lock(config_dir + ".lock"):
+  with file_lock(config_dir + ".lock"):
     builder = EmbeddedTldr(config=bc, data_dir=data_dir)  # another process may have built it
     if not builder.is_prepared():
       # We hold the lock: anything here is a leftover of a killed build (`incomplete.*` dirs), or a

@@ -25,12 +25,12 @@ each build into an `incomplete.*` directory and renames it only when complete.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib
 import os
 
 import numpy as np
+
+from warm_jax.data.builders import file_lock
 
 _MODULES = {  # data set name -> (module, builder class)
     "tldr_comparisons": ("warm_jax.data.builders.tldr_comparisons", "TldrComparisons"),
@@ -76,17 +76,6 @@ def resolve_data_dir(data_dir: str | None = None) -> str:
   return os.path.expanduser(d)
 
 
-@contextlib.contextmanager
-def _lock(path: str):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "a+") as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def get_builder(name: str, data_dir: str | None = None, prepare: bool = True,
                 download_config=None):
   """The TFDS builder of `name` in `data_dir`, downloaded and built unless `prepare=False`."""
@@ -97,7 +86,7 @@ def get_builder(name: str, data_dir: str | None = None, prepare: bool = True,
   builder = make()
   if not prepare or builder.is_prepared():
     return builder
-  with _lock(os.path.join(data_dir, f"{dataset}.{config or 'default'}.lock")):
+  with file_lock(os.path.join(data_dir, f"{dataset}.{config or 'default'}.lock")):
     builder = make()  # another process may have built it meanwhile
     if not builder.is_prepared():
       builder.download_and_prepare(file_format="array_record", download_config=download_config)
