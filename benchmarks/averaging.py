@@ -145,7 +145,7 @@ def main() -> None:
   ap.add_argument("--dir", required=True, help="scratch directory for the checkpoints")
   ap.add_argument("--mb", type=float, default=100.0, help="size of one model in MiB")
   ap.add_argument("--ms", default="2,4,8,16", help="numbers of checkpoints to average")
-  ap.add_argument("--group_mb", type=float, default=256.0,
+  ap.add_argument("--group_mb", type=float, default=64.0,
                   help="average_checkpoints(group_bytes=...): MiB restored per orbax call")
   ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
   args = ap.parse_args()

@@ -1,6 +1,6 @@
 r"""Sampling throughput: KV-cached vs uncached decoding, tokens/s.
 
-    python benchmarks/sampling.py                      # the cpu-scale policy shape
+    python benchmarks/sampling.py                      # the cpu-scale policy, one RL rollout
     python benchmarks/sampling.py --d_model=256 --layers=4 --batch=32 --new_tokens=64
 
 Both paths run the same jitted `lax.while_loop` sampler (warm_jax.sampling); the uncached one
@@ -32,9 +32,10 @@ def main():
   p.add_argument("--d_model", type=int, default=0)
   p.add_argument("--layers", type=int, default=0)
   p.add_argument("--vocab", type=int, default=1024)
-  p.add_argument("--batch", type=int, default=16)
-  p.add_argument("--prompt_len", type=int, default=48)
-  p.add_argument("--new_tokens", type=int, default=32)
+  # Defaults: one RL rollout of experiments/rl.py:cpu (16 prompts x 4 samples, 80 + 40 tokens).
+  p.add_argument("--batch", type=int, default=64)
+  p.add_argument("--prompt_len", type=int, default=80)
+  p.add_argument("--new_tokens", type=int, default=40)
   p.add_argument("--reps", type=int, default=3)
   args = p.parse_args()
   cfg = configs.model_config(args.size, vocab_size=args.vocab,

@@ -474,15 +474,16 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
                         steps: Sequence[int | None] | None = None, normalize: bool = True,
                         target: Any | None = None, out: str | None = None,
                         on_read: Callable[[int, "Source", float], None] | None = None,
-                        group_bytes: int = 256 << 20) -> tuple[Any, dict]:
+                        group_bytes: int = 64 << 20) -> tuple[Any, dict]:
   """Streams a weighted average of checkpoints: returns (params, meta), writes `out` if given.
 
   One checkpoint is read at a time, in groups of leaves of about `group_bytes` (orbax partial
   restores), each restored straight onto `target` (a tree of ShapeDtypeStructs with shardings;
   default: one device) and added into a float32 running sum updated in place (donated), so peak
   memory is ~ the sum + one group whatever len(paths). Each orbax restore call has a fixed cost
-  (tens of ms: metadata, tensorstore handles), so small groups cost throughput: the 256 MiB
-  default reads a model of up to 256 MiB in one call, and bounds the extra memory of larger ones.
+  (tens of ms: metadata, tensorstore handles), so small groups cost throughput and large ones
+  memory; 64 MiB was the best of 16/32/64/256 MiB on both counts for 100 MiB models
+  (benchmarks/averaging.py --group_mb), and made no difference for 400 MiB models.
   Checkpoints with weight 0 are validated but not read. `on_read(i, source, seconds)` is called
   after each checkpoint (progress bars). All validation (see `plan`) happens before any array is
   read; `out` is written atomically by `checkpoints.save_params`, so an interrupted run never
