@@ -85,6 +85,9 @@ def make_tiny(data: ml_collections.ConfigDict, max_len: int = 64) -> None:
   data.update(dict(max_len=max_len, batch_size=8, eval_batch_size=16))
 
 
+OPTIMIZERS = ("adamw", "rmsprop")  # config.optim.name (absent = adamw)
+
+
 def optim_config(lr: float = 1e-4, warmup_steps: int = 10, weight_decay: float = 0.0,
                  clip_norm: float = 1.0) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
@@ -133,6 +136,15 @@ def validate_optim(cfg: ml_collections.ConfigDict, prefix: str = "optim") -> Non
     _fail(f"{prefix}.end_lr_fraction", cfg.end_lr_fraction, "must be in [0, 1]")
   if cfg.clip_norm is not None and cfg.clip_norm <= 0:
     _fail(f"{prefix}.clip_norm", cfg.clip_norm, "must be positive (or None for no clipping)")
+  name = cfg.get("name", "adamw")
+  if name not in OPTIMIZERS:
+    _fail(f"{prefix}.name", name, f"must be one of {OPTIMIZERS}")
+  if name == "rmsprop":
+    if not 0.0 < cfg.rmsprop_decay < 1.0:
+      _fail(f"{prefix}.rmsprop_decay", cfg.rmsprop_decay, "must be in (0, 1)")
+    if cfg.weight_decay:
+      _fail(f"{prefix}.weight_decay", cfg.weight_decay,
+            "rmsprop is used without weight decay here; set it to 0")
 
 
 def validate_train(cfg: ml_collections.ConfigDict, prefix: str = "train") -> None:

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from warm_jax import losses
+from warm_jax import checkpoints, losses
 from warm_jax.data import pipeline
 from warm_jax.models import LanguageModel
 from warm_jax.train import lm, loop
@@ -40,7 +40,6 @@ from warm_jax.train import state as state_lib
 
 Array = jax.Array
 LOSS_TYPES = ("sigmoid", "ipo")
-OPTIMIZERS = ("adamw", "rmsprop")
 
 
 # ---------------------------------------------------------------- model pieces
@@ -176,51 +175,24 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if d.loss_type == "ipo" and d.label_smoothing:
     raise ValueError(f"config.dpo.label_smoothing={d.label_smoothing!r}: conservative DPO "
                      "smoothing applies to loss_type 'sigmoid' only; set it to 0 for 'ipo'")
-  name = config.optim.get("name", "adamw")
-  if name not in OPTIMIZERS:
-    raise ValueError(f"config.optim.name={name!r}: must be one of {OPTIMIZERS}")
-  if name == "rmsprop":
-    if not 0.0 < config.optim.rmsprop_decay < 1.0:
-      raise ValueError(f"config.optim.rmsprop_decay={config.optim.rmsprop_decay!r}: must be in (0, 1)")
-    if config.optim.weight_decay:
-      raise ValueError(f"config.optim.weight_decay={config.optim.weight_decay!r}: rmsprop is used "
-                       "without weight decay here; set it to 0")
-
-
-def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
-  """AdamW (the project default, `state.make_optimizer`) or, with optim.name='rmsprop', the DPO
-  paper's RMSprop in PyTorch's form (eps outside the square root, no bias correction), on the same
-  warmup + cosine schedule (end_lr_fraction=1 gives the paper's warmup-then-constant)."""
-  if optim.get("name", "adamw") == "adamw":
-    return state_lib.make_optimizer(optim, total_steps)
-  parts = [optax.clip_by_global_norm(optim.clip_norm)] if optim.clip_norm else []
-  parts.append(optax.rmsprop(state_lib.learning_rate_schedule(optim, total_steps),
-                             decay=optim.rmsprop_decay, eps=optim.eps, eps_in_sqrt=False))
-  return optax.chain(*parts)
 
 
 def build(config: ml_collections.ConfigDict, devices=None) -> loop.Setup:
   """Validates the config and derives model, mesh, optimizer and shardings from it."""
   validate_config(config)
-  setup = loop.build_setup(config, LanguageModel(config.model), devices)
-  if config.optim.get("name", "adamw") != "adamw":
-    setup.tx = make_optimizer(config.optim, config.train.num_steps)
-    setup.shardings = state_lib.state_shardings(setup.init_params, setup.tx, setup.mesh, setup.rules)
-  return setup
+  return loop.build_setup(config, LanguageModel(config.model), devices)
 
 
 abstract_state = loop.abstract_state
 
 
 def _check_params(params, setup: loop.Setup, what: str) -> None:
-  """Raises ValueError naming the first parameter whose path or shape differs from the model's."""
-  target = loop.abstract_state(setup).params
-  if jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(target):
-    raise ValueError(f"{what} do not have the structure of LanguageModel(config.model)'s params")
-  for (path, p), t in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(target)):
-    if p.shape != t.shape:
-      raise ValueError(f"{what}: {jax.tree_util.keystr(path)} has shape {p.shape}, "
-                       f"config.model gives {t.shape}")
+  """Raises ValueError naming the first parameter whose path, shape or dtype differs from the
+  model's."""
+  why = checkpoints.tree_mismatch(params, loop.abstract_state(setup).params, (what, "config.model"),
+                                 structure=True)
+  if why:
+    raise ValueError(f"{what} do not fit LanguageModel(config.model): {why}")
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, sources: dict, tokenizer, ref_params,

@@ -40,10 +40,16 @@ def _decay_mask(params):
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
-  """AdamW with warmup + cosine decay and global-norm gradient clipping."""
+  """Global-norm gradient clipping, then AdamW (the default) or, with cfg.name='rmsprop', RMSprop
+  in PyTorch's form (eps outside the square root, no bias correction: the DPO paper's), on the
+  warmup + cosine schedule (end_lr_fraction=1 gives warmup-then-constant)."""
   parts = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm else []
-  parts.append(optax.adamw(learning_rate_schedule(cfg, total_steps), b1=cfg.b1, b2=cfg.b2,
-                           eps=cfg.eps, weight_decay=cfg.weight_decay, mask=_decay_mask))
+  schedule = learning_rate_schedule(cfg, total_steps)
+  if cfg.get("name", "adamw") == "rmsprop":
+    parts.append(optax.rmsprop(schedule, decay=cfg.rmsprop_decay, eps=cfg.eps, eps_in_sqrt=False))
+  else:
+    parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                             weight_decay=cfg.weight_decay, mask=_decay_mask))
   return optax.chain(*parts)
 
 
