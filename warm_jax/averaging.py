@@ -36,6 +36,7 @@ import numpy as np
 import warm_jax
 from warm_jax import checkpoints
 from warm_jax.checkpoints import keystr as _keystr
+from warm_jax.checkpoints import resolve_checkpoint_dir
 from warm_jax.checkpoints import tree_mismatch
 
 # Fields of config['model'] that only matter during training; checkpoints that differ only in them
@@ -245,15 +246,6 @@ def interpolation_sweep(a: Any, b: Any, lams: Sequence[float], eval_fn: Callable
 # Streaming over orbax checkpoints.
 
 
-def resolve_checkpoint_dir(path: str) -> str:
-  """A run's workdir (holding `checkpoints/`) or a checkpoint directory itself -> the latter."""
-  path = os.path.abspath(os.path.expanduser(path))
-  sub = os.path.join(path, "checkpoints")
-  if os.path.isdir(sub) and not any(n.isdigit() for n in os.listdir(path)):
-    return sub
-  return path
-
-
 def _model_section(config: dict | None) -> dict | None:
   if config is None:
     return None
@@ -445,12 +437,9 @@ def _restore_item(item_dir: str, keys: list[tuple], abstract: list) -> list:
   import orbax.checkpoint as ocp
   global _PYTREE_READER
   if _PYTREE_READER is None:
-    _PYTREE_READER = ocp.Checkpointer(ocp.PyTreeCheckpointHandler())
-  item = _nest(keys, abstract)
-  restore_args = _nest(keys, [ocp.ArrayRestoreArgs(sharding=a.sharding, global_shape=a.shape,
-                                                   dtype=a.dtype) for a in abstract])
-  out = _PYTREE_READER.restore(item_dir, args=ocp.args.PyTreeRestore(
-      item=item, restore_args=restore_args, partial_restore=True))
+    _PYTREE_READER = ocp.Checkpointer(checkpoints.array_handler())
+  out = _PYTREE_READER.restore(item_dir, args=checkpoints.restore_args(_nest(keys, abstract),
+                                                                       partial=True))
   values = []
   for path in keys:
     node = out

@@ -99,12 +99,14 @@ def array_handler() -> ocp.PyTreeCheckpointHandler:
   return ocp.PyTreeCheckpointHandler(use_ocdbt=True, use_zarr3=True, use_compression=False)
 
 
-def restore_args(abstract: Any) -> ocp.args.PyTreeRestore:
+def restore_args(abstract: Any, partial: bool = False) -> ocp.args.PyTreeRestore:
   """Restore arguments putting each array of `abstract` (ShapeDtypeStructs with shardings) straight
-  onto its sharding, in `abstract`'s tree structure."""
+  onto its sharding, in `abstract`'s tree structure. `partial`: `abstract` holds only some of the
+  saved arrays, and only those are read."""
   def one(x):
     return ocp.ArrayRestoreArgs(sharding=x.sharding, global_shape=tuple(x.shape), dtype=x.dtype)
-  return ocp.args.PyTreeRestore(item=abstract, restore_args=jax.tree.map(one, abstract))
+  return ocp.args.PyTreeRestore(item=abstract, restore_args=jax.tree.map(one, abstract),
+                                partial_restore=partial)
 
 
 class Checkpointer:
@@ -188,6 +190,15 @@ def _jsonable(x):
   if isinstance(x, (np.floating,)):
     return float(x)
   return x
+
+
+def resolve_checkpoint_dir(path: str) -> str:
+  """A run's workdir (holding `checkpoints/`) or a checkpoint directory itself -> the latter."""
+  path = os.path.abspath(os.path.expanduser(path))
+  sub = os.path.join(path, "checkpoints")
+  if os.path.isdir(sub) and not any(n.isdigit() for n in os.listdir(path)):
+    return sub
+  return path
 
 
 def _resolve(path: str, step: int | None) -> tuple[ocp.CheckpointManager, int]:

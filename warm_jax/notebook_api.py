@@ -160,7 +160,7 @@ def _target(model: nn.Module, config, mesh, rules):
 
 
 def _prepare(path: str, step, tokenizer, devices, mesh_shape):
-  ckpt = averaging.resolve_checkpoint_dir(path)
+  ckpt = checkpoints.resolve_checkpoint_dir(path)
   meta = checkpoints.read_meta(ckpt, step)
   config = _config_of(meta, path)
   model = RewardModel(config.model)

@@ -10,6 +10,7 @@ shape fails naming the first differing parameter.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import flax.linen as nn
@@ -25,13 +26,11 @@ from warm_jax.models.heads import init_from_lm
 
 def resolve(path: str) -> str:
   """A run's workdir or a checkpoint directory -> the checkpoint directory (must exist)."""
-  import os
-  from warm_jax.averaging import resolve_checkpoint_dir
   if not path:
     raise ValueError("no checkpoint path given")
   if not os.path.exists(path):
     raise FileNotFoundError(f"checkpoint path {path} does not exist")
-  return resolve_checkpoint_dir(path)
+  return checkpoints.resolve_checkpoint_dir(path)
 
 
 def lm_target(model_cfg: ml_collections.ConfigDict, mesh, rules, with_value_head: bool = False):
