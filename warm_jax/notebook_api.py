@@ -27,6 +27,7 @@ from warm_jax import averaging, checkpoints, ensemble
 from warm_jax import sharding as shd
 from warm_jax.data import pipeline
 from warm_jax.models import RewardModel
+from warm_jax.train.init import abstract_params
 
 
 class RewardScorer:
@@ -151,14 +152,6 @@ def _mesh_for(config: ml_collections.ConfigDict, devices=None, mesh_shape=None) 
   return shd.make_mesh(axes, mesh_shape, devices, field="mesh_shape")
 
 
-def _target(model: nn.Module, config, mesh, rules):
-  dummy = jnp.ones((1, config.data.max_len), jnp.int32)
-  boxed = jax.eval_shape(lambda: model.init(jax.random.key(0), dummy)["params"])
-  shardings = shd.tree_shardings(boxed, mesh, rules)
-  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                      nn.unbox(boxed), shardings)
-
-
 def _prepare(path: str, step, tokenizer, devices, mesh_shape):
   ckpt = checkpoints.resolve_checkpoint_dir(path)
   meta = checkpoints.read_meta(ckpt, step)
@@ -181,7 +174,7 @@ def load_reward_model(path: str, step: int | None = None, *, tokenizer=None, bat
   ckpt, meta, config, model, mesh, rules, tokenizer = _prepare(path, step, tokenizer, devices,
                                                                mesh_shape)
   params = checkpoints.restore_params(ckpt, meta.get("step", step),
-                                      target=_target(model, config, mesh, rules))
+                                      target=abstract_params(model, mesh, rules))
   return RewardScorer(model, params, tokenizer, config.data.max_len, mesh=mesh, rules=rules,
                       batch_size=batch_size, config=config, meta={"path": ckpt, **meta})
 
@@ -199,7 +192,7 @@ def load_averaged(paths: Sequence[str], weights: Sequence[float] | None = None, 
   _, _, config, model, mesh, rules, tokenizer = _prepare(paths[0], first_step, tokenizer, devices,
                                                          mesh_shape)
   params, meta = averaging.average_checkpoints(paths, weights, steps=steps, normalize=normalize,
-                                               target=_target(model, config, mesh, rules))
+                                               target=abstract_params(model, mesh, rules))
   return RewardScorer(model, params, tokenizer, config.data.max_len, mesh=mesh, rules=rules,
                       batch_size=batch_size, config=config, meta=meta)
 
@@ -212,7 +205,7 @@ def load_ensemble(paths: Sequence[str], *, steps: Sequence[int | None] | None = 
   sources, _ = averaging.plan(paths, None, steps)  # same architecture, complete checkpoints
   _, _, config, model, mesh, rules, tokenizer = _prepare(paths[0], sources[0].step, tokenizer,
                                                          devices, mesh_shape)
-  target = _target(model, config, mesh, rules)
+  target = abstract_params(model, mesh, rules)
   members = [checkpoints.restore_params(s.path, s.step, target=target) for s in sources]
   meta = {"paths": [s.path for s in sources], "steps": [s.step for s in sources],
           "config": config.to_dict()}

@@ -33,12 +33,11 @@ def resolve(path: str) -> str:
   return checkpoints.resolve_checkpoint_dir(path)
 
 
-def lm_target(model_cfg: ml_collections.ConfigDict, mesh, rules, with_value_head: bool = False):
-  """ShapeDtypeStructs (with shardings on `mesh`) of a LanguageModel's params."""
-  model = LanguageModel(model_cfg)
+def abstract_params(model: nn.Module, mesh, rules) -> Any:
+  """ShapeDtypeStructs (with shardings on `mesh` from the params' logical names) of `model`'s
+  params: a restore target. Nothing is computed (the params do not depend on sequence length)."""
   dummy = jnp.ones((1, 8), jnp.int32)
-  method = model.logits_and_values if with_value_head else None
-  boxed = jax.eval_shape(lambda: model.init(jax.random.key(0), dummy, method=method)["params"])
+  boxed = jax.eval_shape(lambda: model.init(jax.random.key(0), dummy)["params"])
   shardings = shd.tree_shardings(boxed, mesh, rules)
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                       nn.unbox(boxed), shardings)
@@ -47,7 +46,8 @@ def lm_target(model_cfg: ml_collections.ConfigDict, mesh, rules, with_value_head
 def load_lm_params(path: str, model_cfg: ml_collections.ConfigDict, mesh, rules) -> Any:
   """The params of a language-model run (pre-training or SFT), on `mesh`."""
   ckpt = resolve(path)
-  return checkpoints.restore_params(ckpt, target=lm_target(model_cfg, mesh, rules))
+  target = abstract_params(LanguageModel(model_cfg), mesh, rules)
+  return checkpoints.restore_params(ckpt, target=target)
 
 
 def reward_model_from_lm(path: str, setup) -> Any:
