@@ -156,3 +156,15 @@ def test_best_of_n_config_errors():
   c.bon.ns = (1, 3, 4)
   with pytest.raises(ValueError, match="divide"):
     best_of_n.validate(c)
+
+
+@pytest.mark.slow
+def test_sample_policy_prints_each_runs_responses_with_gold(pipeline_runs, capsys):
+  import sample_policy
+  runs = [pipeline_runs["sft"], pipeline_runs["pretrain"]]
+  out = sample_policy.main([*runs, "--n", "2", "--prompt_len", "40", "--max_new_tokens", "16"])
+  assert set(out) == set(runs) and all(len(v) == 2 for v in out.values())
+  assert all(0.0 <= g <= 1.0 for v in out.values() for _, g in v)
+  assert capsys.readouterr().out.count("prompt: ") == 2
+  with pytest.raises(SystemExit):
+    sample_policy.main([pipeline_runs["sft"] + "_missing"])

@@ -15,9 +15,10 @@ Arrays are restored straight into the shardings of the target mesh (`jax.ShapeDt
 No pickle is ever read: parameters are tensorstore arrays, metadata is JSON.
 
 Arrays are stored without zstd compression (orbax's default compresses): float weights shrink by
-~8% at most, while decompression made restores 2-3x slower (400 MiB checkpoint on 2 cores: 300-450
-MiB/s compressed, ~1000 MiB/s uncompressed; benchmarks/averaging.py). Compressed checkpoints of
-other tools restore all the same (the codec is recorded in the array metadata).
+~8% at most, while decompression roughly halved the speed of streaming checkpoints back
+(`benchmarks/averaging.py --mb 400 --ms 2,8` on 2 cores: 244 / 210 MiB/s compressed, 501 / 379
+MiB/s uncompressed). Compressed checkpoints of other tools restore all the same (the codec is
+recorded in the array metadata).
 """
 
 from __future__ import annotations
