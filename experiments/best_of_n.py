@@ -68,7 +68,8 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   return c
 
 
-def validate(config) -> None:
+def validate_sampling(config) -> None:
+  """The judge (config.gold) and the sampling settings (config.bon)."""
   b = config.bon
   if config.gold.kind not in GOLD:
     raise ValueError(f"config.gold.kind={config.gold.kind!r}: must be one of {GOLD}")
@@ -76,13 +77,6 @@ def validate(config) -> None:
     raise ValueError("config.gold.path is empty: gold.kind='rm' judges with a reward-model run")
   if config.gold.kind == "embedded" and config.data.name != "embedded_tldr":
     raise ValueError(f"config.gold.kind='embedded' needs the embedded task, not {config.data.name!r}")
-  if config.reward.combine not in COMBINE:
-    raise ValueError(f"config.reward.combine={config.reward.combine!r}: must be one of {COMBINE}")
-  paths = [p for p in config.reward.paths if p]
-  if not paths:
-    raise ValueError("config.reward.paths is empty: give the reward-model run(s) to select with")
-  if config.reward.combine == "single" and len(paths) != 1:
-    raise ValueError(f"config.reward.combine='single' needs exactly one path, got {len(paths)}")
   ns = list(b.ns)
   if not ns or any(n < 1 for n in ns) or any(max(ns) % n for n in ns):
     raise ValueError(f"config.bon.ns={tuple(ns)}: must be positive and each must divide max(ns)")
@@ -91,6 +85,17 @@ def validate(config) -> None:
                      f" exceeds config.model.max_len={config.model.max_len}")
   if b.prompts < 1:
     raise ValueError(f"config.bon.prompts={b.prompts}: must be >= 1")
+
+
+def validate(config) -> None:
+  validate_sampling(config)
+  if config.reward.combine not in COMBINE:
+    raise ValueError(f"config.reward.combine={config.reward.combine!r}: must be one of {COMBINE}")
+  paths = [p for p in config.reward.paths if p]
+  if not paths:
+    raise ValueError("config.reward.paths is empty: give the reward-model run(s) to select with")
+  if config.reward.combine == "single" and len(paths) != 1:
+    raise ValueError(f"config.reward.combine='single' needs exactly one path, got {len(paths)}")
 
 
 def load_reward(config):
@@ -110,17 +115,11 @@ def load_reward(config):
 
 def best_of_n_curve(scores: np.ndarray, gold: np.ndarray, ns) -> list[dict]:
   """scores, gold: [prompts, max_n]. For each N: mean gold and score of the argmax-score sample
-  over max_n / N disjoint groups per prompt."""
-  p, m = scores.shape
-  rows = []
-  for n in ns:
-    s = scores.reshape(p, m // n, n)
-    g = gold.reshape(p, m // n, n)
-    idx = s.argmax(axis=-1)[..., None]
-    rows.append({"n": int(n), "gold": float(np.take_along_axis(g, idx, -1).mean()),
-                 "score": float(np.take_along_axis(s, idx, -1).mean()),
-                 "kl_bound": float(np.log(n) - (n - 1) / n)})
-  return rows
+  over max_n / N disjoint groups per prompt (`evaluation.best_of_n_kept`)."""
+  from warm_jax import evaluation
+  return [{"n": int(n), "gold": float(evaluation.best_of_n_kept(scores, gold, n).mean()),
+           "score": float(evaluation.best_of_n_kept(scores, scores, n).mean()),
+           "kl_bound": float(np.log(n) - (n - 1) / n)} for n in ns]
 
 
 def plot(result: dict, path: str) -> None:
@@ -142,22 +141,18 @@ def plot(result: dict, path: str) -> None:
   plt.close(fig)
 
 
-def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def sample_candidates(config: ml_collections.ConfigDict) -> tuple[list[str], list[str], list[str]]:
+  """The SFT policy's max(bon.ns) samples for each of bon.prompts prompts of bon.split:
+  (prompts, flat prompts [prompts * max_n], responses [prompts * max_n]), prompt-major."""
   import jax
 
   from warm_jax import data as data_lib
   from warm_jax import sampling
   from warm_jax import sharding as shd
-  from warm_jax.data import embedded
   from warm_jax.models import LanguageModel
   from warm_jax.train import init
   from warm_jax.train.metrics import Progress
-  if not config.init_from:
-    raise SystemExit("config.init_from is empty: best-of-N samples the SFT policy, e.g. "
-                     "--config.init_from=runs/sft")
-  validate(config)
   b = config.bon
-  rm, reward_name = load_reward(config)
   model = LanguageModel(config.model)
   mesh = shd.make_mesh(("data",), (-1,), jax.devices()[:1])
   params = init.load_lm_params(config.init_from, config.model, mesh, ())
@@ -176,13 +171,29 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                    batch_size=b.batch_size, generate_fn=fn)
     progress.update(len(texts))
   progress.close(len(texts))
-  proxy = np.asarray(rm.score(flat_prompts, texts)).reshape(len(prompts), m)
+  return prompts, flat_prompts, texts
+
+
+def gold_scores(config: ml_collections.ConfigDict, prompts, responses) -> np.ndarray:
+  """The judge's rewards: the embedded task's gold reward, or the reward-model run gold.path."""
   if config.gold.kind == "embedded":
-    gold = embedded.gold_reward_batch(flat_prompts, texts, config.data.task)["total"]
-  else:
-    import warm_jax
-    gold = warm_jax.load_reward_model(config.gold.path).score(flat_prompts, texts)
-  gold = np.asarray(gold).reshape(len(prompts), m)
+    from warm_jax.data import embedded
+    return np.asarray(embedded.gold_reward_batch(prompts, responses, config.data.task)["total"])
+  import warm_jax
+  return np.asarray(warm_jax.load_reward_model(config.gold.path).score(prompts, responses))
+
+
+def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  if not config.init_from:
+    raise SystemExit("config.init_from is empty: best-of-N samples the SFT policy, e.g. "
+                     "--config.init_from=runs/sft")
+  validate(config)
+  b = config.bon
+  rm, reward_name = load_reward(config)
+  prompts, flat_prompts, texts = sample_candidates(config)
+  m = max(b.ns)
+  proxy = np.asarray(rm.score(flat_prompts, texts)).reshape(len(prompts), m)
+  gold = gold_scores(config, flat_prompts, texts).reshape(len(prompts), m)
   result = {"reward_name": reward_name, "reward_paths": list(config.reward.paths),
             "combine": config.reward.combine, "prompts": len(prompts), "max_n": m,
             "proxy": best_of_n_curve(proxy, gold, b.ns),

@@ -25,6 +25,7 @@ from warm_jax import configs  # noqa: E402
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c = configs.experiment_config(variant, ("tiny", "cpu", "paper"), "experiments/reward_model.py")
   c.init_from = ""  # a language-model run (pretrain.py / sft.py) whose decoder the RM starts from
+  c.init_step = -1  # which kept checkpoint of init_from (-1: the latest; WARM's Baklava varies it)
   c.data = configs.embedded_data_config(max_len=112, batch_size=32, eval_batch_size=64)
 
   c.train = ml_collections.ConfigDict(dict(
@@ -58,14 +59,24 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   return c
 
 
-def main(config: ml_collections.ConfigDict, workdir: str) -> None:
-  from warm_jax.train import init, reward_model
-  init_params = None
-  if config.init_from:
-    init_params = init.reward_model_from_lm(config.init_from, reward_model.build(config))
-  result = reward_model.train(config, workdir, init_params=init_params)
+def initial_params(config: ml_collections.ConfigDict, setup):
+  """The RM's starting params: the decoder of config.init_from (at config.init_step) with a fresh
+  (zero) head, or None (a fresh initialisation) when init_from is empty."""
+  from warm_jax.train import init
+  if not config.init_from:
+    return None
+  step = None if config.init_step < 0 else config.init_step
+  return init.reward_model_from_lm(config.init_from, setup, step=step)
+
+
+def main(config: ml_collections.ConfigDict, workdir: str, sources: dict | None = None,
+         tokenizer=None) -> dict:
+  from warm_jax.train import reward_model
+  init_params = initial_params(config, reward_model.build(config))
+  result = reward_model.train(config, workdir, sources, tokenizer, init_params=init_params)
   result.pop("state")
   print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
+  return result
 
 
 if __name__ == "__main__":

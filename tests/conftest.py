@@ -1,5 +1,6 @@
 """Test setup: 8 fake CPU devices (so sharding is exercised), and small shared fixtures."""
 
+import contextlib
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -37,3 +38,17 @@ def toy_data():
   return {"tokenizer": ToyTokenizer(),
           "sources": {"train": toy_pairs(64, 0), "validation": toy_pairs(32, 1),
                       "ood": toy_pairs(16, 2)}}
+
+
+@contextlib.contextmanager
+def data_dir(path):
+  """Points the embedded task's TFDS cache ($WARM_JAX_DATA_DIR) at `path` for the block."""
+  old = os.environ.get("WARM_JAX_DATA_DIR")
+  os.environ["WARM_JAX_DATA_DIR"] = str(path)
+  try:
+    yield
+  finally:
+    if old is None:
+      os.environ.pop("WARM_JAX_DATA_DIR", None)
+    else:
+      os.environ["WARM_JAX_DATA_DIR"] = old

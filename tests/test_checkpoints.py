@@ -56,3 +56,12 @@ def test_first_mismatch_reports_missing_and_dtype():
   b = {"x": np.zeros((2,), np.float16), "y": a["y"]}
   assert checkpoints.first_mismatch(a, b).startswith("x: float32[")
   assert "in the checkpoint vs float16[" in checkpoints.first_mismatch(a, b)
+
+
+def test_complete_steps_lists_finished_steps_only(tmp_path):
+  assert checkpoints.complete_steps(str(tmp_path / "none")) == []
+  params = {"w": np.ones((2,), np.float32)}
+  checkpoints.save_params(str(tmp_path / "a"), params, {"x": 1}, step=7)
+  assert checkpoints.complete_steps(str(tmp_path / "a")) == [7]
+  os.makedirs(tmp_path / "b" / "3.orbax-checkpoint-tmp-1")  # an interrupted save
+  assert checkpoints.complete_steps(str(tmp_path / "b")) == []

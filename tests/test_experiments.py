@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
+sys.path.insert(0, os.path.dirname(__file__))
 
 import dpo as dpo_exp  # noqa: E402
 import plot_rl  # noqa: E402
@@ -17,16 +18,15 @@ import reward_hacking_check  # noqa: E402
 import reward_model as rm_exp  # noqa: E402
 import rl as rl_exp  # noqa: E402
 import sft  # noqa: E402
+from conftest import data_dir  # noqa: E402
 from warm_jax.train.metrics import read_metrics  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def pipeline_runs(tmp_path_factory):
   root = tmp_path_factory.mktemp("pipeline")
-  old = os.environ.get("WARM_JAX_DATA_DIR")
-  os.environ["WARM_JAX_DATA_DIR"] = str(root / "data")
   runs = {k: str(root / k) for k in ("pretrain", "sft", "rm", "rl", "dpo")}
-  try:
+  with data_dir(root / "data"):
     c = pretrain.get_config("tiny")
     pretrain.main(c, runs["pretrain"])
     c = sft.get_config("tiny")
@@ -36,11 +36,6 @@ def pipeline_runs(tmp_path_factory):
     c.init_from = runs["pretrain"]
     rm_exp.main(c, runs["rm"])
     yield runs
-  finally:
-    if old is None:
-      os.environ.pop("WARM_JAX_DATA_DIR", None)
-    else:
-      os.environ["WARM_JAX_DATA_DIR"] = old
 
 
 @pytest.mark.slow
@@ -168,3 +163,25 @@ def test_sample_policy_prints_each_runs_responses_with_gold(pipeline_runs, capsy
   assert capsys.readouterr().out.count("prompt: ") == 2
   with pytest.raises(SystemExit):
     sample_policy.main([pipeline_runs["sft"] + "_missing"])
+
+
+@pytest.mark.slow
+def test_reward_model_from_a_kept_step(pipeline_runs):
+  import jax
+
+  from warm_jax import checkpoints
+  from warm_jax.train import init, reward_model
+  setup = reward_model.build(rm_exp.get_config("tiny"))
+  steps = checkpoints.complete_steps(os.path.join(pipeline_runs["pretrain"], "checkpoints"))
+  assert len(steps) == 2
+  early = init.reward_model_from_lm(pipeline_runs["pretrain"], setup, step=steps[0])
+  late = init.reward_model_from_lm(pipeline_runs["pretrain"], setup)
+  lm = checkpoints.restore_params(os.path.join(pipeline_runs["pretrain"], "checkpoints"), steps[0])
+  np.testing.assert_array_equal(early["decoder"]["final_norm"]["scale"],
+                                lm["decoder"]["final_norm"]["scale"])
+  differs = lambda a, b: any(not np.array_equal(x, y) for x, y in
+                             zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  assert differs(early["decoder"], late["decoder"])  # another SFT step, another decoder
+  assert not differs(early["reward_head"], late["reward_head"])  # one shared (zero) head
+  with pytest.raises(FileNotFoundError, match="complete steps"):
+    init.reward_model_from_lm(pipeline_runs["pretrain"], setup, step=999)

@@ -98,3 +98,24 @@ def test_demo_notebook_executes():
   outputs = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code"
                     for o in cell.get("outputs", []))
   assert "DEMO OK" in outputs
+
+
+def test_load_reward_models_share_one_scorer_and_trimming_changes_no_reward(two_runs, toy_data):
+  config, runs = two_runs
+  tok = toy_data["tokenizer"]
+  rms = notebook_api.load_reward_models(runs, tokenizer=tok, batch_size=4)
+  prompts, responses = ["xy", "zzz", "x"], ["aab", "abb", "aaaab"]
+  for rm, run in zip(rms, runs):
+    np.testing.assert_allclose(rm.score(prompts, responses),
+                               _reference(config, checkpoints.restore_params(run), tok, prompts,
+                                          responses), rtol=1e-5, atol=1e-6)
+  assert rms[0]._fn is rms[1]._fn  # one compiled function for every member
+  # with_params swaps only the parameters.
+  swapped = rms[0].with_params(rms[1].params)
+  np.testing.assert_allclose(swapped.score(prompts, responses), rms[1].score(prompts, responses))
+  # Dropping the all-padding columns (right-padded rows) leaves every reward unchanged.
+  tokens = rms[0].encode(prompts, responses)
+  trimmed = pipeline.trim_padding(tokens, multiple=4)
+  assert trimmed.shape[1] < tokens.shape[1]
+  np.testing.assert_allclose(rms[0].score_tokens(trimmed), rms[0].score_tokens(tokens),
+                             rtol=1e-5, atol=1e-6)

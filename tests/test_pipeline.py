@@ -80,3 +80,39 @@ def test_lm_encoder_weights_response_only_for_sft():
   assert sft["weights"].tolist() == [0, 0, 0, 0, 1, 1, 1, 0]  # d, e, eos are targets
   pre = pipeline.LMEncoder(_Tok(), 8, response_only=False)(rec)
   assert pre["weights"].tolist() == [0, 1, 1, 1, 1, 1, 1, 0]  # every real token after bos
+
+
+def test_head_takes_the_first_records():
+  src = _src(10)
+  h = pipeline.Head(src, 4)
+  assert len(h) == 4 and [h[i]["id"] for i in range(4)] == [0, 1, 2, 3] and h[-1]["id"] == 3
+  assert len(pipeline.Head(src, 0)) == 10 and len(pipeline.Head(src, 99)) == 10
+  with pytest.raises(IndexError):
+    h[4]
+  with pytest.raises(ValueError, match="n=-1"):
+    pipeline.Head(src, -1)
+
+
+def test_flip_labels_swaps_an_exact_seeded_fraction():
+  src = [{"prompt": "p", "chosen": f"c{i}", "rejected": f"r{i}"} for i in range(40)]
+  f = pipeline.FlipLabels(src, 0.25, seed=1)
+  flipped = [i for i in range(40) if f[i]["flipped"]]
+  assert flipped == list(f.indices) and len(flipped) == 10
+  for i in range(40):
+    want = ("r", "c") if i in flipped else ("c", "r")
+    assert (f[i]["chosen"][0], f[i]["rejected"][0]) == want
+  assert list(pipeline.FlipLabels(src, 0.25, seed=1).indices) == flipped
+  assert list(pipeline.FlipLabels(src, 0.25, seed=2).indices) != flipped
+  assert src[flipped[0]]["chosen"].startswith("c")  # the source itself is untouched
+  with pytest.raises(ValueError, match="fraction"):
+    pipeline.FlipLabels(src, 1.5)
+
+
+def test_trim_padding_drops_only_all_padding_columns():
+  t = np.zeros((3, 40), np.int32)
+  t[0, :5] = 7
+  t[1, :19] = 7
+  assert pipeline.trim_padding(t, multiple=8).shape == (3, 24)
+  assert pipeline.trim_padding(t, multiple=1).shape == (3, 19)
+  assert pipeline.trim_padding(t, multiple=64).shape == (3, 40)
+  assert pipeline.trim_padding(np.zeros((2, 8), np.int32), multiple=1).shape == (2, 1)

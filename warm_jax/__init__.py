@@ -11,7 +11,7 @@ sampling.py. For notebooks the top level re-exports the loaders of notebook_api.
 
 __version__ = "0.1.0"
 
-_NOTEBOOK_API = ("load_reward_model", "load_averaged", "load_ensemble")
+_NOTEBOOK_API = ("load_reward_model", "load_reward_models", "load_averaged", "load_ensemble")
 
 
 def __getattr__(name):

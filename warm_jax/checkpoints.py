@@ -214,6 +214,14 @@ def _resolve(path: str, step: int | None) -> tuple[ocp.CheckpointManager, int]:
   return mngr, step
 
 
+def complete_steps(path: str) -> list[int]:
+  """The complete (finalised) checkpoint steps in a checkpoint directory, ascending; [] if it
+  holds none or does not exist."""
+  if not os.path.isdir(path):
+    return []
+  return sorted(int(s) for s in _manager(path, read_only=True).all_steps())
+
+
 def read_meta(path: str, step: int | None = None) -> dict:
   """The JSON metadata (step, data state, config, version) of a checkpoint; reads no arrays."""
   mngr, step = _resolve(path, step)

@@ -15,6 +15,7 @@ axis names: one device by default, or `mesh_shape`/`devices` for a sharded model
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -86,6 +87,13 @@ class RewardScorer:
   def score(self, prompts: Sequence[str] | str, responses: Sequence[str] | str) -> np.ndarray:
     """Rewards (float32 [N]) of N (prompt, response) pairs."""
     return self.score_tokens(self.encode(prompts, responses))
+
+  def with_params(self, params: Any, meta: dict | None = None) -> "RewardScorer":
+    """The same model, tokenizer and compiled scoring function with other parameters of the same
+    shapes (a member of an ensemble, a weight average, a point of an interpolation path)."""
+    out = copy.copy(self)
+    out.params, out.meta = params, meta or {}
+    return out
 
   def __repr__(self) -> str:
     n = sum(x.size for x in jax.tree.leaves(self.params))
@@ -197,20 +205,40 @@ def load_averaged(paths: Sequence[str], weights: Sequence[float] | None = None, 
                       batch_size=batch_size, config=config, meta=meta)
 
 
-def load_ensemble(paths: Sequence[str], *, steps: Sequence[int | None] | None = None,
-                  tokenizer=None, batch_size: int = 32, devices=None,
-                  mesh_shape=None) -> EnsembleScorer:
-  """ENS: every checkpoint loaded (M models in memory), predictions averaged at scoring time."""
+def _load_members(paths, steps, tokenizer, devices, mesh_shape):
+  """Checks that the checkpoints share one architecture and are complete (before reading any
+  array), then restores each onto the mesh of the first one's config."""
   paths = list(paths)
-  sources, _ = averaging.plan(paths, None, steps)  # same architecture, complete checkpoints
+  sources, _ = averaging.plan(paths, None, steps)
   _, _, config, model, mesh, rules, tokenizer = _prepare(paths[0], sources[0].step, tokenizer,
                                                          devices, mesh_shape)
   target = abstract_params(model, mesh, rules)
   members = [checkpoints.restore_params(s.path, s.step, target=target) for s in sources]
+  return sources, members, dict(model=model, tokenizer=tokenizer, max_len=config.data.max_len,
+                                mesh=mesh, rules=rules, config=config)
+
+
+def load_reward_models(paths: Sequence[str], *, steps: Sequence[int | None] | None = None,
+                       tokenizer=None, batch_size: int = 32, devices=None,
+                       mesh_shape=None) -> list[RewardScorer]:
+  """Several reward models of one architecture (e.g. the M members of WARM), each a
+  `RewardScorer`; they share one tokenizer and one compiled scoring function (`with_params`)."""
+  sources, members, kw = _load_members(paths, steps, tokenizer, devices, mesh_shape)
+  first = RewardScorer(kw.pop("model"), members[0], kw.pop("tokenizer"), kw.pop("max_len"),
+                       batch_size=batch_size, **kw)
+  return [first.with_params(p, {"path": s.path, **s.meta}) for p, s in zip(members, sources)]
+
+
+def load_ensemble(paths: Sequence[str], *, steps: Sequence[int | None] | None = None,
+                  tokenizer=None, batch_size: int = 32, devices=None,
+                  mesh_shape=None) -> EnsembleScorer:
+  """ENS: every checkpoint loaded (M models in memory), predictions averaged at scoring time."""
+  sources, members, kw = _load_members(paths, steps, tokenizer, devices, mesh_shape)
   meta = {"paths": [s.path for s in sources], "steps": [s.step for s in sources],
-          "config": config.to_dict()}
-  return EnsembleScorer(model, members, tokenizer, config.data.max_len, mesh=mesh, rules=rules,
-                        batch_size=batch_size, config=config, meta=meta)
+          "config": kw["config"].to_dict()}
+  return EnsembleScorer(kw.pop("model"), members, kw.pop("tokenizer"), kw.pop("max_len"),
+                        batch_size=batch_size, meta=meta, **kw)
 
 
-__all__ = ["RewardScorer", "EnsembleScorer", "load_reward_model", "load_averaged", "load_ensemble"]
+__all__ = ["RewardScorer", "EnsembleScorer", "load_reward_model", "load_reward_models",
+           "load_averaged", "load_ensemble"]

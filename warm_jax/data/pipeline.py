@@ -170,3 +170,61 @@ class PreferenceLMEncoder:
       row = self.lm({"prompt": record["prompt"], "response": record[side]})
       out[side], out[f"{side}_weights"] = row["tokens"], row["weights"]
     return out
+
+
+class Head:
+  """The first `n` records of a random-access source (all of them if n is 0 or exceeds its size),
+  itself a random-access source: e.g. a smaller training set drawn from a fixed split."""
+
+  def __init__(self, source, n: int = 0):
+    if n < 0:
+      raise ValueError(f"Head: n={n} must be >= 0 (0 = every record)")
+    self.source, self.n = source, (min(n, len(source)) if n else len(source))
+
+  def __len__(self) -> int:
+    return self.n
+
+  def __getitem__(self, i: int):
+    if not -self.n <= i < self.n:
+      raise IndexError(f"record {i} of a {self.n}-record head")
+    return self.source[i % self.n]
+
+
+class FlipLabels:
+  """A preference source with the labels of a seeded `fraction` of its records swapped
+  (chosen <-> rejected, 'flipped' set True): WARM's corrupted-label setting on any data set.
+  Exactly round(fraction * len) records are flipped; `indices` holds them (sorted)."""
+
+  def __init__(self, source, fraction: float, seed: int = 0):
+    if not 0.0 <= fraction <= 1.0:
+      raise ValueError(f"FlipLabels: fraction={fraction} must be in [0, 1]")
+    self.source = source
+    n = len(source)
+    k = int(round(fraction * n))
+    self.indices = np.sort(np.random.default_rng([seed, 0xF11F]).choice(n, size=k, replace=False))
+    self._flipped = set(int(i) for i in self.indices)
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, i: int) -> dict:
+    rec = dict(self.source[i])
+    if int(i) % len(self) in self._flipped:
+      rec["chosen"], rec["rejected"] = rec["rejected"], rec["chosen"]
+      rec["flipped"] = not rec.get("flipped", False)
+    else:
+      rec.setdefault("flipped", False)
+    return rec
+
+
+def trim_padding(tokens: np.ndarray, pad_id: int = PAD_ID, multiple: int = 16) -> np.ndarray:
+  """Right-padded token rows [N, T] without the trailing columns that are padding in every row
+  (kept width rounded up to a multiple of `multiple`, so few distinct shapes get compiled).
+  Under causal attention, with the reward or log-probabilities read at real tokens, this changes
+  no result: it only saves the compute spent on padding."""
+  tokens = np.asarray(tokens)
+  if tokens.size == 0:
+    return tokens
+  real = np.nonzero(np.any(tokens != pad_id, axis=0))[0]
+  used = int(real[-1]) + 1 if real.size else 1
+  return tokens[:, :min(tokens.shape[1], -(-used // multiple) * multiple)]

@@ -2,9 +2,10 @@
 
     lm_params = init.load_lm_params("runs/sft", config.model, setup.mesh, setup.rules)
     rm_params = init.reward_model_from_lm("runs/pretrain", setup)   # backbone copied, fresh head
+    rm_params = init.reward_model_from_lm("runs/sft", setup, step=200)   # WARM's Baklava
 
 Paths may be a run directory (holding `checkpoints/`) or a checkpoint directory; the latest complete
-step is used. Parameters are restored straight onto the target mesh. A checkpoint of another model
+step is used unless `step` names a kept one. Parameters are restored straight onto the target mesh. A checkpoint of another model
 shape fails naming the first differing parameter.
 """
 
@@ -43,17 +44,19 @@ def abstract_params(model: nn.Module, mesh, rules) -> Any:
                       nn.unbox(boxed), shardings)
 
 
-def load_lm_params(path: str, model_cfg: ml_collections.ConfigDict, mesh, rules) -> Any:
-  """The params of a language-model run (pre-training or SFT), on `mesh`."""
+def load_lm_params(path: str, model_cfg: ml_collections.ConfigDict, mesh, rules,
+                   step: int | None = None) -> Any:
+  """The params of a language-model run (pre-training or SFT) at `step` (None: latest), on `mesh`."""
   ckpt = resolve(path)
   target = abstract_params(LanguageModel(model_cfg), mesh, rules)
-  return checkpoints.restore_params(ckpt, target=target)
+  return checkpoints.restore_params(ckpt, step, target=target)
 
 
-def reward_model_from_lm(path: str, setup) -> Any:
+def reward_model_from_lm(path: str, setup, step: int | None = None) -> Any:
   """Reward-model params (for `setup`, a loop.Setup of a RewardModel) whose decoder is the
-  language model's at `path`; the scalar head is freshly initialised (seed 0)."""
+  language model's at `path` (checkpoint `step`, None: latest); the scalar head is freshly
+  initialised (to zero: every RM started this way shares its head, as WARM's do)."""
   rm_params = jax.jit(lambda rng: nn.unbox(setup.init_params(rng)),
                       out_shardings=setup.shardings.params)(jax.random.key(0))
-  lm_params = load_lm_params(path, setup.model.cfg, setup.mesh, setup.rules)
+  lm_params = load_lm_params(path, setup.model.cfg, setup.mesh, setup.rules, step)
   return init_from_lm(rm_params, lm_params)

@@ -77,7 +77,7 @@ class Progress:
     rate = done / max(now - self._t0, 1e-9)
     eta = (self.total - n) / rate if rate > 0 else float("inf")
     line = (f"{self.desc} {n}/{self.total} [{100.0 * n / max(self.total, 1):5.1f}%] "
-            f"{rate:6.2f} it/s elapsed {_fmt(now - self._t0)} eta {_fmt(eta)} {info}")
+            f"{rate:6.2f} it/s elapsed {format_seconds(now - self._t0)} eta {format_seconds(eta)} {info}")
     sys.stderr.write(("\r" + line) if self._tty else line + "\n")
     sys.stderr.flush()
 
@@ -87,7 +87,8 @@ class Progress:
       sys.stderr.write("\n")
 
 
-def _fmt(seconds: float) -> str:
+def format_seconds(seconds: float) -> str:
+  """h:mm:ss (or ? for an unknown duration)."""
   if seconds == float("inf"):
     return "?"
   seconds = int(seconds)

@@ -1,0 +1,230 @@
+"""The WARM studies and the main job (`experiments/warm.py`) at `tiny` scale, and their pieces."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
+sys.path.insert(0, os.path.dirname(__file__))
+
+import warm  # noqa: E402
+from conftest import data_dir  # noqa: E402
+import warm_bon  # noqa: E402
+import warm_label_noise  # noqa: E402
+import warm_lmc  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+  """One full tiny run of the main job, shared by the tests below."""
+  root = tmp_path_factory.mktemp("warm")
+  with data_dir(root / "data"):
+    workdir = str(root / "job")
+    results = warm.main(warm.get_config("tiny"), workdir)
+    yield {"workdir": workdir, "results": results}
+
+
+@pytest.mark.slow
+def test_main_job_writes_report_plots_configs_and_checkpoints(job):
+  w = job["workdir"]
+  report = open(os.path.join(w, "results.md")).read()
+  for section in ("## 1. Label noise", "## 2. Linear mode connectivity", "## 3. Best-of-N",
+                  "## 4. RL", "## The paper's claims on this run"):
+    assert section in report
+  # Every claim row says whether it held, from the numbers (never left blank).
+  claim_rows = [line for line in report.splitlines() if line.startswith("| ") and
+                ("| yes |" in line or "| **no** |" in line)]
+  assert len(claim_rows) == len(warm.claims(job["results"]))
+  for name in warm.PLOTS.values():
+    assert os.path.getsize(os.path.join(w, "plots", name)) > 0
+  for stage in warm.STAGES:
+    assert os.path.exists(os.path.join(w, "configs", f"{stage}.json"))
+  ledger = json.load(open(os.path.join(w, "stages.json")))
+  assert all(ledger[s]["finished"] for s in warm.STAGES)
+  # The stages are wired to each other's outputs.
+  sft_cfg = json.load(open(os.path.join(w, "configs", "sft.json")))
+  assert sft_cfg["init_from"] == os.path.join(w, "pretrain")
+  from warm_jax import checkpoints
+  assert checkpoints.complete_steps(os.path.join(w, "warm_label_noise", "warm", "checkpoints")) \
+      or checkpoints.complete_steps(os.path.join(w, "warm_label_noise", "warm"))
+
+
+@pytest.mark.slow
+def test_rerun_reuses_finished_stages_and_refuses_a_changed_one(job, capsys):
+  w = job["workdir"]
+  again = warm.main(warm.get_config("tiny"), w)
+  out = capsys.readouterr().out
+  assert out.count("reusing the finished stage") == len(warm.STAGES)
+  assert again["warm_bon"] == job["results"]["warm_bon"]
+  changed = warm.get_config("tiny")
+  changed.warm_bon.bon.temperature = 0.7
+  with pytest.raises(SystemExit, match="warm_bon"):
+    warm.main(changed, w)
+  # An upstream change invalidates everything after it: the first changed stage is named.
+  changed = warm.get_config("tiny")
+  changed.sft.optim.lr = 5e-4
+  with pytest.raises(SystemExit, match="stage sft"):
+    warm.main(changed, w)
+
+
+@pytest.mark.slow
+def test_warm_checkpoint_is_the_average_of_the_members(job):
+  from warm_jax import checkpoints
+  ln = job["results"]["warm_label_noise"]
+  members = [checkpoints.restore_params(m["path"] + "/checkpoints") for m in ln["members"]]
+  avg = checkpoints.restore_params(ln["warm"])
+  import jax
+  expected = jax.tree.map(lambda *xs: np.mean(np.stack(xs), axis=0), *members)
+  for a, b in zip(jax.tree.leaves(avg), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_members_are_diverse_and_start_from_the_kept_sft_checkpoints(job):
+  ln = job["results"]["warm_label_noise"]
+  cfg = warm.get_config("tiny").warm_label_noise
+  keys = set()
+  for m in ln["members"]:
+    assert m["lr"] in cfg.diversity.lrs and m["dropout"] in cfg.diversity.dropouts
+    assert m["init_step"] in cfg.diversity.init_steps
+    keys.add((m["lr"], m["dropout"], m["init_step"], m["seed"]))
+  assert len(keys) == len(ln["members"])  # at least the seeds differ
+  assert sorted(ln["ranking"]) == list(range(len(ln["members"])))
+  # Corrupted and clean training pairs partition the training set.
+  assert ln["counts"]["train_clean"] + ln["counts"]["train_corrupted"] == ln["train_pairs"]
+  assert ln["counts"]["train_corrupted"] > 0
+
+
+@pytest.mark.slow
+def test_lmc_endpoints_are_the_members_and_ens_is_linear(job):
+  lmc = job["results"]["warm_lmc"]
+  ln = job["results"]["warm_label_noise"]
+  a, b = lmc["pair"]
+  first, last = lmc["path"][0], lmc["path"][-1]
+  for s in lmc["subsets"]:
+    assert first["wa"][s] == first["ens"][s] == first["diag"][s] == ln["rows"][f"member_{a}"][s]
+    assert last["wa"][s] == last["diag"][s] == ln["rows"][f"member_{b}"][s]
+  # M = all members: the label-noise run's WARM and ENS.
+  full = lmc["by_m"][-1]
+  for s in lmc["subsets"]:
+    assert full["wa"][s] == ln["rows"]["warm"][s] and full["ens"][s] == ln["rows"]["ens"][s]
+
+
+@pytest.mark.slow
+def test_bon_win_rates_and_rl_comparisons(job):
+  bon = job["results"]["warm_bon"]
+  for name, rows in bon["curves"].items():
+    assert rows[0]["n"] == 1 and rows[0]["kl_bound"] == 0.0
+    # N = 1 keeps the same sample whatever the selector: a tie with the single RM.
+    assert rows[0]["win_rate_vs_single"] == 0.5
+  oracle = [r["gold"] for r in bon["curves"]["oracle"]]
+  assert all(b >= a - 1e-9 for a, b in zip(oracle, oracle[1:]))
+  rl = job["results"]["warm_rl"]
+  for key in ("warm_vs_single", "warm_vs_sft", "single_vs_sft"):
+    assert 0.0 <= rl["final"][key]["win_rate"] <= 1.0
+  assert set(rl["curves"]) == {"single", "warm"}
+
+
+def _fake_results(warm_acc, ens_acc, ind_acc, barrier, bon_end, rl_end, win):
+  subsets = ["train_clean", "train_corrupted", "validation", "test"]
+  # Agreement with the flipped labels mirrors accuracy (1 - acc): less memorisation, more accuracy.
+  row = lambda v: {s: (1.0 - v if s == "train_corrupted" else v) for s in subsets}
+  return {
+      "warm_label_noise": {"rows": {"warm": row(warm_acc), "ens": row(ens_acc),
+                                    "mean_individual": row(ind_acc)},
+                           "subsets": subsets, "rank_split": "validation", "members": [{}, {}]},
+      "warm_lmc": {"subsets": ["train_corrupted", "test"],
+                   "barrier": {"train_corrupted": 0.1, "test": barrier}},
+      "warm_bon": {"ms": [2], "curves": {
+          "single": [{"n": 1, "gold": 0.5, "win_rate_vs_single": 0.5},
+                     {"n": 4, "gold": 0.6, "win_rate_vs_single": 0.5}],
+          "WARM 2": [{"n": 1, "gold": 0.5, "win_rate_vs_single": 0.5},
+                     {"n": 4, "gold": bon_end, "win_rate_vs_single": win}]}},
+      "warm_rl": {"m": 2, "curves": {
+          "single": {"gold_end": 0.5, "gold_peak": 0.6, "peak_step": 5},
+          "warm": {"gold_end": rl_end, "gold_peak": 0.7, "peak_step": 9}},
+          "final": {"warm_vs_single": {"win_rate": win, "win_rate_stderr": 0.01, "n": 10,
+                                       "ties": 0.0}}}}
+
+
+def test_claims_are_decided_by_the_numbers():
+  good = warm.claims(_fake_results(0.8, 0.7, 0.6, -0.01, 0.7, 0.6, 0.6))
+  assert all(held for _, held, _ in good)
+  bad = warm.claims(_fake_results(0.6, 0.7, 0.8, 0.02, 0.5, 0.4, 0.4))
+  assert len(bad) == len(good) == 7 and not any(held for _, held, _ in bad)
+  # The numbers are quoted next to each verdict.
+  assert "WARM 0.600, ENS 0.700" in bad[0][2]
+
+
+def test_check_reusable(tmp_path):
+  d = tmp_path / "stage"
+  assert warm.check_reusable("s", None, "abc", str(d)) is False  # never ran
+  assert warm.check_reusable("s", {"fingerprint": "abc", "finished": False}, "abc", str(d)) is False
+  assert warm.check_reusable("s", {"fingerprint": "abc", "finished": True}, "abc", str(d)) is True
+  with pytest.raises(SystemExit, match="another config"):
+    warm.check_reusable("s", {"fingerprint": "abc", "finished": True}, "xyz", str(d))
+  d.mkdir()
+  (d / "x").write_text("")
+  with pytest.raises(SystemExit, match="not in this workdir"):
+    warm.check_reusable("s", None, "abc", str(d))
+
+
+def test_member_configs_draw_from_the_diversity_lists():
+  c = warm_label_noise.get_config("cpu")
+  c.init_from = "runs/sft"
+  ms = warm_label_noise.member_configs(c)
+  assert len(ms) == c.members
+  assert [m.seed for m in ms] == list(range(c.members))
+  assert [m.data.seed for m in ms] == list(range(c.members))
+  assert all(m.optim.lr in c.diversity.lrs and m.model.dropout_rate in c.diversity.dropouts
+             and m.init_step in c.diversity.init_steps and m.init_from == "runs/sft" for m in ms)
+  # Deterministic from the seed, and the base config is left untouched.
+  assert [m.optim.lr for m in warm_label_noise.member_configs(c)] == [m.optim.lr for m in ms]
+  assert c.rm.optim.lr == warm_label_noise.get_config("cpu").rm.optim.lr
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("members", 1, "members"),
+    ("diversity.lrs", (), "diversity.lrs"),
+    ("diversity.dropouts", (1.5,), "diversity.dropouts"),
+    ("train_examples", -1, "train_examples"),
+    ("flip_fraction", 0.1, "flip_fraction"),
+])
+def test_label_noise_config_errors_name_the_field(field, value, match):
+  c = warm_label_noise.get_config("tiny")
+  node, _, leaf = field.rpartition(".")
+  (c[node] if node else c)[leaf] = value
+  with pytest.raises(ValueError, match=match):
+    warm_label_noise.validate(c)
+
+
+def test_study_inputs_fail_clearly(tmp_path):
+  with pytest.raises(SystemExit, match="init_from"):
+    warm_label_noise.main(warm_label_noise.get_config("tiny"), str(tmp_path / "a"))
+  c = warm_lmc.get_config("tiny")
+  with pytest.raises(SystemExit, match="label_noise"):
+    warm_lmc.main(c, str(tmp_path / "b"))
+  c.label_noise = str(tmp_path / "nothing")
+  with pytest.raises(FileNotFoundError, match="label_noise.json"):
+    warm_lmc.main(c, str(tmp_path / "b"))
+  c = warm_bon.get_config("tiny")
+  with pytest.raises(SystemExit, match="init_from"):
+    warm_bon.main(c, str(tmp_path / "c"))
+  with pytest.raises(ValueError, match="config.ms"):
+    c.ms = (2, 9)
+    warm_bon.validate(c, 3)
+
+
+def test_publish_splices_the_report_between_the_markers(tmp_path):
+  import publish_warm
+  readme = f"# title\nbefore\n{publish_warm.BEGIN}\nold\n{publish_warm.END}\nafter\n"
+  report = "# WARM\n\n## 1. x\n\n| a |\n\n![p](plots/bon.png)\n"
+  out = publish_warm.splice(readme, report, "docs/warm")
+  assert "old" not in out and out.startswith("# title\nbefore\n") and out.endswith("after\n")
+  assert "### WARM" in out and "#### 1. x" in out and "](docs/warm/bon.png)" in out
+  assert publish_warm.splice(out, report, "docs/warm") == out  # idempotent
+  with pytest.raises(ValueError, match="markers|once"):
+    publish_warm.splice("no markers", report, "docs/warm")
