@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs warm_jax into .venv and runs the main job on the embedded default task (CPU, minutes).
-# Re-running reuses the finished stages. Extra flags go to the experiment, e.g. --config.seed=1.
+# Installs warm_jax into .venv and runs the main job on the embedded default task (CPU, < 20 min):
+# WARM end to end (pre-train, SFT, M reward models, label noise, interpolation, best-of-N, RL).
+# Re-running reuses the finished stages. Extra flags go to the job, e.g. --config.seed=1.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-WORKDIR=${WORKDIR:-runs/main}
-python experiments/reward_model.py --config=experiments/reward_model.py:cpu --workdir="$WORKDIR" "$@"
+WORKDIR=${WORKDIR:-runs/warm}
+python experiments/warm.py --config=experiments/warm.py:cpu --workdir="$WORKDIR" "$@"
