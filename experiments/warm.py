@@ -64,6 +64,8 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     for stage in ("pretrain", "sft"):
       c[stage].data.max_len = 80
     c.pretrain.train.update(num_steps=800, eval_every=400, ckpt_every=400)
+  elif variant == "paper":
+    c.sft.train.num_steps = 12_000  # B.3: SFT for 12k steps; Baklava starts from 8k, 10k, 12k
   # SFT keeps the checkpoints the reward models start from (Baklava).
   steps = sorted(s for s in c.warm_label_noise.diversity.init_steps if s > 0)
   c.sft.train.keep = max(c.sft.train.keep, len(steps))
@@ -153,8 +155,23 @@ def check_reusable(stage: str, row: dict | None, fingerprint: str, stage_dir: st
   return bool(row.get("finished"))
 
 
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Cross-stage checks, before any compute: the Baklava steps must be kept SFT checkpoints."""
+  sft_train = config.sft.train
+  for s in config.warm_label_noise.diversity.init_steps:
+    if s > 0 and (s > sft_train.num_steps or s % sft_train.ckpt_every):
+      raise ValueError(f"config.warm_label_noise.diversity.init_steps has {s}, which the SFT run "
+                       f"never saves (config.sft.train.num_steps={sft_train.num_steps}, "
+                       f"ckpt_every={sft_train.ckpt_every})")
+  kept = sorted(s for s in config.warm_label_noise.diversity.init_steps if s > 0)
+  if kept and sft_train.num_steps - sft_train.ckpt_every * (sft_train.keep - 1) > kept[0]:
+    raise ValueError(f"config.sft.train.keep={sft_train.keep} does not keep SFT step {kept[0]} "
+                     "(a Baklava init); raise it")
+
+
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from warm_jax.train.metrics import format_seconds
+  validate(config)
   cfgs = stage_configs(config, workdir)
   prints = fingerprints(stage_configs(config, "<workdir>"))  # a moved workdir stays reusable
   os.makedirs(os.path.join(workdir, "configs"), exist_ok=True)

@@ -228,3 +228,16 @@ def test_publish_splices_the_report_between_the_markers(tmp_path):
   assert publish_warm.splice(out, report, "docs/warm") == out  # idempotent
   with pytest.raises(ValueError, match="markers|once"):
     publish_warm.splice("no markers", report, "docs/warm")
+
+
+def test_every_variant_keeps_the_baklava_checkpoints():
+  for variant in warm.VARIANTS:
+    warm.validate(warm.get_config(variant))
+  c = warm.get_config("cpu")
+  c.warm_label_noise.diversity.init_steps = (200, 275)
+  with pytest.raises(ValueError, match="275"):
+    warm.validate(c)
+  c = warm.get_config("cpu")
+  c.sft.train.keep = 1
+  with pytest.raises(ValueError, match="keep"):
+    warm.validate(c)
