@@ -68,15 +68,20 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   return c
 
 
-def validate_sampling(config) -> None:
-  """The judge (config.gold) and the sampling settings (config.bon)."""
-  b = config.bon
+def validate_gold(config) -> None:
+  """The judge: config.gold (kind 'embedded' or 'rm' with a path)."""
   if config.gold.kind not in GOLD:
     raise ValueError(f"config.gold.kind={config.gold.kind!r}: must be one of {GOLD}")
   if config.gold.kind == "rm" and not config.gold.path:
     raise ValueError("config.gold.path is empty: gold.kind='rm' judges with a reward-model run")
   if config.gold.kind == "embedded" and config.data.name != "embedded_tldr":
     raise ValueError(f"config.gold.kind='embedded' needs the embedded task, not {config.data.name!r}")
+
+
+def validate_sampling(config) -> None:
+  """The judge (config.gold) and the sampling settings (config.bon)."""
+  b = config.bon
+  validate_gold(config)
   ns = list(b.ns)
   if not ns or any(n < 1 for n in ns) or any(max(ns) % n for n in ns):
     raise ValueError(f"config.bon.ns={tuple(ns)}: must be positive and each must divide max(ns)")
@@ -174,13 +179,20 @@ def sample_candidates(config: ml_collections.ConfigDict) -> tuple[list[str], lis
   return prompts, flat_prompts, texts
 
 
-def gold_scores(config: ml_collections.ConfigDict, prompts, responses) -> np.ndarray:
-  """The judge's rewards: the embedded task's gold reward, or the reward-model run gold.path."""
+def gold_fn(config: ml_collections.ConfigDict):
+  """The judge as a function (prompts, responses) -> rewards: the embedded task's gold reward,
+  or the reward-model run gold.path (loaded once)."""
   if config.gold.kind == "embedded":
     from warm_jax.data import embedded
-    return np.asarray(embedded.gold_reward_batch(prompts, responses, config.data.task)["total"])
+    task = config.data.task
+    return lambda p, r: np.asarray(embedded.gold_reward_batch(p, r, task)["total"])
   import warm_jax
-  return np.asarray(warm_jax.load_reward_model(config.gold.path).score(prompts, responses))
+  return warm_jax.load_reward_model(config.gold.path).score
+
+
+def gold_scores(config: ml_collections.ConfigDict, prompts, responses) -> np.ndarray:
+  """The judge's rewards of (prompt, response) pairs (see `gold_fn`)."""
+  return np.asarray(gold_fn(config)(prompts, responses))
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:

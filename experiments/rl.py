@@ -22,6 +22,7 @@ import sys
 
 import ml_collections
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from warm_jax import configs  # noqa: E402
@@ -34,6 +35,9 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c = configs.experiment_config(variant, VARIANTS, "experiments/rl.py")
   c.init_from = ""  # the SFT run: initial policy and frozen reference (required)
   c.reward = ml_collections.ConfigDict(dict(kind="gold", path=""))
+  # The judge logged next to the optimised reward: the embedded task's gold reward, or a
+  # reward-model run at gold.path (real data, where a larger RM plays the oracle).
+  c.gold = ml_collections.ConfigDict(dict(kind="embedded", path=""))
   # max_len: prompt tokens (left-padded; longer prompts are cut from the left); batch: prompts.
   c.data = configs.embedded_data_config(max_len=80, batch_size=16, eval_batch_size=64)
   c.data.train_split = "train"  # prompts of the preference pairs
@@ -68,23 +72,31 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.optim = configs.optim_config(lr=1e-6, warmup_steps=100, weight_decay=0.0)
     c.train.update(num_steps=10_000, log_every=20, eval_every=500, eval_batches=4,
                    ckpt_every=500, keep=3, eval_splits=("valid",))
+    c.gold.kind = "rm"  # set gold.path to the oracle reward-model run
   return c
 
 
 def make_reward_fns(config: ml_collections.ConfigDict):
   """(reward_fn, gold_fn): host callables (prompts, responses) -> float32 [N]."""
-  from warm_jax.data import embedded
+  import best_of_n
   if config.reward.kind not in REWARDS:
     raise ValueError(f"config.reward.kind={config.reward.kind!r}: must be one of {REWARDS}")
-  task = config.data.task
-  gold_fn = lambda p, r: embedded.gold_reward_batch(p, r, task)["total"]
+  best_of_n.validate_gold(config)
+  if config.reward.kind == "rm" and not config.reward.path:
+    raise ValueError("config.reward.path is empty: reward.kind='rm' needs a reward-model run")
+  gold_fn = best_of_n.gold_fn(config)
   if config.reward.kind == "gold":
     return gold_fn, gold_fn
-  if not config.reward.path:
-    raise ValueError("config.reward.path is empty: reward.kind='rm' needs a reward-model run")
+  return load_scorer(config.reward.path, config).score, gold_fn
+
+
+def load_scorer(path: str, config: ml_collections.ConfigDict):
+  """A reward-model run as a scorer of this run's rollouts: wide enough for the longest prompt
+  plus response (its own training max_len may be shorter), so no prompt is cut."""
   import warm_jax
-  rm = warm_jax.load_reward_model(config.reward.path, batch_size=config.data.batch_size)
-  return rm.score, gold_fn
+  rm = warm_jax.load_reward_model(path, batch_size=config.data.batch_size)
+  rm.max_len = max(rm.max_len, config.data.max_len + config.rl.max_new_tokens + 2)
+  return rm
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:

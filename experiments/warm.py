@@ -141,25 +141,35 @@ class Ledger:
 
 
 def check_reusable(stage: str, row: dict | None, fingerprint: str, stage_dir: str) -> bool:
-  """True if the stage finished with this config; raises if its directory holds another config's
-  run; False if it has to run (or resume)."""
-  if row is None:
-    if os.path.isdir(stage_dir) and os.listdir(stage_dir):
-      raise SystemExit(f"{stage_dir} exists but {stage} is not in this workdir's stages.json: "
-                       "remove it or use another --workdir")
+  """True if the stage finished with this config; False if it has to run (never ran, was removed
+  to be re-run, or did not finish: it resumes); raises if its directory holds a run of another
+  config, or one the ledger does not vouch for."""
+  if not (os.path.isdir(stage_dir) and os.listdir(stage_dir)):
     return False
+  if row is None:
+    raise SystemExit(f"{stage_dir} holds a run that this workdir's stages.json does not record "
+                     "(or an upstream stage was re-run since): remove it, or use another --workdir")
   if row["fingerprint"] != fingerprint:
     raise SystemExit(f"stage {stage} in {stage_dir} was run with another config (or other "
                      f"upstream stages) than this one: remove {stage_dir} (and the stages after "
                      "it) to re-run it, or use another --workdir")
-  return bool(row.get("finished"))
+  return bool(row.get("finished")) and os.path.exists(os.path.join(stage_dir, "stage_result.json"))
+
+
+def downstream(stage: str) -> list[str]:
+  """The stages that read `stage`'s outputs, directly or through others."""
+  out: list[str] = []
+  for s in STAGES:
+    if any(u == stage or u in out for u in UPSTREAM[s]):
+      out.append(s)
+  return out
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Cross-stage checks, before any compute: the Baklava steps must be kept SFT checkpoints."""
   sft_train = config.sft.train
   for s in config.warm_label_noise.diversity.init_steps:
-    if s > 0 and (s > sft_train.num_steps or s % sft_train.ckpt_every):
+    if s != -1 and (s <= 0 or s > sft_train.num_steps or s % sft_train.ckpt_every):
       raise ValueError(f"config.warm_label_noise.diversity.init_steps has {s}, which the SFT run "
                        f"never saves (config.sft.train.num_steps={sft_train.num_steps}, "
                        f"ckpt_every={sft_train.ckpt_every})")
@@ -167,6 +177,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if kept and sft_train.num_steps - sft_train.ckpt_every * (sft_train.keep - 1) > kept[0]:
     raise ValueError(f"config.sft.train.keep={sft_train.keep} does not keep SFT step {kept[0]} "
                      "(a Baklava init); raise it")
+  # Each study's own checks, so a bad value fails now rather than after the training stages.
+  ln = config.warm_label_noise
+  warm_label_noise.validate(ln)
+  subsets = (*warm_label_noise.TRAIN_SUBSETS, ln.eval.rank_split, *ln.eval.splits)
+  warm_lmc.validate(config.warm_lmc, ln.members, subsets)
+  warm_bon.validate(config.warm_bon, ln.members)
+  warm_rl.validate(config.warm_rl, ln.members)
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -190,8 +207,11 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
       continue
     print(f"{header} -> {stage_dir} (job elapsed {format_seconds(time.time() - t_start)})",
           flush=True)
+    resumed = os.path.isdir(stage_dir) and os.listdir(stage_dir)
     ledger.rows[stage] = {"fingerprint": prints[stage], "finished": False,
-                          "seconds": ledger.rows.get(stage, {}).get("seconds", 0.0)}
+                          "seconds": ledger.rows.get(stage, {}).get("seconds", 0.0) if resumed else 0.0}
+    for later in downstream(stage):  # their outputs would be stale: they must run again
+      ledger.rows.pop(later, None)
     ledger.write()
     t0 = time.time()
     results[stage] = _jsonable(MODULES[stage].main(cfgs[stage], stage_dir))
@@ -228,7 +248,8 @@ def claims(results: dict) -> list[tuple[str, bool, str]]:
     out.append((f"label noise, {split}: WARM >= ENS (accuracy)", w >= e, numbers))
     out.append((f"label noise, {split}: ENS >= mean of the individual RMs", e >= i, numbers))
   w, e, i = (rows[k]["train_corrupted"] for k in ("warm", "ens", "mean_individual"))
-  out.append(("label noise: WARM memorises fewer corrupted labels than ENS and the individual RMs",
+  out.append(("label noise: WARM memorises fewer corrupted labels than ENS and than the mean "
+              "individual RM",
               w < e and w < i, f"agreement with the flipped labels: WARM {w:.3f}, ENS {e:.3f}, "
               f"mean individual {i:.3f}"))
   lmc = results["warm_lmc"]
@@ -277,7 +298,8 @@ def results_markdown(config, results: dict, ledger: dict) -> str:
       "## Pre-training and SFT", "",
       f"- pre-training: held-out corpus loss {results['pretrain'].get('corpus_validation/loss', float('nan')):.3f}",
       f"- SFT: held-out SFT loss {results['sft'].get('sft_validation/loss', float('nan')):.3f}", "",
-      f"## 1. Label noise: {ln['flip_fraction']:.0%} of {ln['train_pairs']} training labels flipped",
+      f"## 1. Label noise: {ln['counts']['train_corrupted']} of {ln['train_pairs']} training "
+      f"labels flipped ({ln['counts']['train_corrupted'] / ln['train_pairs']:.1%})",
       "",
       "Pairwise accuracy; `train corrupted` is agreement with the flipped labels (memorisation: "
       f"lower is better); members ranked on `{ln['rank_split']}`. Subset sizes: "

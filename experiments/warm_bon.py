@@ -12,7 +12,7 @@ reward of the kept response, the KL bound log N - (N - 1) / N, and the gold-judg
 selector's pick against the single RM's pick on the same prompts and groups (ties count one half).
 WARM arXiv 2401.12187 (Fig. 6-7): WARM's gold reward keeps rising with N where a single RM's
 falls (reward hacking), above ENS, and WARM's picks win more than half the time against the
-others. Writes `bon.json` and `bon.png`. Variants: tiny, cpu, paper.
+single RM's (the paper also compares every selector with WARM M = 6). Writes `bon.json` and `bon.png`. Variants: tiny, cpu, paper.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import best_of_n  # noqa: E402
+import warm_label_noise  # noqa: E402
 import warm_lmc  # noqa: E402
 
 VARIANTS = ("tiny", "cpu", "paper")
@@ -104,13 +105,12 @@ def curves(scores: dict, gold: np.ndarray, ns) -> dict:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  from warm_jax.train import loop
   for field, what in (("init_from", "the SFT run"), ("label_noise", "a warm_label_noise.py workdir")):
     if not config[field]:
       raise SystemExit(f"config.{field} is empty: give {what}")
   ln, _ = warm_lmc.load_label_noise(config.label_noise)
   validate(config, len(ln["members"]))
-  loop.write_config(config, workdir, "config.json")
+  warm_label_noise.write_config(config, workdir)
   prompts, flat_prompts, texts = best_of_n.sample_candidates(config)
   m = max(config.bon.ns)
   gold = best_of_n.gold_scores(config, flat_prompts, texts).reshape(len(prompts), m)

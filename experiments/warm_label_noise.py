@@ -192,6 +192,29 @@ def pair_rewards(scorer, sets) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   return {k: (scorer.score_tokens(c), scorer.score_tokens(r)) for k, (c, r) in sets.items()}
 
 
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """<workdir>/config.json: the config of the latest run of a study (its outputs are recomputed
+  on every run, so the file is replaced, atomically)."""
+  os.makedirs(workdir, exist_ok=True)
+  tmp = os.path.join(workdir, "config.json.tmp")
+  with open(tmp, "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  os.replace(tmp, os.path.join(workdir, "config.json"))
+
+
+def check_average_of(path: str, sources) -> None:
+  """An existing average checkpoint must have been made from the runs `sources` (any order;
+  compared by run directory name, so a moved workdir still matches)."""
+  from warm_jax import averaging, checkpoints
+  meta = checkpoints.read_meta(path)
+  run_name = lambda p: os.path.basename(os.path.dirname(os.path.normpath(p)))
+  made_from = sorted(run_name(p) for p in meta.get("paths", []))
+  wanted = sorted(run_name(averaging.resolve_checkpoint_dir(p)) for p in sources)
+  if made_from != wanted:
+    raise ValueError(f"{path} holds an average of {meta.get('paths')}, not of {list(sources)}: "
+                     "remove it to recompute")
+
+
 def save_rewards(path: str, rewards: dict) -> None:
   """{model: {subset: (r_chosen, r_rejected)}} -> an npz with keys 'model/subset/side'."""
   np.savez(path, **{f"{m}/{k}/{side}": v[j] for m, per in rewards.items() for k, v in per.items()
@@ -251,13 +274,12 @@ def plot(result: dict, path: str) -> None:
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   import warm_jax
   from warm_jax import averaging, checkpoints
-  from warm_jax.train import loop
   from warm_jax.train.init import abstract_params
   if not config.init_from:
     raise SystemExit("config.init_from is empty: the reward models start from the SFT run, e.g. "
                      "--config.init_from=runs/sft")
   validate(config)
-  loop.write_config(config, workdir, "config.json")
+  write_config(config, workdir)
   from warm_jax.train import reward_model as rm_train
   for mc in member_configs(config):
     rm_train.validate_config(mc)
@@ -276,8 +298,9 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   rank = sorted(range(len(paths)), key=lambda i: -member_acc[i][config.eval.rank_split])
 
   warm_dir = os.path.join(workdir, "warm")
-  if not os.path.isdir(warm_dir) or not checkpoints.complete_steps(warm_dir):
+  if not checkpoints.complete_steps(warm_dir):
     averaging.average_checkpoints([paths[i] for i in rank], out=warm_dir)
+  check_average_of(warm_dir, paths)
   warm_params = checkpoints.restore_params(
       warm_dir, target=abstract_params(scorers[0].model, scorers[0].mesh, scorers[0].rules))
   warm_rewards = pair_rewards(scorers[0].with_params(warm_params), sets)
@@ -293,10 +316,13 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
                              else config.rm.data.task.flip_fraction),
       "train_pairs": len(train), "counts": {k: int(len(v[0])) for k, v in sets.items()},
       "subsets": subsets, "rank_split": config.eval.rank_split,
-      "members": [{"index": i, "path": p, "lr": mc.optim.lr, "dropout": mc.model.dropout_rate,
+      # Paths relative to this workdir (warm_lmc.load_label_noise resolves them): a moved
+      # workdir stays usable.
+      "members": [{"index": i, "path": os.path.relpath(p, workdir), "lr": mc.optim.lr,
+                   "dropout": mc.model.dropout_rate,
                    "init_step": mc.init_step, "seed": mc.seed}
                   for i, (p, mc) in enumerate(zip(paths, mcs))],
-      "ranking": rank, "warm": warm_dir, "rows": rows}
+      "ranking": rank, "warm": "warm", "rows": rows}
   with open(os.path.join(workdir, "label_noise.json"), "w") as f:
     json.dump(result, f, indent=1)
   save_rewards(os.path.join(workdir, "rewards.npz"),

@@ -73,19 +73,21 @@ def load_label_noise(path: str) -> tuple[dict, ml_collections.ConfigDict]:
     result = json.load(f)
   with open(os.path.join(path, "config.json")) as f:
     config = ml_collections.ConfigDict(json.load(f))
+  for m in result["members"]:  # stored relative to the label-noise workdir
+    m["path"] = os.path.join(path, m["path"])
+  result["warm"] = os.path.join(path, result["warm"])
   return result, config
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   import warm_jax
   from warm_jax import averaging, evaluation
-  from warm_jax.train import loop
   if not config.label_noise:
     raise SystemExit("config.label_noise is empty: give a warm_label_noise.py workdir, e.g. "
                      "--config.label_noise=runs/warm/label_noise")
   ln, ln_config = load_label_noise(config.label_noise)
   validate(config, len(ln["members"]), ln["subsets"])
-  loop.write_config(config, workdir, "config.json")
+  warm_label_noise.write_config(config, workdir)
   rewards = warm_label_noise.load_rewards(os.path.join(config.label_noise, "rewards.npz"))
   rank = ln["ranking"]
   paths = [ln["members"][i]["path"] for i in rank]

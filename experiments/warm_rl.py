@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import best_of_n  # noqa: E402
 import plot_rl  # noqa: E402
 import rl  # noqa: E402
+import warm_label_noise  # noqa: E402
 import warm_lmc  # noqa: E402
 
 VARIANTS = ("tiny", "cpu", "paper")
@@ -40,8 +41,6 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   del c.reward  # the rewards come from the label-noise run
   c.label_noise = ""  # a warm_label_noise.py workdir (required)
   c.m = 6  # WARM of the M best members (0: all of them)
-  # The final side-by-side judge: the embedded task's gold reward, or a reward-model run.
-  c.gold = ml_collections.ConfigDict(dict(kind="embedded", path=""))
   c.final = ml_collections.ConfigDict(dict(split="test", prompts=256, prompt_len=48,
                                            max_new_tokens=40, seed=1234, batch_size=64))
   if variant == "cpu":
@@ -58,11 +57,12 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.rl.update(kl_coef=0.01, temperature=0.9)
     c.optim.update(lr=1e-5, warmup_steps=2000)
     c.final.update(split="valid", prompts=1000, prompt_len=512, max_new_tokens=64, batch_size=128)
-    c.gold.kind = "rm"  # a larger reward model plays the oracle (gold.path)
+
   return c
 
 
 def validate(config: ml_collections.ConfigDict, n_members: int) -> None:
+  best_of_n.validate_gold(config)
   if not 0 <= config.m <= n_members or config.m == 1:
     raise ValueError(f"config.m={config.m}: WARM of M members needs 2 <= M <= {n_members} "
                      "(0 = all)")
@@ -82,15 +82,17 @@ def warm_reward(config, ln: dict, workdir: str) -> str:
   if m == len(ln["members"]):
     return ln["warm"]
   out = os.path.join(workdir, "warm_rm")
+  sources = [ln["members"][i]["path"] for i in ln["ranking"][:m]]
   if not checkpoints.complete_steps(out):
-    averaging.average_checkpoints([ln["members"][i]["path"] for i in ln["ranking"][:m]], out=out)
+    averaging.average_checkpoints(sources, out=out)
+  warm_label_noise.check_average_of(out, sources)
   return out
 
 
 def run_config(config: ml_collections.ConfigDict, reward_path: str) -> ml_collections.ConfigDict:
   """An rl.py config: this one's RL settings with reward = the reward-model run at reward_path."""
   c = ml_collections.ConfigDict(config.to_dict())
-  for field in ("label_noise", "m", "final", "gold"):
+  for field in ("label_noise", "m", "final"):
     del c[field]
   c.reward = ml_collections.ConfigDict(dict(kind="rm", path=reward_path))
   return c
@@ -124,13 +126,12 @@ def final_samples(config, runs: dict[str, str]) -> tuple[list[str], dict[str, li
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from warm_jax import evaluation
-  from warm_jax.train import loop
   for field, what in (("init_from", "the SFT run"), ("label_noise", "a warm_label_noise.py workdir")):
     if not config[field]:
       raise SystemExit(f"config.{field} is empty: give {what}")
   ln, _ = warm_lmc.load_label_noise(config.label_noise)
   validate(config, len(ln["members"]))
-  loop.write_config(config, workdir, "config.json")
+  warm_label_noise.write_config(config, workdir)
   rewards = {"single": ln["members"][ln["ranking"][0]]["path"],
              "warm": warm_reward(config, ln, workdir)}
   runs = {}
@@ -140,7 +141,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
     rl.main(run_config(config, reward_path), runs[name])
 
   prompts, texts = final_samples(config, {"sft": config.init_from, **runs})
-  gold_fn = lambda p, r: best_of_n.gold_scores(config, p, r)
+  gold_fn = best_of_n.gold_fn(config)  # the judge of the RL logs (config.gold), once more
   comparisons = {
       "warm_vs_single": evaluation.gold_comparison(prompts, texts["warm"], texts["single"], gold_fn),
       "warm_vs_sft": evaluation.gold_comparison(prompts, texts["warm"], texts["sft"], gold_fn),

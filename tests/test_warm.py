@@ -68,12 +68,22 @@ def test_rerun_reuses_finished_stages_and_refuses_a_changed_one(job, capsys):
   changed.sft.optim.lr = 5e-4
   with pytest.raises(SystemExit, match="stage sft"):
     warm.main(changed, w)
+  # Following the advice (remove the stage) re-runs it alone: best-of-N feeds no other stage.
+  import shutil
+  shutil.rmtree(os.path.join(w, "warm_bon"))
+  changed = warm.get_config("tiny")
+  changed.warm_bon.bon.temperature = 0.7
+  capsys.readouterr()
+  warm.main(changed, w)
+  out = capsys.readouterr().out
+  assert out.count("reusing the finished stage") == len(warm.STAGES) - 1
+  assert json.load(open(os.path.join(w, "stages.json")))["warm_bon"]["finished"]
 
 
 @pytest.mark.slow
 def test_warm_checkpoint_is_the_average_of_the_members(job):
   from warm_jax import checkpoints
-  ln = job["results"]["warm_label_noise"]
+  ln, _ = warm_lmc.load_label_noise(os.path.join(job["workdir"], "warm_label_noise"))
   members = [checkpoints.restore_params(m["path"] + "/checkpoints") for m in ln["members"]]
   avg = checkpoints.restore_params(ln["warm"])
   import jax
@@ -86,12 +96,19 @@ def test_warm_checkpoint_is_the_average_of_the_members(job):
 def test_members_are_diverse_and_start_from_the_kept_sft_checkpoints(job):
   ln = job["results"]["warm_label_noise"]
   cfg = warm.get_config("tiny").warm_label_noise
+  from warm_jax import checkpoints
   keys = set()
   for m in ln["members"]:
     assert m["lr"] in cfg.diversity.lrs and m["dropout"] in cfg.diversity.dropouts
     assert m["init_step"] in cfg.diversity.init_steps
-    keys.add((m["lr"], m["dropout"], m["init_step"], m["seed"]))
-  assert len(keys) == len(ln["members"])  # at least the seeds differ
+    keys.add((m["lr"], m["dropout"], m["init_step"]))
+    # The member's run records where it started: its SFT checkpoint and its hyper-parameters.
+    run = checkpoints.read_meta(os.path.join(job["workdir"], "warm_label_noise", m["path"],
+                                             "checkpoints"))["config"]
+    assert run["init_from"] == os.path.join(job["workdir"], "sft")
+    assert (run["init_step"], run["optim"]["lr"], run["model"]["dropout_rate"]) == \
+        (m["init_step"], m["lr"], m["dropout"])
+  assert len(keys) > 1  # the hyper-parameters themselves differ, not only the seeds
   assert sorted(ln["ranking"]) == list(range(len(ln["members"])))
   # Corrupted and clean training pairs partition the training set.
   assert ln["counts"]["train_clean"] + ln["counts"]["train_corrupted"] == ln["train_pairs"]
@@ -107,6 +124,28 @@ def test_lmc_endpoints_are_the_members_and_ens_is_linear(job):
   for s in lmc["subsets"]:
     assert first["wa"][s] == first["ens"][s] == first["diag"][s] == ln["rows"][f"member_{a}"][s]
     assert last["wa"][s] == last["diag"][s] == ln["rows"][f"member_{b}"][s]
+  # An interior lambda: WA is the accuracy of the interpolated weights, ENS of the interpolated
+  # predictions, both recomputed here from the members.
+  import warm_jax
+  from warm_jax import averaging, evaluation
+  mid = lmc["path"][len(lmc["path"]) // 2]
+  lam = mid["lambda"]
+  assert 0 < lam < 1
+  ln_dir = os.path.join(job["workdir"], "warm_label_noise")
+  ln_res, ln_cfg = warm_lmc.load_label_noise(ln_dir)
+  rewards = warm_label_noise.load_rewards(os.path.join(ln_dir, "rewards.npz"))
+  ra, rb = rewards[f"member_{a}"], rewards[f"member_{b}"]
+  for s in lmc["subsets"]:
+    ens = evaluation.pair_accuracy(*((1 - lam) * ra[s][j] + lam * rb[s][j] for j in (0, 1)))
+    assert mid["ens"][s] == pytest.approx(ens)
+  scorers = warm_jax.load_reward_models([ln_res["members"][a]["path"], ln_res["members"][b]["path"]])
+  scorers[0].max_len = ln_cfg.eval.max_len
+  train, held_out, _ = warm_label_noise.training_sources(ln_cfg)
+  sets = warm_label_noise.evaluation_sets(ln_cfg, scorers[0], train, held_out)
+  wa = scorers[0].with_params(averaging.interpolate(scorers[0].params, scorers[1].params, lam))
+  for s in lmc["subsets"]:
+    assert mid["wa"][s] == pytest.approx(evaluation.pair_accuracy(
+        wa.score_tokens(sets[s][0]), wa.score_tokens(sets[s][1])))
   # M = all members: the label-noise run's WARM and ENS.
   full = lmc["by_m"][-1]
   for s in lmc["subsets"]:
@@ -161,15 +200,20 @@ def test_claims_are_decided_by_the_numbers():
 
 def test_check_reusable(tmp_path):
   d = tmp_path / "stage"
+  done = {"fingerprint": "abc", "finished": True}
   assert warm.check_reusable("s", None, "abc", str(d)) is False  # never ran
-  assert warm.check_reusable("s", {"fingerprint": "abc", "finished": False}, "abc", str(d)) is False
-  assert warm.check_reusable("s", {"fingerprint": "abc", "finished": True}, "abc", str(d)) is True
-  with pytest.raises(SystemExit, match="another config"):
-    warm.check_reusable("s", {"fingerprint": "abc", "finished": True}, "xyz", str(d))
+  # Removed (to be re-run after a config change): runs, whatever the ledger says.
+  assert warm.check_reusable("s", done, "xyz", str(d)) is False
   d.mkdir()
-  (d / "x").write_text("")
-  with pytest.raises(SystemExit, match="not in this workdir"):
+  (d / "stage_result.json").write_text("{}")
+  assert warm.check_reusable("s", done, "abc", str(d)) is True
+  assert warm.check_reusable("s", {"fingerprint": "abc", "finished": False}, "abc", str(d)) is False
+  with pytest.raises(SystemExit, match="another config"):
+    warm.check_reusable("s", done, "xyz", str(d))
+  with pytest.raises(SystemExit, match="does not record"):
     warm.check_reusable("s", None, "abc", str(d))
+  assert warm.downstream("warm_label_noise") == ["warm_lmc", "warm_bon", "warm_rl"]
+  assert warm.downstream("warm_bon") == []
 
 
 def test_member_configs_draw_from_the_diversity_lists():
@@ -230,9 +274,22 @@ def test_publish_splices_the_report_between_the_markers(tmp_path):
     publish_warm.splice("no markers", report, "docs/warm")
 
 
-def test_every_variant_keeps_the_baklava_checkpoints():
+def test_every_variant_validates_before_any_compute():
   for variant in warm.VARIANTS:
-    warm.validate(warm.get_config(variant))
+    c = warm.get_config(variant)
+    if variant == "paper":  # the oracle reward model of real data must be given
+      with pytest.raises(ValueError, match="gold.path"):
+        warm.validate(c)
+      c.warm_bon.gold.path = c.warm_rl.gold.path = "runs/oracle_rm"
+    warm.validate(c)
+  c = warm.get_config("cpu")
+  c.warm_bon.ms = (2, 7)  # a study's own check, before the training stages
+  with pytest.raises(ValueError, match="config.ms"):
+    warm.validate(c)
+  c = warm.get_config("cpu")
+  c.warm_label_noise.diversity.init_steps = (0, 200)
+  with pytest.raises(ValueError, match="init_steps"):
+    warm.validate(c)
   c = warm.get_config("cpu")
   c.warm_label_noise.diversity.init_steps = (200, 275)
   with pytest.raises(ValueError, match="275"):
