@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -43,7 +44,7 @@ import warm_label_noise  # noqa: E402
 import warm_lmc  # noqa: E402
 import warm_rl  # noqa: E402
 
-from warm_jax import configs  # noqa: E402
+from warm_jax import checkpoints, configs  # noqa: E402
 
 VARIANTS = ("tiny", "cpu", "paper")
 STAGES = ("pretrain", "sft", "warm_label_noise", "warm_lmc", "warm_bon", "warm_rl")
@@ -70,16 +71,8 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   steps = sorted(s for s in c.warm_label_noise.diversity.init_steps if s > 0)
   c.sft.train.keep = max(c.sft.train.keep, len(steps))
   if steps:
-    c.sft.train.ckpt_every = gcd_of(steps + [c.sft.train.num_steps])
+    c.sft.train.ckpt_every = math.gcd(*steps, c.sft.train.num_steps)
   return c
-
-
-def gcd_of(xs) -> int:
-  import math
-  out = 0
-  for x in xs:
-    out = math.gcd(out, int(x))
-  return out
 
 
 def stage_configs(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -113,16 +106,6 @@ def fingerprints(stage_cfgs: dict) -> dict[str, str]:
   return out
 
 
-def _jsonable(x):
-  if isinstance(x, dict):
-    return {k: _jsonable(v) for k, v in x.items() if k != "state"}
-  if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
-  if hasattr(x, "item"):
-    return x.item()
-  return x
-
-
 class Ledger:
   """`<workdir>/stages.json`: per stage, its fingerprint, whether it finished, its wall time."""
 
@@ -133,11 +116,8 @@ class Ledger:
       with open(self.path) as f:
         self.rows = json.load(f)
 
-  def write(self) -> None:
-    tmp = self.path + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(self.rows, f, indent=1)
-    os.replace(tmp, self.path)  # atomic: a crash never leaves a half-written ledger
+  def write(self) -> None:  # atomic: a crash never leaves a half-written ledger
+    checkpoints.write_atomic(self.path, json.dumps(self.rows, indent=1))
 
 
 def check_reusable(stage: str, row: dict | None, fingerprint: str, stage_dir: str) -> bool:
@@ -214,7 +194,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
       ledger.rows.pop(later, None)
     ledger.write()
     t0 = time.time()
-    results[stage] = _jsonable(MODULES[stage].main(cfgs[stage], stage_dir))
+    results[stage] = checkpoints.jsonable(MODULES[stage].main(cfgs[stage], stage_dir))
     with open(os.path.join(stage_dir, "stage_result.json"), "w") as f:
       json.dump(results[stage], f, indent=1)
     ledger.rows[stage].update(finished=True, seconds=ledger.rows[stage]["seconds"] + time.time() - t0)

@@ -194,12 +194,9 @@ def pair_rewards(scorer, sets) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """<workdir>/config.json: the config of the latest run of a study (its outputs are recomputed
-  on every run, so the file is replaced, atomically)."""
-  os.makedirs(workdir, exist_ok=True)
-  tmp = os.path.join(workdir, "config.json.tmp")
-  with open(tmp, "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
-  os.replace(tmp, os.path.join(workdir, "config.json"))
+  on every run, so the file is replaced)."""
+  from warm_jax.train import loop
+  loop.write_config(config, workdir, "config.json", overwrite=True)
 
 
 def check_average_of(path: str, sources) -> None:

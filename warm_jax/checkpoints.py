@@ -140,7 +140,7 @@ class Checkpointer:
     args = ocp.args.Composite(**{
         PARAMS: ocp.args.PyTreeSave(state.params),
         OPT_STATE: ocp.args.PyTreeSave(state.opt_state),
-        META: ocp.args.JsonSave(_jsonable(meta))})
+        META: ocp.args.JsonSave(jsonable(meta))})
     saved = self._mngr.save(int(step), args=args, force=True)
     if saved:
       self._last_saved = int(step)
@@ -181,16 +181,25 @@ class Checkpointer:
     self._mngr.close()
 
 
-def _jsonable(x):
+def jsonable(x):
+  """x with numpy scalars made python numbers and tuples made lists (for json.dump)."""
   if isinstance(x, dict):
-    return {str(k): _jsonable(v) for k, v in x.items()}
+    return {str(k): jsonable(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
+    return [jsonable(v) for v in x]
   if isinstance(x, (np.integer,)):
     return int(x)
   if isinstance(x, (np.floating,)):
     return float(x)
   return x
+
+
+def write_atomic(path: str, text: str) -> None:
+  """Writes a small text file so that a crash leaves either the old file or the new one."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
 
 
 def resolve_checkpoint_dir(path: str) -> str:
@@ -265,6 +274,6 @@ def save_params(path: str, params: Any, meta: dict, step: int = 0) -> None:
                           "refusing to overwrite")
   mngr.save(step, args=ocp.args.Composite(**{
       PARAMS: ocp.args.PyTreeSave(params),
-      META: ocp.args.JsonSave(_jsonable({"step": step, "version": warm_jax.__version__, **meta}))}))
+      META: ocp.args.JsonSave(jsonable({"step": step, "version": warm_jax.__version__, **meta}))}))
   mngr.wait_until_finished()
   mngr.close()

@@ -92,13 +92,15 @@ def weighted_means(eval_fn: Callable, state, batches, batch_sharding,
   return {k: v / count for k, v in totals.items()}
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: str, name: str) -> None:
-  """Records the exact config of a run next to its outputs (process 0; never overwrites)."""
+def write_config(config: ml_collections.ConfigDict, workdir: str, name: str,
+                 overwrite: bool = False) -> None:
+  """Records the exact config of a run next to its outputs (process 0). A run's file is never
+  overwritten (a resumed run writes its own); with `overwrite`, e.g. for a study whose outputs
+  are all recomputed on every run, it is replaced atomically."""
   path = os.path.join(workdir, name)
-  if jax.process_index() == 0 and not os.path.exists(path):
+  if jax.process_index() == 0 and (overwrite or not os.path.exists(path)):
     os.makedirs(workdir, exist_ok=True)
-    with open(path, "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    checkpoints.write_atomic(path, config.to_json_best_effort(indent=2))
 
 
 class _Preempted:
