@@ -152,11 +152,12 @@ def training_sources(config: ml_collections.ConfigDict):
   return train, held_out, data_lib.load_tokenizer(data)
 
 
-def train_members(config, workdir: str, train, held_out, tokenizer) -> list[str]:
+def train_members(mcs, workdir: str, train, held_out, tokenizer) -> list[str]:
+  """Trains (or resumes, or reuses) each member config's run under workdir/members/rm<i>."""
   paths = []
-  for i, mc in enumerate(member_configs(config)):
+  for i, mc in enumerate(mcs):
     path = os.path.join(workdir, "members", f"rm{i}")
-    print(f"member {i + 1}/{config.members}: lr {mc.optim.lr:g} dropout {mc.model.dropout_rate:g} "
+    print(f"member {i + 1}/{len(mcs)}: lr {mc.optim.lr:g} dropout {mc.model.dropout_rate:g} "
           f"SFT step {mc.init_step} seed {mc.seed} -> {path}", flush=True)
     sources = {"train": train, **{s: held_out[s] for s in mc.train.eval_splits}}
     reward_model.main(mc, path, sources, tokenizer)
@@ -278,11 +279,12 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   validate(config)
   write_config(config, workdir)
   from warm_jax.train import reward_model as rm_train
-  for mc in member_configs(config):
+  mcs = member_configs(config)
+  for mc in mcs:
     rm_train.validate_config(mc)
   check_init_steps(config)
   train, held_out, tokenizer = training_sources(config)
-  paths = train_members(config, workdir, train, held_out, tokenizer)
+  paths = train_members(mcs, workdir, train, held_out, tokenizer)
 
   print("evaluating the members, ENS and WARM ...", flush=True)
   scorers = warm_jax.load_reward_models(paths, tokenizer=tokenizer,
@@ -307,7 +309,6 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   rows["mean_individual"] = {s: float(np.mean([a[s] for a in member_acc])) for s in subsets}
   rows["ens"] = accuracies(mean_rewards(member_rewards))
   rows["warm"] = accuracies(warm_rewards)
-  mcs = member_configs(config)
   result = {
       "flip_fraction": float(config.flip_fraction if config.rm.data.name != "embedded_tldr"
                              else config.rm.data.task.flip_fraction),
