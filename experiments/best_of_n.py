@@ -30,7 +30,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from warm_jax import configs  # noqa: E402
 
 VARIANTS = ("tiny", "cpu", "paper")
-GOLD = ("embedded", "rm")
 COMBINE = ("single", "average", "ensemble")
 
 
@@ -68,20 +67,11 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   return c
 
 
-def validate_gold(config) -> None:
-  """The judge: config.gold (kind 'embedded' or 'rm' with a path)."""
-  if config.gold.kind not in GOLD:
-    raise ValueError(f"config.gold.kind={config.gold.kind!r}: must be one of {GOLD}")
-  if config.gold.kind == "rm" and not config.gold.path:
-    raise ValueError("config.gold.path is empty: gold.kind='rm' judges with a reward-model run")
-  if config.gold.kind == "embedded" and config.data.name != "embedded_tldr":
-    raise ValueError(f"config.gold.kind='embedded' needs the embedded task, not {config.data.name!r}")
-
-
 def validate_sampling(config) -> None:
   """The judge (config.gold) and the sampling settings (config.bon)."""
+  from warm_jax import evaluation
   b = config.bon
-  validate_gold(config)
+  evaluation.validate_gold(config)
   ns = list(b.ns)
   if not ns or any(n < 1 for n in ns) or any(max(ns) % n for n in ns):
     raise ValueError(f"config.bon.ns={tuple(ns)}: must be positive and each must divide max(ns)")
@@ -149,53 +139,29 @@ def plot(result: dict, path: str) -> None:
 def sample_candidates(config: ml_collections.ConfigDict) -> tuple[list[str], list[str], list[str]]:
   """The SFT policy's max(bon.ns) samples for each of bon.prompts prompts of bon.split:
   (prompts, flat prompts [prompts * max_n], responses [prompts * max_n]), prompt-major."""
-  import jax
-
   from warm_jax import data as data_lib
   from warm_jax import sampling
-  from warm_jax import sharding as shd
-  from warm_jax.models import LanguageModel
-  from warm_jax.train import init
   from warm_jax.train.metrics import Progress
   b = config.bon
-  model = LanguageModel(config.model)
-  mesh = shd.make_mesh(("data",), (-1,), jax.devices()[:1])
-  params = init.load_lm_params(config.init_from, config.model, mesh, ())
   tokenizer = data_lib.load_tokenizer(config.data)
+  sampler = sampling.PolicySampler(config.model, tokenizer, prompt_len=b.prompt_len,
+                                   max_new_tokens=b.max_new_tokens, temperature=b.temperature,
+                                   batch_size=b.batch_size)
+  params = sampler.load(config.init_from)
   source = data_lib.load_split(config.data, b.split)
   prompts = [source[i]["prompt"] for i in range(min(b.prompts, len(source)))]
   m = max(b.ns)
   flat_prompts = [p for p in prompts for _ in range(m)]
-  fn = sampling.make_generate(model, max_new_tokens=b.max_new_tokens, temperature=b.temperature,
-                              eos_id=tokenizer.eos_id)
   texts, progress = [], Progress(len(flat_prompts), "best-of-N sampling")
   for start in range(0, len(flat_prompts), b.batch_size):
-    chunk = flat_prompts[start:start + b.batch_size]
-    texts += sampling.sample_texts(model, params, tokenizer, chunk, prompt_len=b.prompt_len,
-                                   max_new_tokens=b.max_new_tokens, seed=config.seed + start,
-                                   batch_size=b.batch_size, generate_fn=fn)
+    texts += sampler.sample(params, flat_prompts[start:start + b.batch_size], seed=config.seed + start)
     progress.update(len(texts))
   progress.close(len(texts))
   return prompts, flat_prompts, texts
 
 
-def gold_fn(config: ml_collections.ConfigDict):
-  """The judge as a function (prompts, responses) -> rewards: the embedded task's gold reward,
-  or the reward-model run gold.path (loaded once)."""
-  if config.gold.kind == "embedded":
-    from warm_jax.data import embedded
-    task = config.data.task
-    return lambda p, r: np.asarray(embedded.gold_reward_batch(p, r, task)["total"])
-  import warm_jax
-  return warm_jax.load_reward_model(config.gold.path).score
-
-
-def gold_scores(config: ml_collections.ConfigDict, prompts, responses) -> np.ndarray:
-  """The judge's rewards of (prompt, response) pairs (see `gold_fn`)."""
-  return np.asarray(gold_fn(config)(prompts, responses))
-
-
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  from warm_jax import evaluation
   if not config.init_from:
     raise SystemExit("config.init_from is empty: best-of-N samples the SFT policy, e.g. "
                      "--config.init_from=runs/sft")
@@ -205,7 +171,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   prompts, flat_prompts, texts = sample_candidates(config)
   m = max(b.ns)
   proxy = np.asarray(rm.score(flat_prompts, texts)).reshape(len(prompts), m)
-  gold = gold_scores(config, flat_prompts, texts).reshape(len(prompts), m)
+  gold = np.asarray(evaluation.gold_fn(config)(flat_prompts, texts)).reshape(len(prompts), m)
   result = {"reward_name": reward_name, "reward_paths": list(config.reward.paths),
             "combine": config.reward.combine, "prompts": len(prompts), "max_n": m,
             "proxy": best_of_n_curve(proxy, gold, b.ns),

@@ -78,13 +78,13 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
 
 def make_reward_fns(config: ml_collections.ConfigDict):
   """(reward_fn, gold_fn): host callables (prompts, responses) -> float32 [N]."""
-  import best_of_n
+  from warm_jax import evaluation
   if config.reward.kind not in REWARDS:
     raise ValueError(f"config.reward.kind={config.reward.kind!r}: must be one of {REWARDS}")
-  best_of_n.validate_gold(config)
+  evaluation.validate_gold(config)
   if config.reward.kind == "rm" and not config.reward.path:
     raise ValueError("config.reward.path is empty: reward.kind='rm' needs a reward-model run")
-  gold_fn = best_of_n.gold_fn(config)
+  gold_fn = evaluation.gold_fn(config)
   if config.reward.kind == "gold":
     return gold_fn, gold_fn
   return load_scorer(config.reward.path, config).score, gold_fn

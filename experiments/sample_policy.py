@@ -33,17 +33,13 @@ def main(argv=None) -> dict:
     if not os.path.exists(r):
       ap.error(f"run {r} does not exist")
 
-  import jax
   import ml_collections
 
   from warm_jax import checkpoints, sampling
   from warm_jax import data as data_lib
-  from warm_jax import sharding as shd
   from warm_jax.data import embedded
-  from warm_jax.models import LanguageModel
   from warm_jax.train import init
 
-  mesh = shd.make_mesh(("data",), (-1,), jax.devices()[:1])
   out, prompts = {}, None
   for run in args.runs:
     meta = checkpoints.read_meta(init.resolve(run))
@@ -54,12 +50,10 @@ def main(argv=None) -> dict:
       tokenizer = data_lib.load_tokenizer(config.data)
     model_cfg = config.model.copy_and_resolve_references()
     model_cfg.max_len = max(model_cfg.max_len, args.prompt_len + args.max_new_tokens)
-    model = LanguageModel(model_cfg)
-    params = init.load_lm_params(run, model_cfg, mesh, ())
-    texts = sampling.sample_texts(model, params, tokenizer, prompts, prompt_len=args.prompt_len,
-                                  max_new_tokens=args.max_new_tokens,
-                                  temperature=args.temperature, seed=args.seed,
-                                  batch_size=len(prompts))
+    sampler = sampling.PolicySampler(model_cfg, tokenizer, prompt_len=args.prompt_len,
+                                     max_new_tokens=args.max_new_tokens,
+                                     temperature=args.temperature, batch_size=len(prompts))
+    texts = sampler.sample(run, prompts, seed=args.seed)
     gold = embedded.gold_reward_batch(prompts, texts, config.data.task)["total"]
     out[run] = [(t, float(g)) for t, g in zip(texts, gold)]
   for i, p in enumerate(prompts):

@@ -105,6 +105,7 @@ def curves(scores: dict, gold: np.ndarray, ns) -> dict:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  from warm_jax import evaluation
   for field, what in (("init_from", "the SFT run"), ("label_noise", "a warm_label_noise.py workdir")):
     if not config[field]:
       raise SystemExit(f"config.{field} is empty: give {what}")
@@ -113,7 +114,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   warm_label_noise.write_config(config, workdir)
   prompts, flat_prompts, texts = best_of_n.sample_candidates(config)
   m = max(config.bon.ns)
-  gold = best_of_n.gold_scores(config, flat_prompts, texts).reshape(len(prompts), m)
+  gold = np.asarray(evaluation.gold_fn(config)(flat_prompts, texts)).reshape(len(prompts), m)
   scores = {k: v.reshape(len(prompts), m)
             for k, v in selector_scores(config, ln, flat_prompts, texts).items()}
   result = {"prompts": len(prompts), "max_n": m, "ms": list(config.ms),

@@ -27,7 +27,6 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import best_of_n  # noqa: E402
 import plot_rl  # noqa: E402
 import rl  # noqa: E402
 import warm_label_noise  # noqa: E402
@@ -62,7 +61,8 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
 
 
 def validate(config: ml_collections.ConfigDict, n_members: int) -> None:
-  best_of_n.validate_gold(config)
+  from warm_jax import evaluation
+  evaluation.validate_gold(config)
   if not 0 <= config.m <= n_members or config.m == 1:
     raise ValueError(f"config.m={config.m}: WARM of M members needs 2 <= M <= {n_members} "
                      "(0 = all)")
@@ -100,28 +100,15 @@ def run_config(config: ml_collections.ConfigDict, reward_path: str) -> ml_collec
 
 def final_samples(config, runs: dict[str, str]) -> tuple[list[str], dict[str, list[str]]]:
   """The same prompts answered by each policy run (and the SFT policy), same sampling seed."""
-  import jax
-
   from warm_jax import data as data_lib
   from warm_jax import sampling
-  from warm_jax import sharding as shd
-  from warm_jax.models import LanguageModel
-  from warm_jax.train import init
   f = config.final
   source = data_lib.load_split(config.data, f.split)
   prompts = [source[i]["prompt"] for i in range(min(f.prompts, len(source)))]
-  tokenizer = data_lib.load_tokenizer(config.data)
-  model = LanguageModel(config.model)
-  mesh = shd.make_mesh(("data",), (-1,), jax.devices()[:1])
-  fn = sampling.make_generate(model, max_new_tokens=f.max_new_tokens,
-                              temperature=config.rl.temperature, eos_id=tokenizer.eos_id)
-  texts = {}
-  for name, path in runs.items():
-    params = init.load_lm_params(path, config.model, mesh, ())
-    texts[name] = sampling.sample_texts(model, params, tokenizer, prompts, prompt_len=f.prompt_len,
-                                        max_new_tokens=f.max_new_tokens, seed=f.seed,
-                                        batch_size=f.batch_size, generate_fn=fn)
-  return prompts, texts
+  sampler = sampling.PolicySampler(config.model, data_lib.load_tokenizer(config.data),
+                                   prompt_len=f.prompt_len, max_new_tokens=f.max_new_tokens,
+                                   temperature=config.rl.temperature, batch_size=f.batch_size)
+  return prompts, {name: sampler.sample(path, prompts, seed=f.seed) for name, path in runs.items()}
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -141,7 +128,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
     rl.main(run_config(config, reward_path), runs[name])
 
   prompts, texts = final_samples(config, {"sft": config.init_from, **runs})
-  gold_fn = best_of_n.gold_fn(config)  # the judge of the RL logs (config.gold), once more
+  gold_fn = evaluation.gold_fn(config)  # the judge of the RL logs (config.gold), once more
   comparisons = {
       "warm_vs_single": evaluation.gold_comparison(prompts, texts["warm"], texts["single"], gold_fn),
       "warm_vs_sft": evaluation.gold_comparison(prompts, texts["warm"], texts["sft"], gold_fn),

@@ -28,3 +28,26 @@ def test_pair_accuracy_counts_ties_as_wrong():
   assert evaluation.pair_accuracy([1.0, 2.0, 3.0], [0.0, 2.0, 4.0]) == pytest.approx(1 / 3)
   with pytest.raises(ValueError, match="non-empty"):
     evaluation.pair_accuracy([], [])
+
+
+def test_gold_fn_is_the_embedded_gold_total_and_bad_judges_are_named():
+  import ml_collections
+
+  from warm_jax import configs
+  from warm_jax.data import embedded
+  config = ml_collections.ConfigDict(dict(data=configs.embedded_data_config(),
+                                          gold=dict(kind="embedded", path="")))
+  prompt = "my friend tom moved to oslo last year . he works as a chef ."
+  responses = ["tldr : tom moved to oslo and works as a chef .", "tldr : tom ."]
+  np.testing.assert_allclose(evaluation.gold_fn(config)([prompt] * 2, responses),
+                             [embedded.gold_total(prompt, r, config.data.task) for r in responses],
+                             rtol=1e-6)
+  config.gold.kind = "oracle"
+  with pytest.raises(ValueError, match="gold.kind='oracle'"):
+    evaluation.gold_fn(config)
+  config.gold.kind = "rm"
+  with pytest.raises(ValueError, match="gold.path is empty"):
+    evaluation.validate_gold(config)
+  config.gold.kind, config.data.name = "embedded", "hh_rlhf"
+  with pytest.raises(ValueError, match="needs the embedded task"):
+    evaluation.validate_gold(config)

@@ -66,3 +66,18 @@ def test_best_of_n_and_kl_bound():
   np.testing.assert_allclose(sampling.bon_kl_bound(4), np.log(4) - 0.75)
   with pytest.raises(ValueError, match="does not match"):
     sampling.best_of_n([["a", "b"]], np.zeros((1, 3)))
+
+
+def test_policy_sampler_answers_like_sample_texts_and_checks_lengths():
+  from warm_jax import data as data_lib
+  tok = data_lib.load_tokenizer(configs.embedded_data_config())
+  cfg = configs.model_config("tiny", vocab_size=1024, max_len=40)
+  sampler = sampling.PolicySampler(cfg, tok, prompt_len=24, max_new_tokens=8, batch_size=2)
+  params = nn.unbox(sampler.model.init(jax.random.key(1), jnp.ones((1, 4), jnp.int32))["params"])
+  prompts = ["my friend tom moved to oslo .", "my sister ana has a cat .", "so my boss ed cooks ."]
+  texts = sampler.sample(params, prompts, seed=3)
+  assert texts == sampling.sample_texts(sampler.model, params, tok, prompts, prompt_len=24,
+                                        max_new_tokens=8, seed=3, batch_size=2)
+  assert len(texts) == 3 and texts != sampler.sample(params, prompts, seed=4)
+  with pytest.raises(ValueError, match="exceeds the model's max_len 40"):
+    sampling.PolicySampler(cfg, tok, prompt_len=36, max_new_tokens=8)

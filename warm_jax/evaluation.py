@@ -1,7 +1,13 @@
-"""Judging policies with a gold reward: side-by-side win rates on shared prompts.
+"""Judging policies with a gold reward: the judge of a config, side-by-side win rates on shared
+prompts, best-of-N selection and pair accuracy.
 
+    gold = evaluation.gold_fn(config)                      # (prompts, responses) -> rewards [N]
     texts_a = sampling.sample_texts(model, params_a, tok, prompts, ...)
-    res = evaluation.gold_comparison(prompts, texts_a, texts_b, gold_fn)   # {'win_rate', ...}
+    res = evaluation.gold_comparison(prompts, texts_a, texts_b, gold)   # {'win_rate', ...}
+
+The judge (`config.gold`): the embedded task's programmatic gold reward (`kind='embedded'`), or a
+reward-model run at `gold.path` (`kind='rm'`: real data, where a larger reward model plays the
+oracle, as in the WARM paper).
 """
 
 from __future__ import annotations
@@ -9,6 +15,30 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import numpy as np
+
+GOLD_KINDS = ("embedded", "rm")
+
+
+def validate_gold(config) -> None:
+  """The judge: config.gold (kind 'embedded' or 'rm' with a path); raises ValueError naming the field."""
+  if config.gold.kind not in GOLD_KINDS:
+    raise ValueError(f"config.gold.kind={config.gold.kind!r}: must be one of {GOLD_KINDS}")
+  if config.gold.kind == "rm" and not config.gold.path:
+    raise ValueError("config.gold.path is empty: gold.kind='rm' judges with a reward-model run")
+  if config.gold.kind == "embedded" and config.data.name != "embedded_tldr":
+    raise ValueError(f"config.gold.kind='embedded' needs the embedded task, not {config.data.name!r}")
+
+
+def gold_fn(config) -> Callable[[Sequence[str], Sequence[str]], np.ndarray]:
+  """The judge of `config` as a function (prompts, responses) -> float rewards [N]: the embedded
+  task's gold total, or the reward-model run gold.path (loaded once, here)."""
+  validate_gold(config)
+  if config.gold.kind == "embedded":
+    from warm_jax.data import embedded
+    task = config.data.task
+    return lambda p, r: np.asarray(embedded.gold_reward_batch(p, r, task)["total"])
+  import warm_jax
+  return warm_jax.load_reward_model(config.gold.path).score
 
 
 def win_rate(a: np.ndarray, b: np.ndarray) -> float:

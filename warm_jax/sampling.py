@@ -177,6 +177,43 @@ def sample_texts(model: nn.Module, params, tokenizer, prompts: Sequence[str], *,
   return out
 
 
+class PolicySampler:
+  """Answers prompts with language-model runs (SFT, RL, DPO) of one architecture, on one device.
+
+      sampler = sampling.PolicySampler(config.model, tokenizer, prompt_len=48, max_new_tokens=40)
+      texts = sampler.sample("runs/rl", prompts, seed=1)         # a run directory or params
+
+  One compiled decoding function serves every run and every call (same shapes), so comparing
+  several policies on the same prompts compiles once. Sampling follows `sample_texts` (same seed,
+  same prompts: same responses).
+  """
+
+  def __init__(self, model_cfg, tokenizer, *, prompt_len: int, max_new_tokens: int,
+               temperature: float = 1.0, batch_size: int = 64, device=None):
+    from warm_jax import sharding as shd
+    from warm_jax.models import LanguageModel
+    if prompt_len + max_new_tokens > model_cfg.max_len:
+      raise ValueError(f"prompt_len {prompt_len} + max_new_tokens {max_new_tokens} exceeds the "
+                       f"model's max_len {model_cfg.max_len}")
+    self.model, self.tokenizer = LanguageModel(model_cfg), tokenizer
+    self.prompt_len, self.max_new_tokens, self.batch_size = prompt_len, max_new_tokens, batch_size
+    self.mesh = shd.make_mesh(("data",), (-1,), [device or jax.devices()[0]])
+    self.generate = make_generate(self.model, max_new_tokens=max_new_tokens,
+                                  temperature=temperature, eos_id=tokenizer.eos_id)
+
+  def load(self, run: str, step: int | None = None):
+    """The params of a language-model run (latest step unless `step`) on this sampler's device."""
+    from warm_jax.train import init
+    return init.load_lm_params(run, self.model.cfg, self.mesh, (), step)
+
+  def sample(self, policy, prompts: Sequence[str], seed: int = 0) -> list[str]:
+    """One response per prompt from `policy` (a run directory or its params)."""
+    params = self.load(policy) if isinstance(policy, str) else policy
+    return sample_texts(self.model, params, self.tokenizer, prompts, prompt_len=self.prompt_len,
+                        max_new_tokens=self.max_new_tokens, seed=seed,
+                        batch_size=self.batch_size, generate_fn=self.generate)
+
+
 def best_of_n(candidates: Sequence[Sequence[str]], scores: np.ndarray) -> tuple[list[str], np.ndarray]:
   """Keeps, for each prompt, the candidate with the highest score.
 
