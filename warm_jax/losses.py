@@ -64,3 +64,42 @@ def ipo_loss(policy_chosen_logp: Array, policy_rejected_logp: Array, ref_chosen_
 def implicit_rewards(policy_logp: Array, ref_logp: Array, beta: float) -> Array:
   """DPO's implicit reward beta * (log pi(y|x) - log pi_ref(y|x)) (up to a per-prompt constant)."""
   return beta * (policy_logp.astype(jnp.float32) - ref_logp.astype(jnp.float32))
+
+
+# ---------------------------------------------------------------- multi-view information bottleneck
+# RLP-UML (Lang et al. 2024, arXiv 2403.19279) trains the reward model jointly with the multi-view
+# information bottleneck (MIB) of Federici et al. 2020 (arXiv 2002.07017). Two views v1, v2 of one
+# prompt (two policy responses to it) are encoded stochastically, p(z | v) = N(mu(v), diag(sigma(v)^2)),
+#   L_MIB = -I(z1; z2) + beta * D_SKL(p(z | v1) || p(z | v2)),
+# keeping in z what the views share and dropping what only one of them holds. I(z1; z2) is the
+# Jensen-Shannon lower bound (Hjelm et al. 2018) with a critic T scored on matched (positive) and
+# mismatched (negative) pairs of codes: I_JSD = E_pos[-softplus(-T)] - E_neg[softplus(T)].
+
+
+def gaussian_kl(mu_p: Array, sigma_p: Array, mu_q: Array, sigma_q: Array) -> Array:
+  """KL(N(mu_p, diag sigma_p^2) || N(mu_q, diag sigma_q^2)) in closed form, summed over the last
+  axis: [..., D] -> [...]."""
+  mu_p, sigma_p, mu_q, sigma_q = (x.astype(jnp.float32) for x in (mu_p, sigma_p, mu_q, sigma_q))
+  var_p, var_q = jnp.square(sigma_p), jnp.square(sigma_q)
+  per_dim = jnp.log(sigma_q / sigma_p) + (var_p + jnp.square(mu_p - mu_q)) / (2.0 * var_q) - 0.5
+  return jnp.sum(per_dim, axis=-1)
+
+
+def symmetric_gaussian_kl(mu_1: Array, sigma_1: Array, mu_2: Array, sigma_2: Array) -> Array:
+  """D_SKL = (KL(p1 || p2) + KL(p2 || p1)) / 2 of two diagonal Gaussians: [..., D] -> [...]."""
+  return 0.5 * (gaussian_kl(mu_1, sigma_1, mu_2, sigma_2) + gaussian_kl(mu_2, sigma_2, mu_1, sigma_1))
+
+
+def jsd_mutual_information(t_pos: Array, t_neg: Array) -> Array:
+  """Per-example Jensen-Shannon MI lower bound -softplus(-T_pos) - softplus(T_neg): the critic's
+  score of a matched pair of codes and of a mismatched one. Its mean is the estimate of I(z1; z2)
+  (up to constants); it is highest when the critic tells matched from mismatched pairs."""
+  return -jax.nn.softplus(-t_pos.astype(jnp.float32)) - jax.nn.softplus(t_neg.astype(jnp.float32))
+
+
+def mib_loss(t_pos: Array, t_neg: Array, mu_1: Array, sigma_1: Array, mu_2: Array, sigma_2: Array,
+             beta: float = 1.0) -> Array:
+  """Per-example multi-view information bottleneck loss -I_JSD + beta * D_SKL (RLP's Eq. for L_M
+  has beta = 1; Federici et al. anneal it)."""
+  return (-jsd_mutual_information(t_pos, t_neg)
+          + beta * symmetric_gaussian_kl(mu_1, sigma_1, mu_2, sigma_2))

@@ -1,0 +1,138 @@
+"""RLP: the UML train step (BT + lambda * MIB on views) and SPG's pair selection rule."""
+
+import os
+import sys
+
+import jax
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
+
+import reward_model as rm_experiment  # noqa: E402
+from warm_jax import sharding as shd  # noqa: E402
+from warm_jax.data import pipeline  # noqa: E402
+from warm_jax.train import reward_model as rm  # noqa: E402
+from warm_jax.train import rlp  # noqa: E402
+from warm_jax.train import state as state_lib  # noqa: E402
+
+
+# ---------------------------------------------------------------- SPG
+
+def test_select_pair_takes_the_best_of_the_largest_cluster_against_another_cluster():
+  clusters = np.array([0, 1, 0, 2, 0])
+  scores = np.array([0.1, 5.0, 0.7, 3.0, 0.2])  # the top score overall (index 1) is a minority
+  rejected = set()
+  for seed in range(40):
+    chosen, rej, conf = rlp.select_pair(clusters, scores, 0.5, np.random.default_rng(seed))
+    assert chosen == 2 and conf == pytest.approx(0.6)
+    rejected.add(rej)
+  assert rejected == {1, 3}  # uniformly drawn from the other clusters
+  rng = np.random.default_rng(0)
+  assert rlp.select_pair(clusters, scores, 0.7, rng) is None  # not confident enough
+  assert rlp.select_pair(np.zeros(4, int), np.arange(4.0), 0.5, rng) is None  # no other meaning
+  # A tie for the largest cluster goes to the one seen first; gamma is inclusive.
+  assert rlp.select_pair(np.array([1, 0, 0, 1]), np.array([9.0, 1.0, 2.0, 0.0]), 0.5, rng)[:1] == (2,)
+  with pytest.raises(ValueError, match="one non-empty"):
+    rlp.select_pair(np.array([0, 1]), np.array([1.0]), 0.5, rng)
+
+
+def test_cluster_and_synthetic_pairs():
+  meaning = lambda text: frozenset(w for w in text.split() if w in {"tom", "oslo", "cat"})  # noqa: E731
+  samples = [["tom oslo .", "oslo tom !", "tom cat .", "tom oslo oslo ."],  # 3 of 4 agree
+             ["tom .", "cat .", "oslo .", "tom cat ."]]  # no majority
+  np.testing.assert_array_equal(rlp.cluster(samples[0], meaning), [0, 0, 1, 0])
+  scores = np.array([[0.0, 2.0, 9.0, 1.0], [1.0, 2.0, 3.0, 4.0]])
+  pairs, stats = rlp.synthetic_pairs(["p0", "p1"], samples, scores, meaning, gamma=0.5, seed=1)
+  assert pairs == [{"prompt": "p0", "chosen": "oslo tom !", "rejected": "tom cat .",
+                    "confidence": 0.75, "synthetic": True}]
+  assert stats["kept"] == 1 and stats["mean_confidence"] == pytest.approx((0.75 + 0.25) / 2)
+  with pytest.raises(ValueError, match="do not match"):
+    rlp.synthetic_pairs(["p0"], samples, scores, meaning, gamma=0.5)
+
+
+# ---------------------------------------------------------------- UML
+
+def uml_config(weight: float):
+  c = rm_experiment.get_config("tiny")
+  c.model.vocab_size = 64  # the toy tokenizer's vocabulary
+  c.model.dropout_rate = 0.0
+  c.mesh.shape = (-1, 1, 1)
+  c.uml = rlp.default_uml_config()
+  c.uml.update(weight=weight, z_dim=4, hidden=16)
+  c.optim.warmup_steps = 0  # the first step updates (a warm-up starts at lr 0)
+  return c
+
+
+def _batch(toy_data, n=8):
+  encode = rlp.ViewPairEncoder(toy_data["tokenizer"], 64)
+  train = toy_data["sources"]["train"]
+  views = [{"prompt": train[i]["prompt"], "view_1": train[i]["chosen"],
+            "view_2": train[i + 1]["rejected"]} for i in range(n)]
+  return next(pipeline.Batches(rlp.ViewPairs(train, views), encode, n, seed=0))
+
+
+def _uml_step(config, batch, devices):
+  setup = rlp.build_uml(config, devices)
+  state = state_lib.create_state(setup.init_params, setup.tx, jax.random.key(0), setup.shardings)
+  start = jax.tree.map(np.array, state)  # the step donates its input state
+  step = state_lib.jit_step(
+      rlp.make_uml_train_step(setup.model, rlp.bottleneck(config.uml), setup.tx, setup.schedule,
+                              config.uml, 0.0, 1),
+      setup.shardings, setup.batch_sharding, setup.mesh, setup.rules)
+  return start, step(state, shd.to_global(batch, setup.batch_sharding))
+
+
+def test_uml_step_is_bradley_terry_plus_weighted_mib(toy_data):
+  batch = _batch(toy_data)
+  devices = jax.devices()[:1]
+  start, (after0, m0) = _uml_step(uml_config(0.0), batch, devices)
+  _, (after1, m1) = _uml_step(uml_config(0.5), batch, devices)
+  # weight 0: exactly the Bradley-Terry step on the same params (the bottleneck is inert).
+  c = uml_config(0.0)
+  setup = rm.build(c, devices)
+  bt_state = state_lib.TrainState(step=start.step, params=rlp.reward_model_params(start.params),
+                                  opt_state=setup.tx.init(rlp.reward_model_params(start.params)))
+  bt_step = state_lib.jit_step(rm.make_train_step(setup.model, setup.tx, setup.schedule, 0.0, 1),
+                               setup.shardings, setup.batch_sharding, setup.mesh, setup.rules)
+  pair_batch = {k: batch[k] for k in ("chosen", "rejected")}
+  bt_after, bt_m = bt_step(bt_state, shd.to_global(pair_batch, setup.batch_sharding))
+  np.testing.assert_allclose(float(m0["loss"]), float(bt_m["loss"]), rtol=1e-6)
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-7),
+               rlp.reward_model_params(after0.params), bt_after.params)
+  # weight 0.5: loss = BT + 0.5 * MIB, and the MIB gradient reaches the backbone.
+  assert float(m1["loss"]) == pytest.approx(float(m1["bt_loss"]) + 0.5 * float(m1["mib_loss"]),
+                                            rel=1e-5)
+  assert float(m1["bt_loss"]) == pytest.approx(float(m0["bt_loss"]), rel=1e-6)
+  q = lambda s: np.asarray(s.params["decoder"]["block_0"]["attn"]["query"])  # noqa: E731
+  assert not np.allclose(q(after0), q(after1), atol=1e-7)
+  assert set(after1.params) == {"decoder", "reward_head", rlp.MIB}
+  assert set(rlp.reward_model_params(after1.params)) == {"decoder", "reward_head"}
+
+
+def test_uml_sharded_step_matches_single_device(toy_data):
+  batch = _batch(toy_data)
+  _, (s1, m1) = _uml_step(uml_config(0.5), batch, jax.devices()[:1])
+  c = uml_config(0.5)
+  c.mesh.shape = (2, 2, 2)
+  _, (s8, m8) = _uml_step(c, batch, jax.devices())
+  np.testing.assert_allclose(float(m1["loss"]), float(m8["loss"]), rtol=1e-5)
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4,
+                                                       atol=1e-5), s1.params, s8.params)
+
+
+def test_bad_uml_settings_are_named(toy_data):
+  for field, value, match in (("weight", -1.0, "uml.weight"), ("z_dim", 0, "uml.z_dim"),
+                              ("beta", -0.1, "uml.beta")):
+    c = uml_config(0.5)
+    c.uml[field] = value
+    with pytest.raises(ValueError, match=match):
+      rlp.build_uml(c, jax.devices()[:1])
+  views = rlp.views_from_samples(["p"], [["a", "b", "c"]])
+  assert views == [{"prompt": "p", "view_1": "a", "view_2": "b"}]
+  with pytest.raises(ValueError, match=">= 2 samples"):
+    rlp.views_from_samples(["p"], [["a"]])
+  with pytest.raises(ValueError, match="both must be non-empty"):
+    rlp.ViewPairs(toy_data["sources"]["train"], [])
+
