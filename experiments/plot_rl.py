@@ -38,13 +38,23 @@ def curves(workdir: str, smooth: int = 3) -> dict:
   return out
 
 
-def summary(name: str, c: dict) -> str:
-  g = c["gold"]
+def key_points(c: dict) -> dict:
+  """Gold at the start, at its peak (with step and KL) and at the end of a run's training curve,
+  and the proxy reward, KL and length at the ends."""
+  g = np.asarray(c["gold"])
   i = int(np.argmax(g))
-  return (f"{name:<28} gold start {g[0]:.3f} peak {g[i]:.3f} (step {int(c['step'][i])}, KL "
-          f"{c['kl'][i]:.2f}) end {g[-1]:.3f} | proxy start {c['proxy'][0]:+.3f} end "
-          f"{c['proxy'][-1]:+.3f} | KL end {c['kl'][-1]:.2f} | length {c['length'][0]:.1f} -> "
-          f"{c['length'][-1]:.1f}")
+  return {"gold_start": float(g[0]), "gold_peak": float(g[i]), "peak_step": int(c["step"][i]),
+          "peak_kl": float(c["kl"][i]), "gold_end": float(g[-1]), "kl_end": float(c["kl"][-1]),
+          "proxy_start": float(c["proxy"][0]), "proxy_end": float(c["proxy"][-1]),
+          "length_start": float(c["length"][0]), "length_end": float(c["length"][-1])}
+
+
+def summary(name: str, c: dict) -> str:
+  k = key_points(c)
+  return (f"{name:<28} gold start {k['gold_start']:.3f} peak {k['gold_peak']:.3f} (step "
+          f"{k['peak_step']}, KL {k['peak_kl']:.2f}) end {k['gold_end']:.3f} | proxy start "
+          f"{k['proxy_start']:+.3f} end {k['proxy_end']:+.3f} | KL end {k['kl_end']:.2f} | "
+          f"length {k['length_start']:.1f} -> {k['length_end']:.1f}")
 
 
 def plot(runs: dict, path: str) -> None:

@@ -22,7 +22,6 @@ import os
 import sys
 
 import ml_collections
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -135,7 +134,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "single_vs_sft": evaluation.gold_comparison(prompts, texts["single"], texts["sft"], gold_fn)}
   m = config.m or len(ln["members"])
   result = {"m": m, "rewards": rewards, "runs": runs, "final": comparisons,
-            "curves": {name: summary_of(plot_rl.curves(path, smooth=3)) for name, path in runs.items()},
+            "curves": {name: plot_rl.key_points(plot_rl.curves(path, smooth=3)) for name, path in runs.items()},
             "examples": [{"prompt": prompts[i], **{k: texts[k][i] for k in texts}}
                          for i in range(min(3, len(prompts)))]}
   with open(os.path.join(workdir, "rl.json"), "w") as f:
@@ -144,16 +143,6 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 f"WARM M={m}": plot_rl.curves(runs["warm"])}, os.path.join(workdir, "rl.png"))
   print(table(result))
   return result
-
-
-def summary_of(c: dict) -> dict:
-  """Gold at the start, at its peak (with step and KL) and at the end of a run's training curve."""
-  g = np.asarray(c["gold"])
-  i = int(np.argmax(g))
-  return {"gold_start": float(g[0]), "gold_peak": float(g[i]), "peak_step": int(c["step"][i]),
-          "peak_kl": float(c["kl"][i]), "gold_end": float(g[-1]), "kl_end": float(c["kl"][-1]),
-          "proxy_start": float(c["proxy"][0]), "proxy_end": float(c["proxy"][-1]),
-          "length_start": float(c["length"][0]), "length_end": float(c["length"][-1])}
 
 
 def table(result: dict) -> str:
