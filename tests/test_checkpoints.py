@@ -48,6 +48,18 @@ def test_restore_into_a_mismatched_target_names_the_path(tmp_path):
     checkpoints.restore_params(str(tmp_path / "ck"), target=target)
 
 
+def test_restore_can_leave_out_named_parameter_groups(tmp_path):
+  import jax
+  one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  checkpoints.save_params(str(tmp_path / "ck"), {**_params(), "value_head": {"b": jnp.ones((1,))}}, {})
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one), _params())
+  with pytest.raises(ValueError, match="value_head/b: float32\\[1\\] in the checkpoint, missing"):
+    checkpoints.restore_params(str(tmp_path / "ck"), target=target)
+  out = checkpoints.restore_params(str(tmp_path / "ck"), target=target, skip=("value_head",))
+  assert set(out) == {"layer"}
+  np.testing.assert_array_equal(out["layer"]["w"], _params()["layer"]["w"])
+
+
 def test_first_mismatch_reports_missing_and_dtype():
   a = {"x": np.zeros((2,), np.float32), "y": np.zeros((1,), np.float32)}
   assert checkpoints.first_mismatch(a, a) is None

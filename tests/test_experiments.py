@@ -186,3 +186,71 @@ def test_reward_model_from_a_kept_step(pipeline_runs):
     assert not np.any(np.asarray(leaf))
   with pytest.raises(FileNotFoundError, match="complete steps"):
     init.reward_model_from_lm(pipeline_runs["pretrain"], setup, step=999)
+
+
+@pytest.mark.slow
+def test_rlp_pipeline_end_to_end(pipeline_runs):
+  import rlp
+
+  import warm_jax
+  from warm_jax import checkpoints
+  c = rlp.get_config("tiny")
+  c.init_from = pipeline_runs["sft"]
+  wd = os.path.join(os.path.dirname(pipeline_runs["rm"]), "rlp")
+  res = rlp.main(c, wd)
+  acc = res["policy_accuracy"]
+  assert set(acc["accuracy"]) == {"rm", "uml", "spg", "warm"} and acc["pairs"] > 0
+  assert all(0.0 <= a <= 1.0 for a in [*acc["accuracy"].values(), *acc["human_pairs_accuracy"].values()])
+  assert set(res["final"]) == {"ppo", "ppo_uml", "ppo_spg", "ppo_warm", "examples"}
+  assert "vs_ppo" in res["final"]["ppo_spg"] and "vs_ppo" not in res["final"]["ppo"]
+  # The UML run trains the bottleneck; its exported reward model is a plain reward model.
+  assert "mib" in checkpoints.params_metadata(os.path.join(wd, "uml"))
+  uml = warm_jax.load_reward_model(res["refined"]["uml"])
+  assert set(uml.params) == {"decoder", "reward_head"}
+  meta = checkpoints.read_meta(res["refined"]["warm"])
+  assert meta["weights"] == [0.5, 0.5] and len(meta["paths"]) == 2
+  # Every synthetic pair follows SPG's rule on its prompt's policy samples.
+  samples = json.load(open(os.path.join(wd, "samples.json")))
+  by_prompt = dict(zip(samples["prompts"], samples["samples"]))
+  meaning = rlp.meaning_fn("entities")
+  spg = json.load(open(os.path.join(wd, "spg_pairs.json")))
+  assert spg["stats"]["kept"] == len(spg["pairs"]) > 0
+  for p in spg["pairs"]:
+    ys = by_prompt[p["prompt"]]
+    assert p["chosen"] in ys and p["rejected"] in ys and p["confidence"] >= c.spg.gamma
+    assert meaning(p["chosen"]) != meaning(p["rejected"])
+  assert os.path.getsize(os.path.join(wd, "rlp.png")) > 0
+  assert "RLP-SPG" in open(os.path.join(wd, "rlp.md")).read()
+  # A cached stage made with other settings is refused, not silently reused.
+  c.spg.gamma = 0.9
+  with pytest.raises(ValueError, match="other settings"):
+    rlp.main(c, wd)
+
+
+def test_rlp_config_errors():
+  import rlp
+  for field, value, match in (("unlabeled.start", 10, "overlaps"), ("spg.gamma", 0.0, "spg.gamma"),
+                              ("spg.meaning", "nli", "spg.meaning"), ("warm.members", ("uml",), "warm.members"),
+                              ("samples.n", 1, "samples.n"), ("rl.algorithm", "reinforce", "'ppo'"),
+                              ("uml.z_dim", 0, "uml.z_dim")):
+    c = rlp.get_config("tiny")
+    node, leaf = c, field.split(".")
+    for k in leaf[:-1]:
+      node = node[k]
+    node[leaf[-1]] = value
+    with pytest.raises(ValueError, match=match):
+      rlp.validate(c)
+  # The policy's prompts and the reward models' pairs share one task object (an override of
+  # config.data.task reaches both); two different tasks are refused.
+  c = rlp.get_config("tiny")
+  c.data.task.flip_fraction = 0.1
+  assert c.rm.data.task.flip_fraction == 0.1
+  import ml_collections
+  c.rm.data.task = ml_collections.ConfigDict(c.data.task.to_dict())
+  c.rm.data.task.flip_fraction = 0.25
+  with pytest.raises(ValueError, match="task differ"):
+    rlp.validate(c)
+  for variant in ("cpu", "paper"):
+    c = rlp.get_config(variant)
+    c.gold.path = "oracle" if variant == "paper" else ""
+    rlp.validate(c)

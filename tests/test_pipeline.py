@@ -116,3 +116,11 @@ def test_trim_padding_drops_only_all_padding_columns():
   assert pipeline.trim_padding(t, multiple=1).shape == (3, 19)
   assert pipeline.trim_padding(t, multiple=64).shape == (3, 40)
   assert pipeline.trim_padding(np.zeros((2, 8), np.int32), multiple=1).shape == (2, 1)
+
+
+def test_concat_reads_sources_in_order():
+  c = pipeline.Concat([1, 2], [], [3, 4, 5])
+  assert len(c) == 5 and [c[i] for i in range(5)] == [1, 2, 3, 4, 5] and c[-1] == 5
+  with pytest.raises(IndexError):
+    c[5]
+  assert len(pipeline.Concat()) == 0

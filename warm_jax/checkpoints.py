@@ -243,21 +243,25 @@ def params_metadata(path: str, step: int | None = None) -> Any:
   return mngr.item_metadata(step)[PARAMS]
 
 
-def restore_params(path: str, step: int | None = None, target: Any | None = None) -> Any:
+def restore_params(path: str, step: int | None = None, target: Any | None = None,
+                   skip: tuple[str, ...] = ()) -> Any:
   """Restores only the parameters of a checkpoint (latest step by default).
 
   `target`: a tree of `jax.ShapeDtypeStruct` with shardings (restore straight onto a mesh), or
   None for numpy arrays on the host. A target of another shape raises a ValueError
-  naming the first differing path.
+  naming the first differing path. `skip`: top-level parameter groups of the checkpoint that the
+  target leaves out on purpose and that are not read (e.g. a PPO policy's 'value_head' when only
+  the language model is wanted).
   """
   mngr, step = _resolve(path, step)
+  saved = mngr.item_metadata(step)[PARAMS]
+  partial = any(k in saved for k in skip)
   if target is not None:
-    mismatch = first_mismatch(mngr.item_metadata(step)[PARAMS], target)
+    mismatch = first_mismatch({k: v for k, v in saved.items() if k not in skip}, target)
     if mismatch:
       raise ValueError(f"checkpoint {path} step {step} does not match the target: {mismatch}")
-    args = restore_args(target)
+    args = restore_args(target, partial=partial)
   else:  # numpy arrays: independent of the devices the checkpoint was saved from
-    saved = mngr.item_metadata(step)[PARAMS]
     args = ocp.args.PyTreeRestore(restore_args=jax.tree.map(
         lambda _: ocp.RestoreArgs(restore_type=np.ndarray), saved))
   return mngr.restore(step, args=ocp.args.Composite(**{PARAMS: args}))[PARAMS]

@@ -190,6 +190,26 @@ class Head:
     return self.source[i % self.n]
 
 
+class Concat:
+  """Random-access sources one after another, itself a random-access source: e.g. the preference
+  pairs plus synthetic ones (RLP-SPG)."""
+
+  def __init__(self, *sources):
+    self.sources = sources
+    self.ends = np.cumsum([len(s) for s in sources])
+
+  def __len__(self) -> int:
+    return int(self.ends[-1]) if len(self.ends) else 0
+
+  def __getitem__(self, i: int):
+    n = len(self)
+    if not -n <= i < n:
+      raise IndexError(f"record {i} of {n}")
+    i %= n
+    k = int(np.searchsorted(self.ends, i, side="right"))
+    return self.sources[k][i - (int(self.ends[k - 1]) if k else 0)]
+
+
 class FlipLabels:
   """A preference source with the labels of a seeded `fraction` of its records swapped
   (chosen <-> rejected, 'flipped' set True): WARM's corrupted-label setting on any data set.

@@ -46,10 +46,11 @@ def abstract_params(model: nn.Module, mesh, rules) -> Any:
 
 def load_lm_params(path: str, model_cfg: ml_collections.ConfigDict, mesh, rules,
                    step: int | None = None) -> Any:
-  """The params of a language-model run (pre-training or SFT) at `step` (None: latest), on `mesh`."""
+  """The language model's params of a run (pre-training, SFT, RL, DPO) at `step` (None: latest),
+  on `mesh`; a PPO policy's value head is left out (not read)."""
   ckpt = resolve(path)
   target = abstract_params(LanguageModel(model_cfg), mesh, rules)
-  return checkpoints.restore_params(ckpt, step, target=target)
+  return checkpoints.restore_params(ckpt, step, target=target, skip=("value_head",))
 
 
 def reward_model_from_lm(path: str, setup, step: int | None = None) -> Any:
