@@ -4,20 +4,22 @@ the PPO policy's own samples, then run PPO again from the SFT policy with the re
     python experiments/rlp.py --config=experiments/rlp.py:cpu --config.init_from=runs/warm/sft \
         --workdir=runs/rlp
 
-The pipeline, every stage in its own directory of the workdir (each resumes, or is reused when
-finished):
+The pipeline, every stage in its own directory of the workdir (`warm_jax.stages`: a finished
+stage is reused when its config and its inputs' are unchanged, a changed one is refused, an
+unfinished one resumes):
   rm/         Bradley-Terry reward model on the first `pairs` preference pairs (gold-labelled on the
               embedded task: no label flips), its decoder from the SFT run;
   ppo/        PPO from the SFT policy against rm/;
-  samples.json  `samples.n` responses of the ppo/ policy to each of `unlabeled.prompts` prompts
+  samples/    `samples.n` responses of the ppo/ policy to each of `unlabeled.prompts` prompts
               that no reward model was trained on (the paper's unlabelled split);
   uml/        RLP-UML: rm/'s training (same init, data and steps) plus `uml.weight` x the
               multi-view information bottleneck on two responses per unlabelled prompt
               (`warm_jax.train.rlp`); uml/reward_model holds its reward model without the
               bottleneck modules;
-  spg/        RLP-SPG: synthetic pairs from the samples (`spg_pairs.json`: the largest group of
-              equal meaning must hold >= `spg.gamma` of a prompt's samples; chosen = its best by
-              rm/, rejected = a random sample of another group), then rm/'s training on the union;
+  spg_pairs/  RLP-SPG's synthetic pairs from the samples (the largest group of equal meaning
+              must hold >= `spg.gamma` of a prompt's samples; chosen = its best by rm/, rejected =
+              a random sample of another group);
+  spg/        rm/'s training on the union of the preference pairs and the synthetic ones;
   warm_rm/    WARM of the RLP-refined reward models (`warm.members`; they share the SFT init, so
               their weights average): a combination no paper reports;
   ppo_uml/, ppo_spg/, ppo_warm/   PPO from the SFT policy again, against each refined model.
@@ -222,32 +224,17 @@ def sample_policy(config, policy_run: str, prompts: list[str], n: int, seed: int
   return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
-def cached_json(path: str, settings: dict, make):
-  """The JSON at `path` if it was made with `settings`, else `make()` written there atomically.
-  A file made with other settings is an error (remove it to recompute), never silently reused."""
-  from warm_jax import checkpoints
-  if os.path.exists(path):
-    with open(path) as f:
-      data = json.load(f)
-    if data.get("settings") != checkpoints.jsonable(settings):
-      raise ValueError(f"{path} was made with other settings ({data.get('settings')}) than this "
-                       f"run's ({settings}); remove it (and what was built from it) to recompute")
-    return data
-  data = {"settings": checkpoints.jsonable(settings), **make()}
-  checkpoints.write_atomic(path, json.dumps(data, indent=1))
-  return data
-
-
 # ---------------------------------------------------------------- stages
 
-def train_uml(config, workdir: str, sources: dict, views: list[dict]) -> str:
-  """RLP-UML from the SFT decoder; returns the directory of its reward model (bottleneck dropped)."""
+def train_uml(config, workdir: str, sources: dict, views: list[dict]) -> dict:
+  """RLP-UML from the SFT decoder; returns its final metrics and 'reward_model': the directory of
+  its reward model (the bottleneck dropped)."""
   from warm_jax import checkpoints
   from warm_jax import data as data_lib
   from warm_jax.train import init, rlp as rlp_lib
   out = os.path.join(workdir, "reward_model")
-  if checkpoints.complete_steps(out):
-    return out
+  if checkpoints.complete_steps(out):  # exported before the stage was recorded as finished
+    return {"reward_model": out}
   c = uml_config(config)
   setup = rlp_lib.build_uml(c)
   init_params = init.reward_model_from_lm(c.init_from, setup, step=None)
@@ -256,16 +243,17 @@ def train_uml(config, workdir: str, sources: dict, views: list[dict]) -> str:
   params = rlp_lib.reward_model_params(result["state"].params)
   checkpoints.save_params(out, params, {"config": c.to_dict(), "rlp": "uml", "run": workdir,
                                         "trained_steps": result["step"]})
-  return out
+  result.pop("state")
+  return {"reward_model": out, **result}
 
 
-def warm_of(paths: list[str], out: str) -> str:
+def warm_of(paths: list[str], out: str) -> dict:
   from warm_jax import averaging, checkpoints
   import warm_label_noise
   if not checkpoints.complete_steps(out):
     averaging.average_checkpoints(paths, out=out)
   warm_label_noise.check_average_of(out, paths)
-  return out
+  return {"path": out, "members": paths}
 
 
 def policy_accuracy(config, scorers: dict, policy_run: str) -> dict:
@@ -320,72 +308,94 @@ def final_win_rates(config, runs: dict[str, str]) -> dict:
   return out
 
 
+UPSTREAM = {"rm": (), "ppo": ("rm",), "samples": ("ppo",), "uml": ("samples",),
+            "spg_pairs": ("rm", "samples"), "spg": ("spg_pairs",), "warm_rm": ("uml", "spg"),
+            "ppo_uml": ("uml",), "ppo_spg": ("spg",), "ppo_warm": ("warm_rm",)}
+
+
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   import warm_label_noise
+  from warm_jax import checkpoints, stages
   from warm_jax import data as data_lib
+  from warm_jax.data import pipeline
   from warm_jax.train import rlp as rlp_lib
   if not config.init_from:
     raise SystemExit("config.init_from is empty: RLP starts from the SFT policy, e.g. "
                      "--config.init_from=runs/warm/sft (made by launch/quickstart.sh)")
   validate(config)
   warm_label_noise.write_config(config, workdir)
-  path = lambda name: os.path.join(workdir, name)  # noqa: E731
+  job = stages.Job(workdir, UPSTREAM)
+  d = job.dir
   sources = preference_sources(config)
   tokenizer = data_lib.load_tokenizer(config.rm.data)
+  n_stages = len(UPSTREAM) if config.warm.members else len(UPSTREAM) - 2
+  step = iter(range(1, n_stages + 1))
+  header = lambda what: f"[{next(step)}/{n_stages}] {what}"  # noqa: E731
 
-  print("== reward model on the preference pairs", flush=True)
-  reward_model.main(rm_config(config), path("rm"), sources, tokenizer)
-  print("== PPO against it", flush=True)
-  rl.main(ppo_config(config, path("rm")), path("ppo"))
-
+  job.run("rm", rm_config(config), lambda: reward_model.main(rm_config(config), d("rm"), sources,
+                                                            tokenizer),
+          header("reward model on the preference pairs"))
+  job.run("ppo", ppo_config(config, d("rm")), lambda: rl.main(ppo_config(config, d("rm")), d("ppo")),
+          header("PPO against it"))
   u, s = config.unlabeled, config.samples
-  prompts = prompts_of(config.data, u.split, u.start, u.prompts)
-  samples = cached_json(path("samples.json"), {"policy": "ppo", **u.to_dict(), **s.to_dict()},
-                        lambda: {"prompts": prompts,
-                                 "samples": sample_policy(config, path("ppo"), prompts, s.n, s.seed,
-                                                          "policy samples")})["samples"]
 
-  print("== RLP-UML", flush=True)
-  views = rlp_lib.views_from_samples(prompts, samples)
-  refined = {"uml": train_uml(config, path("uml"), sources, views)}
+  def make_samples():
+    prompts = prompts_of(config.data, u.split, u.start, u.prompts)
+    return {"prompts": prompts,
+            "samples": sample_policy(config, d("ppo"), prompts, s.n, s.seed, "policy samples")}
+  samples = job.run("samples", {"policy": d("ppo"), "unlabeled": u.to_dict(), "samples": s.to_dict(),
+                                "model": config.model.to_dict()}, make_samples,
+                    header("the PPO policy's samples on unlabelled prompts"))
+  prompts, texts = samples["prompts"], samples["samples"]
 
-  print("== RLP-SPG", flush=True)
+  views = rlp_lib.views_from_samples(prompts, texts)
+  job.run("uml", uml_config(config), lambda: train_uml(config, d("uml"), sources, views),
+          header("RLP-UML"))
+  refined = {"uml": os.path.join(d("uml"), "reward_model")}
+
   def make_spg():
-    scorer = rl.load_scorer(path("rm"), config)
-    flat = scorer.score([p for p in prompts for _ in range(s.n)], [y for ys in samples for y in ys])
-    pairs, stats = rlp_lib.synthetic_pairs(prompts, samples, np.reshape(flat, (len(prompts), s.n)),
+    scorer = rl.load_scorer(d("rm"), config)
+    flat = scorer.score([p for p in prompts for _ in range(s.n)], [y for ys in texts for y in ys])
+    pairs, stats = rlp_lib.synthetic_pairs(prompts, texts, np.reshape(flat, (len(prompts), s.n)),
                                            meaning_fn(config.spg.meaning), config.spg.gamma,
                                            config.spg.seed)
     return {"pairs": pairs, "stats": stats}
-  spg = cached_json(path("spg_pairs.json"), config.spg.to_dict(), make_spg)
+  spg = job.run("spg_pairs", {"spg": config.spg.to_dict(), "scorer": d("rm")}, make_spg,
+                header("RLP-SPG's synthetic pairs"))
   if not spg["pairs"]:
     raise SystemExit(f"SPG kept no prompt ({spg['stats']}); lower config.spg.gamma")
-  from warm_jax.data import pipeline
-  reward_model.main(rm_config(config), path("spg"),
-                    {**sources, "train": pipeline.Concat(sources["train"], spg["pairs"])}, tokenizer)
-  refined["spg"] = path("spg")
+  union = {**sources, "train": pipeline.Concat(sources["train"], spg["pairs"])}
+  job.run("spg", rm_config(config), lambda: reward_model.main(rm_config(config), d("spg"), union,
+                                                             tokenizer),
+          header("RLP-SPG: the reward model on the pairs + synthetic pairs"))
+  refined["spg"] = d("spg")
   if config.warm.members:
-    refined["warm"] = warm_of([refined[m] for m in config.warm.members], path("warm_rm"))
+    paths = [refined[m] for m in config.warm.members]
+    job.run("warm_rm", {"members": paths}, lambda: warm_of(paths, d("warm_rm")),
+            header("WARM of the RLP-refined reward models"))
+    refined["warm"] = d("warm_rm")
 
-  runs = {"sft": config.init_from, "ppo": path("ppo")}
+  runs = {"sft": config.init_from, "ppo": d("ppo")}
   for name, rm_path in refined.items():
-    print(f"== PPO against the {name} reward model", flush=True)
-    runs[f"ppo_{name}"] = path(f"ppo_{name}")
-    rl.main(ppo_config(config, rm_path), runs[f"ppo_{name}"])
+    runs[f"ppo_{name}"] = d(f"ppo_{name}")
+    job.run(f"ppo_{name}", ppo_config(config, rm_path),
+            lambda: rl.main(ppo_config(config, rm_path), runs[f"ppo_{name}"]),
+            header(f"PPO from SFT against the {name} reward model"))
 
   print("== evaluation", flush=True)
-  scorers = {name: rl.load_scorer(p, config) for name, p in {"rm": path("rm"), **refined}.items()}
+  scorers = {name: rl.load_scorer(p, config) for name, p in {"rm": d("rm"), **refined}.items()}
   result = {"refined": refined, "runs": runs, "spg": spg["stats"],
-            "policy_accuracy": policy_accuracy(config, scorers, path("ppo")),
+            "policy_accuracy": policy_accuracy(config, scorers, d("ppo")),
             "final": final_win_rates(config, runs),
-            "curves": {n: plot_rl.key_points(plot_rl.curves(p)) for n, p in runs.items() if n != "sft"}}
-  from warm_jax import checkpoints
-  checkpoints.write_atomic(path("rlp.json"), json.dumps(result, indent=1))
-  plot_rl.plot({n: plot_rl.curves(p) for n, p in runs.items() if n != "sft"}, path("rlp.png"))
+            "curves": {n: plot_rl.key_points(plot_rl.curves(p)) for n, p in runs.items() if n != "sft"},
+            "seconds": {st: job.seconds(st) for st in job.rows}}
+  out = lambda name: os.path.join(workdir, name)  # noqa: E731
+  checkpoints.write_atomic(out("rlp.json"), json.dumps(checkpoints.jsonable(result), indent=1))
+  plot_rl.plot({n: plot_rl.curves(p) for n, p in runs.items() if n != "sft"}, out("rlp.png"))
   report = tables(result)
-  checkpoints.write_atomic(path("rlp.md"), report + "\n")
+  checkpoints.write_atomic(out("rlp.md"), report + "\n")
   print(report)
-  print(f"wrote {path('rlp.json')}, {path('rlp.md')} and {path('rlp.png')}")
+  print(f"wrote {out('rlp.json')}, {out('rlp.md')} and {out('rlp.png')}")
   return result
 
 

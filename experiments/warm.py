@@ -23,8 +23,6 @@ Variants: tiny (tests, ~1 min), cpu (2 CPU cores, <= 20 min), paper (the paper's
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import platform
@@ -44,7 +42,7 @@ import warm_label_noise  # noqa: E402
 import warm_lmc  # noqa: E402
 import warm_rl  # noqa: E402
 
-from warm_jax import checkpoints, configs  # noqa: E402
+from warm_jax import configs  # noqa: E402
 
 VARIANTS = ("tiny", "cpu", "paper")
 STAGES = ("pretrain", "sft", "warm_label_noise", "warm_lmc", "warm_bon", "warm_rl")
@@ -96,55 +94,6 @@ UPSTREAM = {"pretrain": (), "sft": ("pretrain",), "warm_label_noise": ("sft",),
             "warm_rl": ("sft", "warm_label_noise")}
 
 
-def fingerprints(stage_cfgs: dict) -> dict[str, str]:
-  """sha256 of each stage's config and, recursively, of its upstream stages' configs (compute
-  them on configs whose paths are relative to the workdir, see `main`)."""
-  out = {}
-  for s in STAGES:
-    blob = stage_cfgs[s].to_json(sort_keys=True) + "".join(out[u] for u in UPSTREAM[s])
-    out[s] = hashlib.sha256(blob.encode()).hexdigest()[:16]
-  return out
-
-
-class Ledger:
-  """`<workdir>/stages.json`: per stage, its fingerprint, whether it finished, its wall time."""
-
-  def __init__(self, workdir: str):
-    self.path = os.path.join(workdir, "stages.json")
-    self.rows = {}
-    if os.path.exists(self.path):
-      with open(self.path) as f:
-        self.rows = json.load(f)
-
-  def write(self) -> None:  # atomic: a crash never leaves a half-written ledger
-    checkpoints.write_atomic(self.path, json.dumps(self.rows, indent=1))
-
-
-def check_reusable(stage: str, row: dict | None, fingerprint: str, stage_dir: str) -> bool:
-  """True if the stage finished with this config; False if it has to run (never ran, was removed
-  to be re-run, or did not finish: it resumes); raises if its directory holds a run of another
-  config, or one the ledger does not vouch for."""
-  if not (os.path.isdir(stage_dir) and os.listdir(stage_dir)):
-    return False
-  if row is None:
-    raise SystemExit(f"{stage_dir} holds a run that this workdir's stages.json does not record "
-                     "(or an upstream stage was re-run since): remove it, or use another --workdir")
-  if row["fingerprint"] != fingerprint:
-    raise SystemExit(f"stage {stage} in {stage_dir} was run with another config (or other "
-                     f"upstream stages) than this one: remove {stage_dir} (and the stages after "
-                     "it) to re-run it, or use another --workdir")
-  return bool(row.get("finished")) and os.path.exists(os.path.join(stage_dir, "stage_result.json"))
-
-
-def downstream(stage: str) -> list[str]:
-  """The stages that read `stage`'s outputs, directly or through others."""
-  out: list[str] = []
-  for s in STAGES:
-    if any(u == stage or u in out for u in UPSTREAM[s]):
-      out.append(s)
-  return out
-
-
 def validate(config: ml_collections.ConfigDict) -> None:
   """Cross-stage checks, before any compute: the Baklava steps must be kept SFT checkpoints."""
   sft_train = config.sft.train
@@ -167,48 +116,29 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  from warm_jax import stages
   from warm_jax.train.metrics import format_seconds
   validate(config)
   cfgs = stage_configs(config, workdir)
-  prints = fingerprints(stage_configs(config, "<workdir>"))  # a moved workdir stays reusable
   os.makedirs(os.path.join(workdir, "configs"), exist_ok=True)
-  ledger = Ledger(workdir)
-  results, t_start = {}, time.time()
+  job = stages.Job(workdir, UPSTREAM)
+  results = {}
   for k, stage in enumerate(STAGES):
-    stage_dir = os.path.join(workdir, stage)
     with open(os.path.join(workdir, "configs", f"{stage}.json"), "w") as f:
       f.write(cfgs[stage].to_json_best_effort(indent=2))
-    header = f"[{k + 1}/{len(STAGES)}] {stage}"
-    if check_reusable(stage, ledger.rows.get(stage), prints[stage], stage_dir):
-      with open(os.path.join(stage_dir, "stage_result.json")) as f:
-        results[stage] = json.load(f)
-      print(f"{header}: reusing the finished stage ({format_seconds(ledger.rows[stage]['seconds'])}"
-            " when it ran)", flush=True)
-      continue
-    print(f"{header} -> {stage_dir} (job elapsed {format_seconds(time.time() - t_start)})",
-          flush=True)
-    resumed = os.path.isdir(stage_dir) and os.listdir(stage_dir)
-    ledger.rows[stage] = {"fingerprint": prints[stage], "finished": False,
-                          "seconds": ledger.rows.get(stage, {}).get("seconds", 0.0) if resumed else 0.0}
-    for later in downstream(stage):  # their outputs would be stale: they must run again
-      ledger.rows.pop(later, None)
-    ledger.write()
-    t0 = time.time()
-    results[stage] = checkpoints.jsonable(MODULES[stage].main(cfgs[stage], stage_dir))
-    with open(os.path.join(stage_dir, "stage_result.json"), "w") as f:
-      json.dump(results[stage], f, indent=1)
-    ledger.rows[stage].update(finished=True, seconds=ledger.rows[stage]["seconds"] + time.time() - t0)
-    ledger.write()
+    results[stage] = job.run(stage, cfgs[stage],
+                             lambda: MODULES[stage].main(cfgs[stage], job.dir(stage)),
+                             header=f"[{k + 1}/{len(STAGES)}] {stage}")
   plots = os.path.join(workdir, "plots")
   os.makedirs(plots, exist_ok=True)
   for stage, name in PLOTS.items():
     shutil.copyfile(os.path.join(workdir, stage, name), os.path.join(plots, name))
-  report = results_markdown(config, results, ledger.rows)
+  report = results_markdown(config, results, job.rows)
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(report)
   print(report)
   print(f"wrote {workdir}/results.md and {plots}/ (job took "
-        f"{format_seconds(time.time() - t_start)} this time)")
+        f"{format_seconds(time.time() - job.t0)} this time)")
   return results
 
 

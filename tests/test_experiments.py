@@ -204,16 +204,16 @@ def test_rlp_pipeline_end_to_end(pipeline_runs):
   assert set(res["final"]) == {"ppo", "ppo_uml", "ppo_spg", "ppo_warm", "examples"}
   assert "vs_ppo" in res["final"]["ppo_spg"] and "vs_ppo" not in res["final"]["ppo"]
   # The UML run trains the bottleneck; its exported reward model is a plain reward model.
-  assert "mib" in checkpoints.params_metadata(os.path.join(wd, "uml"))
+  assert "mib" in checkpoints.params_metadata(os.path.join(wd, "uml", "checkpoints"))
   uml = warm_jax.load_reward_model(res["refined"]["uml"])
   assert set(uml.params) == {"decoder", "reward_head"}
   meta = checkpoints.read_meta(res["refined"]["warm"])
   assert meta["weights"] == [0.5, 0.5] and len(meta["paths"]) == 2
   # Every synthetic pair follows SPG's rule on its prompt's policy samples.
-  samples = json.load(open(os.path.join(wd, "samples.json")))
+  samples = json.load(open(os.path.join(wd, "samples", "stage_result.json")))
   by_prompt = dict(zip(samples["prompts"], samples["samples"]))
   meaning = rlp.meaning_fn("entities")
-  spg = json.load(open(os.path.join(wd, "spg_pairs.json")))
+  spg = json.load(open(os.path.join(wd, "spg_pairs", "stage_result.json")))
   assert spg["stats"]["kept"] == len(spg["pairs"]) > 0
   for p in spg["pairs"]:
     ys = by_prompt[p["prompt"]]
@@ -221,9 +221,11 @@ def test_rlp_pipeline_end_to_end(pipeline_runs):
     assert meaning(p["chosen"]) != meaning(p["rejected"])
   assert os.path.getsize(os.path.join(wd, "rlp.png")) > 0
   assert "RLP-SPG" in open(os.path.join(wd, "rlp.md")).read()
-  # A cached stage made with other settings is refused, not silently reused.
+  # A re-run reuses every stage; a stage made with other settings is refused, not reused.
+  again = rlp.main(c, wd)
+  assert again["policy_accuracy"] == res["policy_accuracy"] and again["final"] == res["final"]
   c.spg.gamma = 0.9
-  with pytest.raises(ValueError, match="other settings"):
+  with pytest.raises(SystemExit, match="stage spg_pairs"):
     rlp.main(c, wd)
 
 

@@ -198,22 +198,12 @@ def test_claims_are_decided_by_the_numbers():
   assert "WARM 0.600, ENS 0.700" in bad[0][2]
 
 
-def test_check_reusable(tmp_path):
-  d = tmp_path / "stage"
-  done = {"fingerprint": "abc", "finished": True}
-  assert warm.check_reusable("s", None, "abc", str(d)) is False  # never ran
-  # Removed (to be re-run after a config change): runs, whatever the ledger says.
-  assert warm.check_reusable("s", done, "xyz", str(d)) is False
-  d.mkdir()
-  (d / "stage_result.json").write_text("{}")
-  assert warm.check_reusable("s", done, "abc", str(d)) is True
-  assert warm.check_reusable("s", {"fingerprint": "abc", "finished": False}, "abc", str(d)) is False
-  with pytest.raises(SystemExit, match="another config"):
-    warm.check_reusable("s", done, "xyz", str(d))
-  with pytest.raises(SystemExit, match="does not record"):
-    warm.check_reusable("s", None, "abc", str(d))
-  assert warm.downstream("warm_label_noise") == ["warm_lmc", "warm_bon", "warm_rl"]
-  assert warm.downstream("warm_bon") == []
+def test_main_job_stages_read_only_earlier_stages():
+  from warm_jax import stages
+  job = stages.Job("unused", warm.UPSTREAM)
+  assert list(job.upstream) == list(warm.STAGES)
+  assert job.downstream("warm_label_noise") == ["warm_lmc", "warm_bon", "warm_rl"]
+  assert job.downstream("warm_bon") == []
 
 
 def test_member_configs_draw_from_the_diversity_lists():
