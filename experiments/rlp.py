@@ -399,7 +399,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return result
 
 
-LABELS = {"rm": "reward model (pairs only)", "uml": "RLP-UML", "spg": "RLP-SPG",
+LABELS = {"rm": "the reward model (pairs only)", "uml": "RLP-UML", "spg": "RLP-SPG",
           "warm": "WARM of the RLP-refined models"}
 
 
@@ -413,18 +413,23 @@ def tables(result: dict) -> str:
     lines.append(f"| {LABELS.get(name, name)} | {acc:.3f} | {a['human_pairs_accuracy'][name]:.3f} |")
   sp = result["spg"]
   lines += ["", f"SPG kept {sp['kept']} of {sp['prompts']} prompts (mean confidence "
-            f"{sp['mean_confidence']:.2f}; {sp['one_meaning']} prompts had a single meaning).", "",
-            "| policy (PPO against) | win rate vs SFT | vs PPO | gold | gold peak in training (step, KL) | KL end |",
+            f"{sp['mean_confidence']:.2f}; prompts whose samples all meant one thing: "
+            f"{sp['one_meaning']}).", "",
+            "| PPO against | win rate vs SFT | vs PPO | gold | gold peak in training (step, KL) | KL end |",
             "|---|---|---|---|---|---|"]
   f, cur = result["final"], result["curves"]
   for name in [n for n in result["runs"] if n != "sft"]:
-    label = "PPO (" + LABELS["rm"] + ")" if name == "ppo" else "PPO + " + LABELS[name[4:]]
+    label = LABELS["rm" if name == "ppo" else name[4:]]
     r, k = f[name], cur[name]
     vs_ppo = (f"{r['vs_ppo']['win_rate']:.1%} +- {r['vs_ppo']['win_rate_stderr']:.1%}"
               if "vs_ppo" in r else "-")
     lines.append(f"| {label} | {r['vs_sft']['win_rate']:.1%} +- {r['vs_sft']['win_rate_stderr']:.1%}"
                  f" | {vs_ppo} | {r['vs_sft']['gold_a']:.3f} | {k['gold_peak']:.3f} "
                  f"({k['peak_step']}, {k['peak_kl']:.2f}) | {k['kl_end']:.2f} |")
+  sft = f["ppo"]["vs_sft"]
+  lines += ["", f"The SFT policy's gold on the same {sft['n']} prompts: {sft['gold_b']:.3f}. Win "
+            "rates: gold-judged, ties count one half, +- one binomial standard error (sampling of "
+            "the prompts only: not the variation between PPO runs)."]
   return "\n".join(lines)
 
 
