@@ -466,10 +466,11 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
                         group_bytes: int = 64 << 20) -> tuple[Any, dict]:
   """Streams a weighted average of checkpoints: returns (params, meta), writes `out` if given.
 
-  One checkpoint is read at a time, in groups of leaves of about `group_bytes` (orbax partial
-  restores), each restored straight onto `target` (a tree of ShapeDtypeStructs with shardings;
-  default: one device) and added into a float32 running sum updated in place (donated), so peak
-  memory is ~ the sum + one group whatever len(paths). Each orbax restore call has a fixed cost
+  One checkpoint is read at a time, in groups of leaves of about `group_bytes`, each read
+  straight onto `target` (a tree of ShapeDtypeStructs with shardings; default: one device) by
+  `checkpoints.ArrayReader` (tensorstore; orbax partial restores for other layouts), the next
+  group's reads in flight while this one is added into a float32 running sum updated in place
+  (donated), so peak memory is ~ the sum + two groups whatever len(paths). Each orbax restore call has a fixed cost
   (tens of ms: metadata, tensorstore handles), so small groups cost throughput and large ones
   memory; 64 MiB was the best of 16/32/64/256 MiB on both counts for 100 MiB models
   (benchmarks/averaging.py --group_mb), and made no difference for 400 MiB models.
@@ -491,25 +492,42 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
   abstract = [a for _, a in flat]
   groups = _leaf_groups(abstract, group_bytes)
 
+  read = []  # checkpoints with weight 0 contribute nothing: not read (unless needed to start)
+  for i, wi in enumerate(w):
+    if wi != 0.0 or not (read or np.any(w[i + 1:] != 0.0)):
+      read.append(i)
+  schedule = [(i, g) for i in read for g in range(len(groups))]
+  reader = checkpoints.ArrayReader()
+
+  def start(item):  # issue the reads of one group of one checkpoint (tensorstore: non-blocking)
+    i, g = item
+    ks, ab = [keys[j] for j in groups[g]], [abstract[j] for j in groups[g]]
+    if checkpoints.ArrayReader.supports(sources[i].item_dir):
+      return reader.start(sources[i].item_dir, ks, ab)
+    return (sources[i].item_dir, ks, ab)  # another layout: an orbax restore, in `finish`
+
+  def finish(pending):
+    if isinstance(pending, tuple):
+      return _restore_item(*pending)
+    return reader.finish(pending)
+
   acc: list = [None] * len(abstract)
-  started = False
-  for i, (src, wi) in enumerate(zip(sources, w)):
-    if wi == 0.0 and (started or np.any(w[i + 1:] != 0.0)):
-      continue  # contributes nothing: not read
-    t0 = time.time()
-    wi32 = jnp.float32(wi)
-    for g in groups:
-      values = _restore_item(src.item_dir, [keys[j] for j in g], [abstract[j] for j in g])
-      for j, x in zip(g, values):
-        sh = abstract[j].sharding
-        acc[j] = (_leaf_op(_leaf_start, sh)(x, wi32) if not started
-                  else _leaf_op(_leaf_add, sh, donate=True)(acc[j], x, wi32))
-      jax.block_until_ready([acc[j] for j in g])
-      del values, x  # free this group before the next one is read
-    started = True
-    _release_free_memory()
-    if on_read is not None:
-      on_read(i, src, time.time() - t0)
+  t0, nxt = time.time(), (start(schedule[0]) if schedule else None)
+  for k, (i, g) in enumerate(schedule):
+    values = finish(nxt)
+    nxt = start(schedule[k + 1]) if k + 1 < len(schedule) else None  # read ahead while adding
+    wi32 = jnp.float32(w[i])
+    for j, x in zip(groups[g], values):
+      sh = abstract[j].sharding
+      acc[j] = (_leaf_op(_leaf_start, sh)(x, wi32) if i == read[0]
+                else _leaf_op(_leaf_add, sh, donate=True)(acc[j], x, wi32))
+    jax.block_until_ready([acc[j] for j in groups[g]])
+    del values, x  # free this group (the next one is already being read)
+    if g == len(groups) - 1:  # checkpoint i is in the sum
+      _release_free_memory()
+      if on_read is not None:
+        on_read(i, sources[i], time.time() - t0)
+      t0 = time.time()
   leaves = []
   for j, a in enumerate(acc):
     dt = np.dtype(abstract[j].dtype)
