@@ -2,7 +2,8 @@ r"""Streaming weight averaging over orbax checkpoints: wall time, throughput vs 
 
     python benchmarks/averaging.py --dir /tmp/warm_bench              # M = 2, 4, 8, 16; 100 MiB models
     python benchmarks/averaging.py --dir /tmp/warm_bench --mb 400 --ms 2,16
-    python benchmarks/averaging.py --dir /tmp/warm_bench --group_mb 16   # smaller restore calls
+    python benchmarks/averaging.py --dir /tmp/warm_bench --group_mb 16   # smaller groups of reads
+    python benchmarks/averaging.py --dir /tmp/warm_bench --reader orbax  # orbax restores instead
 
 Creates (once; reused on later runs) 16 params-only checkpoints of random float32 parameters of
 `--mb` MiB each under --dir, then for each M averages the first M of them with
@@ -111,12 +112,14 @@ def _status_kb(field: str) -> int:
   return -1
 
 
-def worker(paths: list[str], out: str, group_bytes: int) -> dict:
+def worker(paths: list[str], out: str, group_bytes: int, reader: str) -> dict:
   """Runs in a fresh process: one streaming average; reports times and memory."""
   import jax
   import numpy as np
 
-  from warm_jax import averaging
+  from warm_jax import averaging, checkpoints
+  if reader == "orbax":  # the orbax restore path (what other checkpoint layouts use)
+    checkpoints.ArrayReader.supports = staticmethod(lambda item_dir: False)
   jax.devices()
   jax.numpy.zeros(1).block_until_ready()  # backend up: part of the baseline, not of averaging
   baseline_kb = _status_kb("VmRSS")
@@ -132,7 +135,6 @@ def worker(paths: list[str], out: str, group_bytes: int) -> dict:
   assert np.allclose(head, (len(paths) - 1) / 2), head[:4]
   peak_avg_kb = _status_kb("VmHWM")
   t1 = time.perf_counter()
-  from warm_jax import checkpoints
   checkpoints.save_params(out, params, meta)
   t_save = time.perf_counter() - t1
   return {"m": len(paths), "t_avg": t_avg, "t_save": t_save, "reads": reads,
@@ -146,12 +148,14 @@ def main() -> None:
   ap.add_argument("--mb", type=float, default=100.0, help="size of one model in MiB")
   ap.add_argument("--ms", default="2,4,8,16", help="numbers of checkpoints to average")
   ap.add_argument("--group_mb", type=float, default=64.0,
-                  help="average_checkpoints(group_bytes=...): MiB restored per orbax call")
+                  help="average_checkpoints(group_bytes=...): MiB read per group")
+  ap.add_argument("--reader", choices=("tensorstore", "orbax"), default="tensorstore",
+                  help="tensorstore: checkpoints.ArrayReader (the default path); orbax: restores")
   ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
   args = ap.parse_args()
   if args.worker:
     *paths, out = args.worker
-    print("RESULT " + json.dumps(worker(paths, out, int(args.group_mb * (1 << 20)))))
+    print("RESULT " + json.dumps(worker(paths, out, int(args.group_mb * (1 << 20)), args.reader)))
     return
 
   ms = [int(m) for m in args.ms.split(",")]
@@ -168,7 +172,8 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env.setdefault("JAX_PLATFORMS", "cpu")
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--dir", args.dir,
-                           "--group_mb", str(args.group_mb), "--worker", *paths[:m], out], capture_output=True, text=True, env=env)
+                           "--group_mb", str(args.group_mb), "--reader", args.reader,
+                           "--worker", *paths[:m], out], capture_output=True, text=True, env=env)
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode or not line:
       sys.stderr.write(proc.stderr[-4000:])
@@ -184,7 +189,7 @@ def main() -> None:
   model = rows[0]["model_bytes"]
   print(f"\nOne model: {model / mib:.1f} MiB of float32 parameters ({N_LEAVES + 1} arrays); "
         f"checkpoints under {args.dir}; {os.cpu_count()} CPUs; jax on CPU (1 device); "
-        f"{args.group_mb:g} MiB per orbax restore call.\n")
+        f"{args.group_mb:g} MiB per group of reads; reader: {args.reader}.\n")
   print("| M | bytes read | average (s) | save (s) | avg throughput (MiB/s) | raw read cold (MiB/s) "
         "| raw read warm (MiB/s) | throughput / raw cold | peak RSS (MiB) | baseline RSS (MiB) "
         "| peak / model | (peak - baseline) / model |")
