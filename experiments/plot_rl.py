@@ -62,15 +62,19 @@ def plot(runs: dict, path: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  # Gold (solid, left axis) and proxy (dashed, right axis: reward models have their own scale).
+  proxy_axes = [axes[0].twinx(), axes[1].twinx()]
   for name, c in runs.items():
     line, = axes[0].plot(c["kl"], c["gold"], "-", label=f"{name}: gold")
-    axes[0].plot(c["kl"], c["proxy"], "--", color=line.get_color(), alpha=0.6,
-                 label=f"{name}: proxy (optimised)")
+    proxy_axes[0].plot(c["kl"], c["proxy"], "--", color=line.get_color(), alpha=0.5)
     axes[1].plot(c["step"], c["gold"], "-", color=line.get_color(), label=f"{name}: gold")
-    axes[1].plot(c["step"], c["proxy"], "--", color=line.get_color(), alpha=0.6)
+    proxy_axes[1].plot(c["step"], c["proxy"], "--", color=line.get_color(), alpha=0.5)
     axes[2].plot(c["step"], c["length"], "-", color=line.get_color(), label=name)
-  axes[0].set(xlabel="KL(policy || SFT) [nats]", ylabel="reward", title="reward vs KL (train rollouts)")
-  axes[1].set(xlabel="step", ylabel="reward", title="reward vs step (solid gold, dashed proxy)")
+  axes[0].set(xlabel="KL(policy || SFT) [nats]", ylabel="gold reward (solid)",
+              title="reward vs KL (train rollouts)")
+  axes[1].set(xlabel="step", ylabel="gold reward (solid)", title="reward vs step")
+  for ax in proxy_axes:
+    ax.set_ylabel("proxy reward, optimised (dashed)")
   axes[2].set(xlabel="step", ylabel="tokens", title="response length")
   axes[0].legend(fontsize=7)
   axes[2].legend(fontsize=7)
