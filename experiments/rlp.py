@@ -70,7 +70,9 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.uml = rlp_lib.default_uml_config()
   c.spg = ml_collections.ConfigDict(dict(gamma=0.5, meaning="entities", seed=0))
   c.warm = ml_collections.ConfigDict(dict(members=REFINED))
-  c.eval = ml_collections.ConfigDict(dict(split="test", prompts=256, samples=4, seed=11))
+  # RM accuracy: `samples` policy responses to each of `prompts` prompts of `split` (every pair the
+  # judge does not tie), and the first `pairs` preference pairs of the same split (0: none).
+  c.eval = ml_collections.ConfigDict(dict(split="test", prompts=256, samples=4, seed=11, pairs=512))
   c.final = ml_collections.ConfigDict(dict(split="test", prompts=256, seed=1234))
 
   if variant in ("tiny", "cpu"):
@@ -106,7 +108,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.unlabeled.update(split="unlabeled", start=0, prompts=20_000)
     c.samples.update(n=10, temperature=1.0, prompt_len=384, max_new_tokens=128, batch_size=256)
     c.spg.meaning = "text"  # no entailment model offline: exact (normalised) text
-    c.eval.update(split="evaluation", prompts=805)
+    c.eval.update(split="evaluation", prompts=805, pairs=0)  # no held-out human pairs
     c.final.update(split="evaluation", prompts=805)
   return c
 
@@ -151,8 +153,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   members = tuple(config.warm.members)
   if members and (len(members) < 2 or not set(members) <= set(REFINED)):
     raise ValueError(f"config.warm.members={members}: two or more of {REFINED}, or () for no WARM")
-  if config.eval.samples < 2 or config.eval.prompts < 1 or config.final.prompts < 1:
-    raise ValueError("config.eval.samples must be >= 2 and eval.prompts, final.prompts >= 1")
+  if config.eval.samples < 2 or min(config.eval.prompts, config.final.prompts) < 1 or config.eval.pairs < 0:
+    raise ValueError("config.eval.samples must be >= 2, eval.prompts and final.prompts >= 1, and "
+                     "eval.pairs >= 0")
 
 
 def rm_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -270,17 +273,20 @@ def policy_accuracy(config, scorers: dict, policy_run: str) -> dict:
   i, j = np.triu_indices(e.samples, k=1)
   g = gold[:, i] - gold[:, j]
   keep = g != 0
-  human = data_lib.load_split(config.rm.data, e.split)
-  hp = [human[k] for k in range(min(len(human), 512))]
+  hp = []
+  if e.pairs:
+    human = data_lib.load_split(config.rm.data, e.split)
+    hp = [human[k] for k in range(min(len(human), e.pairs))]
   out = {"prompts": len(prompts), "pairs": int(keep.sum()), "gold_ties": int((~keep).sum()),
          "accuracy": {}, "human_pairs_accuracy": {}, "human_pairs": len(hp)}
   for name, scorer in scorers.items():
     r = np.asarray(scorer.score(flat_p, flat_y)).reshape(len(prompts), e.samples)
     d = r[:, i] - r[:, j]
     out["accuracy"][name] = float(np.mean((np.sign(d) == np.sign(g))[keep]))
-    rc = scorer.score([x["prompt"] for x in hp], [x["chosen"] for x in hp])
-    rr = scorer.score([x["prompt"] for x in hp], [x["rejected"] for x in hp])
-    out["human_pairs_accuracy"][name] = evaluation.pair_accuracy(rc, rr)
+    if hp:
+      rc = scorer.score([x["prompt"] for x in hp], [x["chosen"] for x in hp])
+      rr = scorer.score([x["prompt"] for x in hp], [x["rejected"] for x in hp])
+      out["human_pairs_accuracy"][name] = evaluation.pair_accuracy(rc, rr)
   return out
 
 
@@ -410,7 +416,9 @@ def tables(result: dict) -> str:
            f"{a['human_pairs']} held-out preference pairs:", "",
            "| reward model | policy pairs | preference pairs |", "|---|---|---|"]
   for name, acc in a["accuracy"].items():
-    lines.append(f"| {LABELS.get(name, name)} | {acc:.3f} | {a['human_pairs_accuracy'][name]:.3f} |")
+    human = a["human_pairs_accuracy"].get(name)
+    lines.append(f"| {LABELS.get(name, name)} | {acc:.3f} | "
+                 f"{'-' if human is None else format(human, '.3f')} |")
   sp = result["spg"]
   lines += ["", f"SPG kept {sp['kept']} of {sp['prompts']} prompts (mean confidence "
             f"{sp['mean_confidence']:.2f}; prompts whose samples all meant one thing: "
