@@ -295,9 +295,9 @@ class ArrayReader:
   issues the reads and returns at once (tensorstore reads on its own threads), so a caller can
   add one group of arrays while the next group is being read; `finish` waits for them.
   `supports(item_dir)` says whether the item has this layout (else use an orbax restore).
-  `file_io_mode`: tensorstore's 'direct' (O_DIRECT: the bytes of a checkpoint read once are not
-  copied through the page cache; 1.7x the read speed of 'default' on the 2-core machine of the
-  README's benchmark), 'default' or 'memmap'.
+  `file_io_mode`: tensorstore's 'direct' (O_DIRECT: the bytes of a checkpoint, read once, are not
+  copied through the page cache; it read faster than 'default' in a scratch test on the README's
+  benchmark machine, not measured by `benchmarks/averaging.py`), 'default' or 'memmap'.
   """
 
   def __init__(self, file_io_concurrency: int = 32, file_io_mode: str = "direct"):
