@@ -141,23 +141,15 @@ def sample_candidates(config: ml_collections.ConfigDict) -> tuple[list[str], lis
   (prompts, flat prompts [prompts * max_n], responses [prompts * max_n]), prompt-major."""
   from warm_jax import data as data_lib
   from warm_jax import sampling
-  from warm_jax.train.metrics import Progress
   b = config.bon
-  tokenizer = data_lib.load_tokenizer(config.data)
-  sampler = sampling.PolicySampler(config.model, tokenizer, prompt_len=b.prompt_len,
-                                   max_new_tokens=b.max_new_tokens, temperature=b.temperature,
-                                   batch_size=b.batch_size)
-  params = sampler.load(config.init_from)
+  sampler = sampling.PolicySampler(config.model, data_lib.load_tokenizer(config.data),
+                                   prompt_len=b.prompt_len, max_new_tokens=b.max_new_tokens,
+                                   temperature=b.temperature, batch_size=b.batch_size)
   source = data_lib.load_split(config.data, b.split)
   prompts = [source[i]["prompt"] for i in range(min(b.prompts, len(source)))]
   m = max(b.ns)
-  flat_prompts = [p for p in prompts for _ in range(m)]
-  texts, progress = [], Progress(len(flat_prompts), "best-of-N sampling")
-  for start in range(0, len(flat_prompts), b.batch_size):
-    texts += sampler.sample(params, flat_prompts[start:start + b.batch_size], seed=config.seed + start)
-    progress.update(len(texts))
-  progress.close(len(texts))
-  return prompts, flat_prompts, texts
+  texts = sampler.sample_n(config.init_from, prompts, m, seed=config.seed, desc="best-of-N sampling")
+  return prompts, [p for p in prompts for _ in range(m)], [t for ts in texts for t in ts]
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -207,24 +207,14 @@ def prompts_of(data_config, split: str, start: int, n: int) -> list[str]:
   return [source[i]["prompt"] for i in range(start, min(start + n, len(source)))]
 
 
-def sample_policy(config, policy_run: str, prompts: list[str], n: int, seed: int,
-                  desc: str) -> list[list[str]]:
-  """n responses of the policy run to each prompt: [prompts][n] (rows prompt-major)."""
+def sampler_of(config, temperature: float):
+  """A PolicySampler of the policy architecture with the `samples` lengths and batch."""
   from warm_jax import data as data_lib
   from warm_jax import sampling
-  from warm_jax.train.metrics import Progress
   s = config.samples
-  sampler = sampling.PolicySampler(config.model, data_lib.load_tokenizer(config.data),
-                                   prompt_len=s.prompt_len, max_new_tokens=s.max_new_tokens,
-                                   temperature=s.temperature, batch_size=s.batch_size)
-  params = sampler.load(policy_run)
-  flat = [p for p in prompts for _ in range(n)]
-  texts, progress = [], Progress(len(flat), desc)
-  for start in range(0, len(flat), s.batch_size):
-    texts += sampler.sample(params, flat[start:start + s.batch_size], seed=seed + start)
-    progress.update(len(texts))
-  progress.close(len(texts))
-  return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+  return sampling.PolicySampler(config.model, data_lib.load_tokenizer(config.data),
+                                prompt_len=s.prompt_len, max_new_tokens=s.max_new_tokens,
+                                temperature=temperature, batch_size=s.batch_size)
 
 
 # ---------------------------------------------------------------- stages
@@ -250,15 +240,6 @@ def train_uml(config, workdir: str, sources: dict, views: list[dict]) -> dict:
   return {"reward_model": out, **result}
 
 
-def warm_of(paths: list[str], out: str) -> dict:
-  from warm_jax import averaging, checkpoints
-  import warm_label_noise
-  if not checkpoints.complete_steps(out):
-    averaging.average_checkpoints(paths, out=out)
-  warm_label_noise.check_average_of(out, paths)
-  return {"path": out, "members": paths}
-
-
 def policy_accuracy(config, scorers: dict, policy_run: str) -> dict:
   """Each reward model's accuracy on pairs of the policy's own responses to held-out prompts,
   ordered by the judge (pairs the judge ties are dropped), and on the held-out preference pairs."""
@@ -266,7 +247,8 @@ def policy_accuracy(config, scorers: dict, policy_run: str) -> dict:
   from warm_jax import evaluation
   e = config.eval
   prompts = prompts_of(config.data, e.split, 0, e.prompts)
-  samples = sample_policy(config, policy_run, prompts, e.samples, e.seed, "held-out samples")
+  samples = sampler_of(config, config.samples.temperature).sample_n(
+      policy_run, prompts, e.samples, seed=e.seed, desc="held-out samples")
   flat_p = [p for p, ys in zip(prompts, samples) for _ in ys]
   flat_y = [y for ys in samples for y in ys]
   gold = np.asarray(evaluation.gold_fn(config)(flat_p, flat_y)).reshape(len(prompts), e.samples)
@@ -293,13 +275,10 @@ def policy_accuracy(config, scorers: dict, policy_run: str) -> dict:
 def final_win_rates(config, runs: dict[str, str]) -> dict:
   """Every policy's responses to the same prompts (same seed), judged against the SFT policy's
   and against PPO's."""
-  from warm_jax import data as data_lib
-  from warm_jax import evaluation, sampling
-  f, s = config.final, config.samples
+  from warm_jax import evaluation
+  f = config.final
   prompts = prompts_of(config.data, f.split, 0, f.prompts)
-  sampler = sampling.PolicySampler(config.model, data_lib.load_tokenizer(config.data),
-                                   prompt_len=s.prompt_len, max_new_tokens=s.max_new_tokens,
-                                   temperature=config.rl.temperature, batch_size=s.batch_size)
+  sampler = sampler_of(config, config.rl.temperature)
   texts = {name: sampler.sample(path, prompts, seed=f.seed) for name, path in runs.items()}
   gold = evaluation.gold_fn(config)
   out = {}
@@ -348,7 +327,8 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   def make_samples():
     prompts = prompts_of(config.data, u.split, u.start, u.prompts)
     return {"prompts": prompts,
-            "samples": sample_policy(config, d("ppo"), prompts, s.n, s.seed, "policy samples")}
+            "samples": sampler_of(config, s.temperature).sample_n(d("ppo"), prompts, s.n,
+                                                                   seed=s.seed, desc="policy samples")}
   samples = job.run("samples", {"policy": d("ppo"), "unlabeled": u.to_dict(), "samples": s.to_dict(),
                                 "model": config.model.to_dict()}, make_samples,
                     header("the PPO policy's samples on unlabelled prompts"))
@@ -377,7 +357,8 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   refined["spg"] = d("spg")
   if config.warm.members:
     paths = [refined[m] for m in config.warm.members]
-    job.run("warm_rm", {"members": paths}, lambda: warm_of(paths, d("warm_rm")),
+    job.run("warm_rm", {"members": paths},
+            lambda: {"path": warm_label_noise.average_once(d("warm_rm"), paths), "members": paths},
             header("WARM of the RLP-refined reward models"))
     refined["warm"] = d("warm_rm")
 

@@ -200,10 +200,13 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   loop.write_config(config, workdir, "config.json", overwrite=True)
 
 
-def check_average_of(path: str, sources) -> None:
-  """An existing average checkpoint must have been made from the runs `sources` (any order;
-  compared by run directory name, so a moved workdir still matches)."""
+def average_once(path: str, sources) -> str:
+  """The weight average of the runs `sources`, written to `path` unless a complete one is there;
+  an existing average must have been made from the same runs (any order; compared by run
+  directory name, so a moved workdir still matches). Returns `path`."""
   from warm_jax import averaging, checkpoints
+  if not checkpoints.complete_steps(path):
+    averaging.average_checkpoints(sources, out=path)
   meta = checkpoints.read_meta(path)
   run_name = lambda p: os.path.basename(os.path.dirname(os.path.normpath(p)))
   made_from = sorted(run_name(p) for p in meta.get("paths", []))
@@ -211,6 +214,7 @@ def check_average_of(path: str, sources) -> None:
   if made_from != wanted:
     raise ValueError(f"{path} holds an average of {meta.get('paths')}, not of {list(sources)}: "
                      "remove it to recompute")
+  return path
 
 
 def save_rewards(path: str, rewards: dict) -> None:
@@ -271,7 +275,7 @@ def plot(result: dict, path: str) -> None:
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   import warm_jax
-  from warm_jax import averaging, checkpoints
+  from warm_jax import checkpoints
   from warm_jax.train.init import abstract_params
   if not config.init_from:
     raise SystemExit("config.init_from is empty: the reward models start from the SFT run, e.g. "
@@ -297,9 +301,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   rank = sorted(range(len(paths)), key=lambda i: -member_acc[i][config.eval.rank_split])
 
   warm_dir = os.path.join(workdir, "warm")
-  if not checkpoints.complete_steps(warm_dir):
-    averaging.average_checkpoints([paths[i] for i in rank], out=warm_dir)
-  check_average_of(warm_dir, paths)
+  average_once(warm_dir, [paths[i] for i in rank])
   warm_params = checkpoints.restore_params(
       warm_dir, target=abstract_params(scorers[0].model, scorers[0].mesh, scorers[0].rules))
   warm_rewards = pair_rewards(scorers[0].with_params(warm_params), sets)

@@ -76,16 +76,11 @@ def validate(config: ml_collections.ConfigDict, n_members: int) -> None:
 def warm_reward(config, ln: dict, workdir: str) -> str:
   """The WARM checkpoint of the M best members: the label-noise run's own when M is all of them,
   else an average written once to workdir/warm_rm."""
-  from warm_jax import averaging, checkpoints
   m = config.m or len(ln["members"])
   if m == len(ln["members"]):
     return ln["warm"]
-  out = os.path.join(workdir, "warm_rm")
-  sources = [ln["members"][i]["path"] for i in ln["ranking"][:m]]
-  if not checkpoints.complete_steps(out):
-    averaging.average_checkpoints(sources, out=out)
-  warm_label_noise.check_average_of(out, sources)
-  return out
+  return warm_label_noise.average_once(os.path.join(workdir, "warm_rm"),
+                                       [ln["members"][i]["path"] for i in ln["ranking"][:m]])
 
 
 def run_config(config: ml_collections.ConfigDict, reward_path: str) -> ml_collections.ConfigDict:

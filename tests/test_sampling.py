@@ -79,5 +79,8 @@ def test_policy_sampler_answers_like_sample_texts_and_checks_lengths():
   assert texts == sampling.sample_texts(sampler.model, params, tok, prompts, prompt_len=24,
                                         max_new_tokens=8, seed=3, batch_size=2)
   assert len(texts) == 3 and texts != sampler.sample(params, prompts, seed=4)
+  # n per prompt: prompt-major rows in batches of batch_size (2), batch k seeded seed + 2k.
+  first, second = (sampler.sample(params, [p, p], seed=5 + 2 * k) for k, p in enumerate(prompts[:2]))
+  assert sampler.sample_n(params, prompts[:2], 2, seed=5) == [first, second]
   with pytest.raises(ValueError, match="exceeds the model's max_len 40"):
     sampling.PolicySampler(cfg, tok, prompt_len=36, max_new_tokens=8)

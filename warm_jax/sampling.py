@@ -213,6 +213,20 @@ class PolicySampler:
                         max_new_tokens=self.max_new_tokens, seed=seed,
                         batch_size=self.batch_size, generate_fn=self.generate)
 
+  def sample_n(self, policy, prompts: Sequence[str], n: int, seed: int = 0,
+               desc: str = "sampling") -> list[list[str]]:
+    """n responses from `policy` to each prompt: [prompts][n]. The prompt-major rows go in
+    batches, batch k seeded `seed + k * batch_size`, with a progress bar (ETA)."""
+    from warm_jax.train.metrics import Progress
+    params = self.load(policy) if isinstance(policy, str) else policy
+    flat = [p for p in prompts for _ in range(n)]
+    texts, progress = [], Progress(len(flat), desc)
+    for start in range(0, len(flat), self.batch_size):
+      texts += self.sample(params, flat[start:start + self.batch_size], seed=seed + start)
+      progress.update(len(texts))
+    progress.close(len(texts))
+    return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+
 
 def best_of_n(candidates: Sequence[Sequence[str]], scores: np.ndarray) -> tuple[list[str], np.ndarray]:
   """Keeps, for each prompt, the candidate with the highest score.
