@@ -27,13 +27,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from warm_jax import configs  # noqa: E402
 
 VARIANTS = ("tiny", "cpu", "paper")
-REWARDS = ("gold", "rm")
+REWARDS = ("gold", "rm", "rms")
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c = configs.experiment_config(variant, VARIANTS, "experiments/rl.py")
   c.init_from = ""  # the SFT run: initial policy and frozen reference (required)
-  c.reward = ml_collections.ConfigDict(dict(kind="gold", path=""))
+  # kind 'rms': sum_i weights[i] * (RM_i - offsets[i]) / scales[i] over the runs `paths` (MORLHF's
+  # scalarised reward; `warm_jax.multi_objective.WeightedReward`); offsets/scales () mean 0/1.
+  c.reward = ml_collections.ConfigDict(dict(kind="gold", path="", paths=(), weights=(),
+                                            offsets=(), scales=()))
   # The judge logged next to the optimised reward: the embedded task's gold reward, or a
   # reward-model run at gold.path (real data, where a larger RM plays the oracle).
   c.gold = ml_collections.ConfigDict(dict(kind="embedded", path=""))
@@ -86,7 +89,20 @@ def make_reward_fns(config: ml_collections.ConfigDict):
   gold_fn = evaluation.gold_fn(config)
   if config.reward.kind == "gold":
     return gold_fn, gold_fn
+  if config.reward.kind == "rms":
+    return weighted_reward(config).score, gold_fn
   return load_scorer(config.reward.path, config).score, gold_fn
+
+
+def weighted_reward(config: ml_collections.ConfigDict):
+  """reward.kind='rms': the weighted sum of standardised reward models (zero weights not loaded)."""
+  from warm_jax import multi_objective
+  r = config.reward
+  if not r.paths or len(r.weights) != len(r.paths):
+    raise ValueError(f"config.reward.paths={tuple(r.paths)} and weights={tuple(r.weights)}: "
+                     "reward.kind='rms' needs one weight per reward-model run (at least one)")
+  scorers = [load_scorer(p, config) if w > 0 else None for p, w in zip(r.paths, r.weights)]
+  return multi_objective.WeightedReward(scorers, r.weights, r.offsets, r.scales)
 
 
 def load_scorer(path: str, config: ml_collections.ConfigDict):

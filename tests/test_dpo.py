@@ -186,3 +186,51 @@ def test_rmsprop_optimizer_builds():
   params = nn.unbox(setup.init_params(jax.random.key(0)))
   opt = setup.tx.init(params)
   assert jax.tree.structure(setup.shardings.opt_state) == jax.tree.structure(opt)
+
+
+# ---------------------------------------------------------------- MODPO
+
+def test_modpo_loss_hand_computed():
+  pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])
+  rc, rr = jnp.array([-2.0, -2.0]), jnp.array([-2.0, -2.0])  # h = [2, -1]
+  margin = jnp.array([0.3, -0.2])
+  got = losses.modpo_loss(pc, pr, rc, rr, 0.5, 0.25, margin)
+  want = [-math.log(_sig((0.5 * 2 - 0.3) / 0.25)), -math.log(_sig((0.5 * -1 + 0.2) / 0.25))]
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  # Weight 1, no margin: DPO.
+  np.testing.assert_allclose(losses.modpo_loss(pc, pr, rc, rr, 0.5, 1.0, jnp.zeros(2)),
+                             losses.dpo_loss(pc, pr, rc, rr, 0.5), rtol=1e-6)
+
+
+def test_modpo_step_reads_each_records_margin():
+  c = dpo_test_config("modpo")
+  c.dpo.modpo_weight = 0.5
+  setup = dpo.build(c)
+  encode = pipeline.PreferenceLMEncoder(ToyTokenizer(), c.data.max_len)
+  margins = np.linspace(-1.0, 1.0, 8).astype(np.float32)
+  rows = [encode({**r, "margin": m}) for r, m in zip(toy_pairs(8, 0), margins)]
+  host = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+  assert host["margin"].dtype == np.float32 and host["margin"].shape == (8,)
+  ref = nn.unbox(setup.init_params(jax.random.key(1)))
+  prepare = dpo.ReferenceLogps(setup.model, jax.device_put(ref, setup.shardings.params), setup.mesh,
+                               setup.rules, setup.shardings.params, setup.batch_sharding)
+  state = state_lib.create_state(setup.init_params, setup.tx, jax.random.key(0), setup.shardings,
+                                 params=ref)
+  step = state_lib.jit_step(
+      dpo.make_train_step(setup.model, setup.tx, setup.schedule, 0.1, "modpo", 0.0, 1,
+                          modpo_weight=0.5),
+      setup.shardings, setup.batch_sharding, setup.mesh, setup.rules)
+  _, m = step(state, prepare(state, shd.to_global(host, setup.batch_sharding)))
+  # At the reference h = 0, so each pair's loss is -log sigmoid(-margin / w).
+  want = np.mean([-math.log(_sig(-x / 0.5)) for x in margins])
+  np.testing.assert_allclose(float(m["loss"]), want, rtol=1e-5)
+  del host["margin"]
+  with pytest.raises(ValueError, match="'margin'"):
+    step(state, prepare(state, shd.to_global(host, setup.batch_sharding)))
+
+
+def test_modpo_weight_must_be_in_unit_interval():
+  c = dpo_test_config("modpo")
+  c.dpo.modpo_weight = 0.0
+  with pytest.raises(ValueError, match="config.dpo.modpo_weight=0.0"):
+    dpo.build(c)

@@ -256,3 +256,91 @@ def test_rlp_config_errors():
     c = rlp.get_config(variant)
     c.gold.path = "oracle" if variant == "paper" else ""
     rlp.validate(c)
+
+
+@pytest.mark.slow
+def test_rewarded_soups_and_modpo_end_to_end(pipeline_runs):
+  import modpo
+  import rewarded_soups as rs
+
+  from warm_jax.data import embedded
+  c = rs.get_config("tiny")
+  c.init_from = pipeline_runs["sft"]
+  wd = os.path.join(os.path.dirname(pipeline_runs["rm"]), "soups")
+  res = rs.main(c, wd)
+  f = res["fronts"]
+  assert sorted(f["soups"]) == ["0.00", "0.50", "1.00"] and sorted(f["morl"]) == ["0.00", "0.50", "1.00"]
+  assert f["cost"]["soups_rl_runs"] == 2 and f["cost"]["morl_rl_runs"] == 3
+  # Each criterion's reward model learnt from pairs ordered by that criterion alone (judged with
+  # the experiment's brevity budget), and every RL run optimised the standardised weighted sum.
+  task = rs.judge_task(c)
+  for name in c.objectives.names:
+    recs = rs.criterion_sources(c, name)["train"]
+    assert 0 < len(recs) <= c.pairs
+    p = [r["prompt"] for r in recs]
+    np.testing.assert_allclose([r["gold_chosen"] for r in recs],
+                               embedded.gold_reward_batch(p, [r["chosen"] for r in recs], task)[name])
+  norm = res["standardisation"]
+  for stage, weights in (("rl_coverage", [1.0, 0.0]), ("rl_brevity", [0.0, 1.0]),
+                         ("morl_0.50", [0.5, 0.5])):
+    rc = json.load(open(os.path.join(wd, stage, "config.json")))["reward"]
+    assert rc["kind"] == "rms" and rc["weights"] == weights
+    assert rc["offsets"] == norm["offsets"] and rc["scales"] == norm["scales"]
+  assert os.path.getsize(os.path.join(wd, "soups.png")) > 0
+  assert "Hypervolume" in open(os.path.join(wd, "soups.md")).read()
+  again = rs.main(c, wd)["fronts"]  # every stage reused, same judgement (only timings differ)
+  assert again.pop("cost")["morl_rl_seconds"] == f["cost"]["morl_rl_seconds"]
+  assert again == {k: v for k, v in f.items() if k != "cost"}
+  c.objectives.brevity.base = 9
+  with pytest.raises(SystemExit, match="stage rm_coverage"):
+    rs.main(c, wd)
+
+  m = modpo.get_config("tiny")
+  m.soups = wd
+  out = modpo.main(m, os.path.join(os.path.dirname(wd), "modpo"))
+  assert sorted(out["modpo"]) == ["0.00", "0.50"]
+  # lambda 0: DPO on the brevity pairs (no margin); 0.5: coverage pairs with brevity's margin.
+  assert out["train"]["0.00"]["data_objective"] == 1 and out["train"]["0.00"]["mean_abs_margin"] == 0
+  assert out["train"]["0.50"]["data_objective"] == 0 and out["train"]["0.50"]["mean_abs_margin"] > 0
+  assert set(out["hypervolume_shared_lambdas"]) == {"modpo", "morl", "soups"}
+  assert os.path.getsize(os.path.join(os.path.dirname(wd), "modpo", "modpo.png")) > 0
+
+
+def test_rewarded_soups_and_modpo_config_errors(tmp_path):
+  import modpo
+  import rewarded_soups as rs
+  for field, value, match in (("objectives.names", ("coverage",), "two different"),
+                              ("objectives.names", ("coverage", "fluency"), "not criteria"),
+                              ("objectives.rm_paths", ("a",), "one run per criterion"),
+                              ("objectives.brevity.scale", 0.0, "objectives.brevity"),
+                              ("lambdas", (0.0, 1.5), "config.lambdas"),
+                              ("morl_lambdas", (0.5, 0.5), "config.morl_lambdas"),
+                              ("norm.prompts", 1, "norm.prompts")):
+    c = rs.get_config("tiny")
+    node, leaf = c, field.split(".")
+    for k in leaf[:-1]:
+      node = node[k]
+    node[leaf[-1]] = value
+    with pytest.raises(ValueError, match=match):
+      rs.validate(c)
+  for variant in ("cpu", "paper"):
+    c = rs.get_config(variant)
+    if variant == "paper":
+      c.objectives.rm_paths = ("rm_a", "rm_b")
+      c.gold.path = "oracle"
+    rs.validate(c)
+  c = rs.get_config("paper")
+  with pytest.raises(ValueError, match="rm_paths is empty"):
+    rs.validate(c)
+  m = modpo.get_config("tiny")
+  m.soups = str(tmp_path)
+  with pytest.raises(SystemExit, match="not a finished rewarded_soups.py workdir"):
+    modpo.main(m, str(tmp_path / "modpo"))
+  soups_cfg = rs.get_config("tiny")
+  m.lambdas = (0.5, 2.0)
+  with pytest.raises(ValueError, match="config.lambdas"):
+    modpo.validate(m, soups_cfg)
+  m = modpo.get_config("tiny")
+  m.model.n_layers += 1
+  with pytest.raises(ValueError, match="policy model"):
+    modpo.validate(m, soups_cfg)

@@ -61,6 +61,17 @@ def ipo_loss(policy_chosen_logp: Array, policy_rejected_logp: Array, ref_chosen_
   return (h - 1.0 / (2.0 * beta)) ** 2
 
 
+def modpo_loss(policy_chosen_logp: Array, policy_rejected_logp: Array, ref_chosen_logp: Array,
+               ref_rejected_logp: Array, beta: float, weight: float, margin: Array) -> Array:
+  """MODPO loss (Zhou et al. 2023, arXiv 2310.03708) per example:
+  -log sigmoid((beta * h - margin) / weight), where `weight` is w_k, the objective weight of the
+  criterion that labelled the pair, and `margin` = w_{-k} . (r_{-k}(x, y_c) - r_{-k}(x, y_r)), the
+  other objectives' weighted reward differences from fixed reward models. weight 1 and margin 0:
+  the DPO loss."""
+  h = _logratio_margin(policy_chosen_logp, policy_rejected_logp, ref_chosen_logp, ref_rejected_logp)
+  return -jax.nn.log_sigmoid((beta * h - margin.astype(jnp.float32)) / weight)
+
+
 def implicit_rewards(policy_logp: Array, ref_logp: Array, beta: float) -> Array:
   """DPO's implicit reward beta * (log pi(y|x) - log pi_ref(y|x)) (up to a per-prompt constant)."""
   return beta * (policy_logp.astype(jnp.float32) - ref_logp.astype(jnp.float32))

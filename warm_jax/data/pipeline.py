@@ -159,7 +159,8 @@ class PreferenceLMEncoder:
   """Turns a preference record {'prompt', 'chosen', 'rejected'} into two LM rows for DPO:
   'chosen' / 'rejected' ([max_len] int32 tokens, laid out by `LMEncoder` with response_only=True)
   and 'chosen_weights' / 'rejected_weights' ([max_len] float32, 1 on the response tokens and
-  [eos], the tokens whose log-probabilities DPO sums)."""
+  [eos], the tokens whose log-probabilities DPO sums). A record's 'margin' (MODPO's reward
+  difference of the other objectives) is carried as a float32 scalar."""
 
   def __init__(self, tokenizer, max_len: int):
     self.lm = LMEncoder(tokenizer, max_len, response_only=True)
@@ -169,6 +170,8 @@ class PreferenceLMEncoder:
     for side in ("chosen", "rejected"):
       row = self.lm({"prompt": record["prompt"], "response": record[side]})
       out[side], out[f"{side}_weights"] = row["tokens"], row["weights"]
+    if "margin" in record:
+      out["margin"] = np.float32(record["margin"])
     return out
 
 

@@ -7,7 +7,10 @@
 DPO (Rafailov et al. 2023, arXiv 2305.18290) fits the policy pi directly to preference pairs: with
 h = [log pi(y_c|x) - log pi_ref(y_c|x)] - [log pi(y_r|x) - log pi_ref(y_r|x)] the loss is
 -log sigmoid(beta h) (loss_type 'sigmoid'; with label smoothing eps, conservative DPO), or
-(h - 1/(2 beta))^2 (loss_type 'ipo', Azar et al. 2023). Log-probabilities are summed over the
+(h - 1/(2 beta))^2 (loss_type 'ipo', Azar et al. 2023), or MODPO's -log sigmoid((beta h - m) / w)
+(loss_type 'modpo', Zhou et al. 2023: w = config.dpo.modpo_weight, the weight of the objective
+that labelled the pairs; m = each record's 'margin', the other objectives' weighted reward
+difference, carried into the batch by the encoder). Log-probabilities are summed over the
 response tokens and [eos] (`weights`, laid out by `pipeline.PreferenceLMEncoder`), or averaged over
 them when config.dpo.average_log_prob is set (what TRL does for IPO).
 
@@ -39,7 +42,7 @@ from warm_jax.train import lm, loop
 from warm_jax.train import state as state_lib
 
 Array = jax.Array
-LOSS_TYPES = ("sigmoid", "ipo")
+LOSS_TYPES = ("sigmoid", "ipo", "modpo")
 
 
 # ---------------------------------------------------------------- model pieces
@@ -69,12 +72,19 @@ def pair_logps(model: nn.Module, params, batch: dict, rng: jax.Array | None = No
 # ---------------------------------------------------------------- objective and metrics
 
 def preference_losses(pc: Array, pr: Array, rc: Array, rr: Array, beta: float, loss_type: str,
-                      label_smoothing: float = 0.0) -> Array:
-  """Per-example DPO ('sigmoid') or IPO ('ipo') loss from policy (p*) and reference (r*) log-probs."""
+                      label_smoothing: float = 0.0, modpo_weight: float = 1.0,
+                      margin: Array | None = None) -> Array:
+  """Per-example DPO ('sigmoid'), IPO ('ipo') or MODPO ('modpo': needs `margin` [B]) loss from
+  policy (p*) and reference (r*) log-probs."""
   if loss_type == "sigmoid":
     return losses.dpo_loss(pc, pr, rc, rr, beta, label_smoothing)
   if loss_type == "ipo":
     return losses.ipo_loss(pc, pr, rc, rr, beta)
+  if loss_type == "modpo":
+    if margin is None:
+      raise ValueError("loss_type='modpo' needs each record's 'margin' (the other objectives' "
+                       "weighted reward difference) in the batch")
+    return losses.modpo_loss(pc, pr, rc, rr, beta, modpo_weight, margin)
   raise ValueError(f"loss_type={loss_type!r}: must be one of {LOSS_TYPES}")
 
 
@@ -90,7 +100,7 @@ def example_metrics(pc: Array, pr: Array, rc: Array, rr: Array, beta: float) -> 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: optax.Schedule,
                     beta: float, loss_type: str, label_smoothing: float, dropout_seed: int,
-                    average_log_prob: bool = False) -> Callable:
+                    average_log_prob: bool = False, modpo_weight: float = 1.0) -> Callable:
   """The pure train step. Dropout keys are derived from (dropout_seed, step), so a resumed run
   draws exactly the keys an uninterrupted one would (the model ignores them at dropout_rate 0)."""
   if loss_type not in LOSS_TYPES:
@@ -103,7 +113,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
 
     def loss_fn(params):
       pc, pr = pair_logps(model, params, batch, rng, average_log_prob)
-      loss = jnp.mean(preference_losses(pc, pr, rc, rr, beta, loss_type, label_smoothing))
+      loss = jnp.mean(preference_losses(pc, pr, rc, rr, beta, loss_type, label_smoothing,
+                                        modpo_weight, batch.get("margin")))
       return loss, (pc, pr)
 
     (loss, (pc, pr)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -118,13 +129,14 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
 
 
 def make_eval_step(model: nn.Module, beta: float, loss_type: str, label_smoothing: float = 0.0,
-                   average_log_prob: bool = False) -> Callable:
+                   average_log_prob: bool = False, modpo_weight: float = 1.0) -> Callable:
   """Weighted sums over a batch (its 'weight' row marks real pairs), incl. 'count'."""
   def eval_step(params, batch):
     pc, pr = pair_logps(model, params, batch, None, average_log_prob)
     rc, rr = batch["ref_chosen_logp"], batch["ref_rejected_logp"]
     w = batch["weight"]
-    per = {"loss": preference_losses(pc, pr, rc, rr, beta, loss_type, label_smoothing),
+    per = {"loss": preference_losses(pc, pr, rc, rr, beta, loss_type, label_smoothing,
+                                     modpo_weight, batch.get("margin")),
            **example_metrics(pc, pr, rc, rr, beta)}
     return {**{k: jnp.sum(w * v) for k, v in per.items()}, "count": jnp.sum(w)}
   return eval_step
@@ -172,9 +184,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.dpo.loss_type={d.loss_type!r}: must be one of {LOSS_TYPES}")
   if not 0.0 <= d.label_smoothing < 0.5:
     raise ValueError(f"config.dpo.label_smoothing={d.label_smoothing!r}: must be in [0, 0.5)")
-  if d.loss_type == "ipo" and d.label_smoothing:
+  if not 0.0 < d.get("modpo_weight", 1.0) <= 1.0:
+    raise ValueError(f"config.dpo.modpo_weight={d.get('modpo_weight')!r}: must be in (0, 1] (the "
+                     "weight of the objective whose preferences train the policy)")
+  if d.loss_type in ("ipo", "modpo") and d.label_smoothing:
     raise ValueError(f"config.dpo.label_smoothing={d.label_smoothing!r}: conservative DPO "
-                     "smoothing applies to loss_type 'sigmoid' only; set it to 0 for 'ipo'")
+                     "smoothing applies to loss_type 'sigmoid' only; set it to 0")
 
 
 def build(config: ml_collections.ConfigDict, devices=None) -> loop.Setup:
@@ -217,17 +232,20 @@ def train(config: ml_collections.ConfigDict, workdir: str, sources: dict, tokeni
   return loop.fit(config, workdir, setup, sources,
                   pipeline.PreferenceLMEncoder(tokenizer, config.data.max_len),
                   make_train_step(setup.model, setup.tx, setup.schedule, d.beta, d.loss_type,
-                                  d.label_smoothing, config.seed + 1, d.average_log_prob),
+                                  d.label_smoothing, config.seed + 1, d.average_log_prob,
+                                  d.get("modpo_weight", 1.0)),
                   make_eval_step(setup.model, d.beta, d.loss_type, d.label_smoothing,
-                                 d.average_log_prob),
+                                 d.average_log_prob, d.get("modpo_weight", 1.0)),
                   init_params=init_params, desc=f"dpo/{d.loss_type}",
                   show=("loss", "rewards/accuracies", "rewards/margins"), prepare=prepare)
 
 
 def dpo_config(beta: float = 0.1, loss_type: str = "sigmoid", label_smoothing: float = 0.0,
-               average_log_prob: bool = False, ref_checkpoint: str = "") -> ml_collections.ConfigDict:
-  """The config.dpo section (ref_checkpoint: where experiments/dpo.py reads the reference)."""
+               average_log_prob: bool = False, ref_checkpoint: str = "",
+               modpo_weight: float = 1.0) -> ml_collections.ConfigDict:
+  """The config.dpo section (ref_checkpoint: where experiments/dpo.py reads the reference;
+  modpo_weight: MODPO's w_k, used by loss_type 'modpo' only)."""
   return ml_collections.ConfigDict(dict(beta=beta, loss_type=loss_type,
                                         label_smoothing=label_smoothing,
                                         average_log_prob=average_log_prob,
-                                        ref_checkpoint=ref_checkpoint))
+                                        ref_checkpoint=ref_checkpoint, modpo_weight=modpo_weight))
