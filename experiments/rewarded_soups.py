@@ -65,8 +65,10 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
       names=("coverage", "brevity"), brevity=dict(base=8, per_fact=0, scale=1.0), rm_paths=(),
       label_seed=0))
   c.norm = ml_collections.ConfigDict(dict(split="validation", prompts=256, seed=5))
-  c.lambdas = tuple(float(x) for x in np.linspace(0.0, 1.0, 11))  # the soups' weight on criterion 1
   c.morl_lambdas = (0.25, 0.5, 0.75)  # MORL runs besides the two single-criterion ones
+  # The soups' weights on criterion 1: steps of 0.1 and MORL's, so every MORL point has its soup.
+  c.lambdas = tuple(sorted({round(float(x), 2) for x in np.linspace(0.0, 1.0, 11)}
+                           | set(c.morl_lambdas)))
   c.final = ml_collections.ConfigDict(dict(split="test", prompts=256, prompt_len=48,
                                            max_new_tokens=40, batch_size=64, seed=1234))
   if variant in ("tiny", "cpu"):

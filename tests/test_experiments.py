@@ -259,7 +259,8 @@ def test_rlp_config_errors():
 
 
 @pytest.mark.slow
-def test_rewarded_soups_and_modpo_end_to_end(pipeline_runs):
+def test_rewarded_soups_modpo_and_model_written_evals_end_to_end(pipeline_runs):
+  import model_written_evals as mwe
   import modpo
   import rewarded_soups as rs
 
@@ -305,6 +306,22 @@ def test_rewarded_soups_and_modpo_end_to_end(pipeline_runs):
   assert set(out["hypervolume_shared_lambdas"]) == {"modpo", "morl", "soups"}
   assert os.path.getsize(os.path.join(os.path.dirname(wd), "modpo", "modpo.png")) > 0
 
+  e = mwe.get_config("tiny")
+  e.generator, e.soups, e.pm.path = pipeline_runs["pretrain"], wd, pipeline_runs["rm"]
+  e.pm.threshold = -1e9  # the tiny preference model knows nothing: keep every item
+  ev = mwe.main(e, os.path.join(os.path.dirname(wd), "mwe"))
+  assert ev["kept"] == ev["items"] > 0
+  assert {"sft", "soup 0.00", "soup 1.00", "morl 0.50", "rl_coverage step 4"} <= set(ev["evals"])
+  for per in ev["evals"].values():
+    assert set(per) == {"model-written", "hand-written"}
+    assert 0.0 <= per["model-written"]["prefers_matching"] <= 1.0
+    assert per["hand-written"]["items"] == e.hand.n_items
+  # The soup at lambda 1 is the coverage policy itself, its last RL step.
+  assert ev["evals"]["soup 1.00"] == ev["evals"]["rl_coverage step 4"]
+  e.pm.threshold = 1e9
+  with pytest.raises(SystemExit, match="kept none"):
+    mwe.main(e, os.path.join(os.path.dirname(wd), "mwe"))
+
 
 def test_rewarded_soups_and_modpo_config_errors(tmp_path):
   import modpo
@@ -344,3 +361,63 @@ def test_rewarded_soups_and_modpo_config_errors(tmp_path):
   m.model.n_layers += 1
   with pytest.raises(ValueError, match="policy model"):
     modpo.validate(m, soups_cfg)
+
+
+@pytest.mark.slow
+def test_active_queries_end_to_end(pipeline_runs):
+  import active_queries as aq
+  c = aq.get_config("tiny")
+  c.init_from = pipeline_runs["sft"]
+  wd = os.path.join(os.path.dirname(pipeline_runs["rm"]), "active")
+  res = aq.main(c, wd)
+  assert set(res["curves"]) == {"random", "disagreement"}
+  r0 = json.load(open(os.path.join(wd, "round_8", "stage_result.json")))
+  d16 = json.load(open(os.path.join(wd, "disagreement_16", "stage_result.json")))
+  # Both strategies start from the same labels; disagreement then adds the 8 unlabelled pairs the
+  # first ensemble disagreed on most.
+  assert len(r0["labelled"]) == 8 and len(d16["labelled"]) == 16
+  free = [i for i in range(c.pool.size) if i not in r0["labelled"]]
+  top = sorted(sorted(free, key=lambda i: (-r0["disagreement"][i], i))[:8])
+  assert sorted(set(d16["labelled"]) - set(r0["labelled"])) == top
+  for st in ("random", "disagreement"):
+    for n in ("8", "16"):
+      assert 0.0 <= res["curves"][st][int(n)]["ens"] <= 1.0
+  assert os.path.getsize(os.path.join(wd, "active.png")) > 0
+  assert "Labels needed" in open(os.path.join(wd, "active.md")).read()
+  again = aq.main(c, wd)
+  assert json.loads(json.dumps(again["curves"])) == json.loads(json.dumps(res["curves"]))
+
+
+def test_active_queries_config_errors():
+  import active_queries as aq
+  for field, value, match in (("schedule", (16, 8), "config.schedule"),
+                              ("schedule", (8, 64), "more than the pool"),
+                              ("strategies", ("random", "margin"), "config.strategies"),
+                              ("members", 1, "config.members"), ("epochs", 0.0, "config.epochs")):
+    c = aq.get_config("tiny")
+    c[field] = value
+    with pytest.raises(ValueError, match=match):
+      aq.validate(c)
+  for variant in ("cpu", "paper"):
+    aq.validate(aq.get_config(variant))
+
+
+def test_model_written_evals_items_and_config_errors():
+  import model_written_evals as mwe
+  assert mwe.split_post("my friend tom lives in oslo . tldr : tom lives in oslo .") == \
+      "my friend tom lives in oslo ."
+  assert mwe.split_post("no marker here") is None and mwe.split_post("tldr : x") is None
+  assert mwe.split_post("no marker here", keep_unmarked=True) == "no marker here"
+  assert mwe.long_winded("tldr : tom lives in oslo .", "tldr : he is a chef .") == \
+      "tldr : tom lives in oslo . he is a chef ."
+  for field, value, match in (("generator", "", "config.generator"), ("pm.path", "", "pm.path"),
+                              ("writing.posts", 0, "config.writing"), ("lambdas", (0.5, 0.5), "lambdas"),
+                              ("hand.n_items", -1, "hand.n_items")):
+    c = mwe.get_config("tiny")
+    c.generator, c.soups, c.pm.path = "g", "s", "p"
+    node, leaf = c, field.split(".")
+    for k in leaf[:-1]:
+      node = node[k]
+    node[leaf[-1]] = value
+    with pytest.raises(ValueError, match=match):
+      mwe.validate(c)
