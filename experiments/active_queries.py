@@ -242,10 +242,11 @@ def plot(result: dict, path: str) -> None:
   fig, ax = plt.subplots(figsize=(5.5, 4))
   for strategy, curve in result["curves"].items():
     ns = sorted(curve, key=int)
-    ax.plot([int(n) for n in ns], [curve[n]["ens"] for n in ns], "-o", label=f"{strategy} (labels)")
+    line, = ax.plot([int(n) for n in ns], [curve[n]["ens"] for n in ns], "-o",
+                    label=f"{strategy} (labels)")
     if all("ens_gold" in curve[n] for n in ns):
       ax.plot([int(n) for n in ns], [curve[n]["ens_gold"] for n in ns], ":", marker=".",
-              label=f"{strategy} (gold order)")
+              color=line.get_color(), label=f"{strategy} (gold order)")
   ax.set_xscale("log", base=2)
   ax.set_xlabel("labelled pairs")
   ax.set_ylabel("ensemble accuracy on held-out pairs")
@@ -258,8 +259,10 @@ def plot(result: dict, path: str) -> None:
 
 def tables(result: dict, n_test: int) -> str:
   strategies = list(result["curves"])
+  se = 0.5 / math.sqrt(n_test)
   lines = [f"Ensemble (mean reward) accuracy on {n_test} held-out pairs, against their recorded "
-           "labels (and against the gold order, gold ties dropped):", "",
+           f"labels (and against the gold order, gold ties dropped); one binomial standard error "
+           f"is at most {se:.3f} (one run per strategy):", "",
            "| labels | " + " | ".join(strategies) + " |", "|---|" + "---|" * len(strategies)]
   for n in result["schedule"]:
     cells = []

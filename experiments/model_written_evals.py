@@ -49,7 +49,9 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c = configs.experiment_config(variant, VARIANTS, "experiments/model_written_evals.py")
   c.generator = ""  # the language-model run that writes the items (e.g. the pre-training run)
   c.soups = ""  # a rewarded_soups.py workdir: the policies to evaluate
-  c.pm = ml_collections.ConfigDict(dict(path="", threshold=0.5))
+  # threshold: keep an item when the preference model prefers its plain answer by >= this much
+  # (0: prefers it at all; 0.5 kept 20 of 422 items with the main job's WARM as the model).
+  c.pm = ml_collections.ConfigDict(dict(path="", threshold=0.0))
   # posts: how many the generator writes (before dropping the unusable ones and the filter).
   # min_facts: a usable post states >= this many key facts (embedded task); keep_unmarked: also
   # use samples without the TL;DR marker whole (tests: a tiny LM writes no marker).

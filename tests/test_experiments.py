@@ -421,3 +421,25 @@ def test_model_written_evals_items_and_config_errors():
     node[leaf[-1]] = value
     with pytest.raises(ValueError, match=match):
       mwe.validate(c)
+
+
+def test_model_written_evals_label_check_and_correlation():
+  import model_written_evals as mwe
+
+  from warm_jax.data import embedded
+  task = embedded.default_config()
+  post = "my friend tom moved to oslo last year . he works as a chef ."
+  good = "tldr : tom moved to oslo and works as a chef ."
+  rambling = good + " " + " ".join(["tom works as a chef ."] * 6)
+  assert embedded.gold_total(post, rambling) < embedded.gold_total(post, good)
+  right = {"prompt": post, "matching": rambling, "not_matching": good}
+  wrong = {"prompt": post, "matching": good, "not_matching": rambling}
+  assert mwe.label_correct([right, right], task) == 1.0
+  assert mwe.label_correct([right, wrong], task) == 0.5
+  assert mwe.label_correct([], task) is None
+  ev = lambda a, b: {"model-written": {"prefers_matching": a}, "hand-written": {"prefers_matching": b}}  # noqa: E731
+  got = mwe.correlations({"p": ev(0.1, 0.2), "q": ev(0.2, 0.4), "r": ev(0.3, 0.6)})
+  assert got["prefers_matching"] == pytest.approx(1.0)
+  assert mwe.correlations({"p": ev(0.1, 0.2), "q": ev(0.1, 0.4), "r": ev(0.1, 0.6)}) == {
+      "prefers_matching": None}
+  assert mwe.correlations({"p": ev(0.1, 0.2), "q": ev(0.2, 0.4)}) == {}
