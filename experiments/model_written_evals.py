@@ -306,7 +306,7 @@ def correlations(evals: dict) -> dict:
       continue
     x = np.asarray([evals[n]["model-written"][measure] for n in names])
     y = np.asarray([evals[n]["hand-written"][measure] for n in names])
-    out[measure] = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else None
+    out[measure] = float(np.corrcoef(x, y)[0, 1]) if np.ptp(x) > 0 and np.ptp(y) > 0 else None
   return out
 
 
