@@ -22,7 +22,6 @@ Variants: tiny (tests), cpu (the embedded task on 2 CPU cores), paper (TL;DR com
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -171,7 +170,7 @@ def query_stats(pool: list[dict], picked) -> dict:
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   import warm_label_noise
-  from warm_jax import active, checkpoints, stages
+  from warm_jax import active, stages
   from warm_jax import data as data_lib
   if not config.init_from:
     raise SystemExit("config.init_from is empty: the ensemble members start from the SFT run, "
@@ -225,13 +224,8 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 st: active.labels_to_reach({n: a["ens"] for n, a in c.items()}, final_random)
                 for st, c in curves.items()} if final_random is not None else {},
             "seconds": {st: job.seconds(st) for st in job.rows}}
-  out = lambda name: os.path.join(workdir, name)  # noqa: E731
-  checkpoints.write_atomic(out("active.json"), json.dumps(checkpoints.jsonable(result), indent=1))
-  plot(result, out("active.png"))
-  report = tables(result, len(test))
-  checkpoints.write_atomic(out("active.md"), report + "\n")
-  print(report)
-  print(f"wrote {out('active.json')}, {out('active.md')} and {out('active.png')}")
+  stages.write_report(workdir, "active", result, tables(result, len(test)),
+                      lambda path: plot(result, path))
   return result
 
 

@@ -250,7 +250,7 @@ def policies(config, soups_cfg, sampler) -> dict:
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   import warm_label_noise
-  from warm_jax import checkpoints, stages
+  from warm_jax import stages
   from warm_jax import data as data_lib
   validate(config)
   soups_cfg = read_config(config.soups)
@@ -284,13 +284,8 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
     result["label_correct"] = {"before_filter": label_correct(written["items"], task),
                                "after_filter": label_correct(kept, task),
                                "hand-written": label_correct(sets.get("hand-written", []), task)}
-  out = lambda name: os.path.join(workdir, name)  # noqa: E731
-  checkpoints.write_atomic(out("mwe.json"), json.dumps(checkpoints.jsonable(result), indent=1))
-  plot(result, out("mwe.png"))
-  report = tables(result)
-  checkpoints.write_atomic(out("mwe.md"), report + "\n")
-  print(report)
-  print(f"wrote {out('mwe.json')}, {out('mwe.md')} and {out('mwe.png')}")
+  stages.write_report(workdir, "mwe", result, tables(result),
+                      lambda path: plot(result, path))
   return result
 
 

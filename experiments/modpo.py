@@ -130,7 +130,7 @@ def train_one(config, soups_cfg, lam: float, workdir: str) -> dict:
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   import warm_label_noise
-  from warm_jax import checkpoints, multi_objective, stages
+  from warm_jax import multi_objective, stages
   soups_cfg = soups_config(config)
   validate(config, soups_cfg)
   config.dpo.ref_checkpoint = soups_cfg.init_from  # recorded in config.json: the SFT reference
@@ -163,13 +163,8 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "seconds": {lam: job.seconds(f"modpo_{lam}") for lam in runs},
             "morl_seconds": f["cost"]["morl_seconds_per_lambda"],
             "beta": config.dpo.beta, "rl_kl_coef": soups_cfg.rl.kl_coef}
-  out = lambda name: os.path.join(workdir, name)  # noqa: E731
-  checkpoints.write_atomic(out("modpo.json"), json.dumps(checkpoints.jsonable(result), indent=1))
-  rewarded_soups.plot(f, names, out("modpo.png"), extra={"MODPO": points})
-  report = tables(result, f)
-  checkpoints.write_atomic(out("modpo.md"), report + "\n")
-  print(report)
-  print(f"wrote {out('modpo.json')}, {out('modpo.md')} and {out('modpo.png')}")
+  stages.write_report(workdir, "modpo", result, tables(result, f),
+                      lambda path: rewarded_soups.plot(f, names, path, extra={"MODPO": points}))
   return result
 
 

@@ -35,7 +35,6 @@ judge, as the paper's axes are the rewards themselves; PPO, as the paper's trl r
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -75,10 +74,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.data.task.flip_fraction = 0.0  # labels come from the criteria; no corrupted pairs
     c.rm.data.task = c.data.task
   if variant == "cpu":
-    # warm_rl.py's cpu RL: REINFORCE, KL 0.01, lr 1e-4: a 2-core run moves the policy in minutes.
-    c.rl.update(kl_coef=0.01)
-    c.optim.lr = 1e-4
-    c.train.update(num_steps=150, eval_every=50, ckpt_every=50)
+    rl.fast_cpu_rl(c)  # warm_rl.py's: REINFORCE, KL 0.01, lr 1e-4, 150 steps
   elif variant == "tiny":
     c.pairs = 64
     c.norm.prompts = 8
@@ -345,7 +341,7 @@ def tables(result: dict, names) -> str:
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   import warm_label_noise
-  from warm_jax import checkpoints, multi_objective, stages
+  from warm_jax import multi_objective, stages
   from warm_jax import data as data_lib
   if not config.init_from:
     raise SystemExit("config.init_from is empty: the policies start from the SFT run, e.g. "
@@ -399,13 +395,8 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "rl_runs": rl_runs, "morl_runs": {f"{k:.2f}": v for k, v in morl_runs.items()},
             "fronts": fronts(config, job, rl_runs, morl_runs),
             "seconds": {st: job.seconds(st) for st in job.rows}}
-  out = lambda name: os.path.join(workdir, name)  # noqa: E731
-  checkpoints.write_atomic(out("soups.json"), json.dumps(checkpoints.jsonable(result), indent=1))
-  plot(result["fronts"], (a, b), out("soups.png"))
-  report = tables(result, (a, b))
-  checkpoints.write_atomic(out("soups.md"), report + "\n")
-  print(report)
-  print(f"wrote {out('soups.json')}, {out('soups.md')} and {out('soups.png')}")
+  stages.write_report(workdir, "soups", result, tables(result, (a, b)),
+                      lambda path: plot(result["fronts"], (a, b), path))
   return result
 
 

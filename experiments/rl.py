@@ -78,6 +78,15 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   return c
 
 
+def fast_cpu_rl(c: ml_collections.ConfigDict) -> None:
+  """The 2-core RL of warm_rl.py and rewarded_soups.py: KL 0.01 (the WARM paper's corrupted-label
+  setting) and a larger learning rate than this file's cpu variant (1e-4), 150 steps: a run moves
+  the policy (and passes a single reward model's hacking point) in minutes."""
+  c.rl.update(kl_coef=0.01)
+  c.optim.lr = 1e-4
+  c.train.update(num_steps=150, eval_every=50, ckpt_every=50)
+
+
 def make_reward_fns(config: ml_collections.ConfigDict):
   """(reward_fn, gold_fn): host callables (prompts, responses) -> float32 [N]."""
   from warm_jax import evaluation

@@ -36,7 +36,6 @@ instructions, human preferences, unlabelled split; a reward-model oracle as judg
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -300,7 +299,7 @@ UPSTREAM = {"rm": (), "ppo": ("rm",), "samples": ("ppo",), "uml": ("samples",),
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   import warm_label_noise
-  from warm_jax import checkpoints, stages
+  from warm_jax import stages
   from warm_jax import data as data_lib
   from warm_jax.data import pipeline
   from warm_jax.train import rlp as rlp_lib
@@ -376,13 +375,8 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "final": final_win_rates(config, runs),
             "curves": {n: plot_rl.key_points(plot_rl.curves(p)) for n, p in runs.items() if n != "sft"},
             "seconds": {st: job.seconds(st) for st in job.rows}}
-  out = lambda name: os.path.join(workdir, name)  # noqa: E731
-  checkpoints.write_atomic(out("rlp.json"), json.dumps(checkpoints.jsonable(result), indent=1))
-  plot_rl.plot({n: plot_rl.curves(p) for n, p in runs.items() if n != "sft"}, out("rlp.png"))
-  report = tables(result)
-  checkpoints.write_atomic(out("rlp.md"), report + "\n")
-  print(report)
-  print(f"wrote {out('rlp.json')}, {out('rlp.md')} and {out('rlp.png')}")
+  curves = {n: plot_rl.curves(p) for n, p in runs.items() if n != "sft"}
+  stages.write_report(workdir, "rlp", result, tables(result), lambda path: plot_rl.plot(curves, path))
   return result
 
 

@@ -42,11 +42,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.final = ml_collections.ConfigDict(dict(split="test", prompts=256, prompt_len=48,
                                            max_new_tokens=40, seed=1234, batch_size=64))
   if variant == "cpu":
-    # The paper's corrupted-label setting uses KL coefficient 0.01; a larger learning rate than
-    # rl.py's makes a 2-core run reach (and pass) the single RM's hacking point in minutes.
-    c.rl.update(kl_coef=0.01)
-    c.optim.lr = 1e-4
-    c.train.update(num_steps=150, eval_every=50, ckpt_every=50)
+    rl.fast_cpu_rl(c)
   elif variant == "tiny":
     c.m = 0
     c.final.update(prompts=8, prompt_len=40, max_new_tokens=16, batch_size=8)

@@ -87,6 +87,19 @@ def _setup_and_batch(c, n=8):
   return setup, host
 
 
+def _at_reference(setup, loss_type, **kw):
+  """(the reference log-prob hook, a state whose policy is the reference, the jitted step)."""
+  ref = nn.unbox(setup.init_params(jax.random.key(1)))
+  prepare = dpo.ReferenceLogps(setup.model, jax.device_put(ref, setup.shardings.params), setup.mesh,
+                               setup.rules, setup.shardings.params, setup.batch_sharding)
+  state = state_lib.create_state(setup.init_params, setup.tx, jax.random.key(0), setup.shardings,
+                                 params=ref)
+  step = state_lib.jit_step(
+      dpo.make_train_step(setup.model, setup.tx, setup.schedule, 0.1, loss_type, 0.0, 1, **kw),
+      setup.shardings, setup.batch_sharding, setup.mesh, setup.rules)
+  return prepare, state, step
+
+
 def test_sequence_logps_sums_response_token_logprobs():
   c = dpo_test_config()
   setup, host = _setup_and_batch(c, 2)
@@ -105,14 +118,7 @@ def test_sequence_logps_sums_response_token_logprobs():
 def test_first_step_at_reference_gives_log2_and_zero_rewards():
   c = dpo_test_config()
   setup, host = _setup_and_batch(c)
-  ref = nn.unbox(setup.init_params(jax.random.key(1)))
-  prepare = dpo.ReferenceLogps(setup.model, jax.device_put(ref, setup.shardings.params), setup.mesh,
-                               setup.rules, setup.shardings.params, setup.batch_sharding)
-  state = state_lib.create_state(setup.init_params, setup.tx, jax.random.key(0), setup.shardings,
-                                 params=ref)
-  step = state_lib.jit_step(
-      dpo.make_train_step(setup.model, setup.tx, setup.schedule, 0.1, "sigmoid", 0.0, 1),
-      setup.shardings, setup.batch_sharding, setup.mesh, setup.rules)
+  prepare, state, step = _at_reference(setup, "sigmoid")
   batch = prepare(state, shd.to_global(host, setup.batch_sharding))
   assert batch["ref_chosen_logp"].sharding == setup.batch_sharding
   _, m = step(state, batch)
@@ -211,15 +217,7 @@ def test_modpo_step_reads_each_records_margin():
   rows = [encode({**r, "margin": m}) for r, m in zip(toy_pairs(8, 0), margins)]
   host = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
   assert host["margin"].dtype == np.float32 and host["margin"].shape == (8,)
-  ref = nn.unbox(setup.init_params(jax.random.key(1)))
-  prepare = dpo.ReferenceLogps(setup.model, jax.device_put(ref, setup.shardings.params), setup.mesh,
-                               setup.rules, setup.shardings.params, setup.batch_sharding)
-  state = state_lib.create_state(setup.init_params, setup.tx, jax.random.key(0), setup.shardings,
-                                 params=ref)
-  step = state_lib.jit_step(
-      dpo.make_train_step(setup.model, setup.tx, setup.schedule, 0.1, "modpo", 0.0, 1,
-                          modpo_weight=0.5),
-      setup.shardings, setup.batch_sharding, setup.mesh, setup.rules)
+  prepare, state, step = _at_reference(setup, "modpo", modpo_weight=0.5)
   _, m = step(state, prepare(state, shd.to_global(host, setup.batch_sharding)))
   # At the reference h = 0, so each pair's loss is -log sigmoid(-margin / w).
   want = np.mean([-math.log(_sig(-x / 0.5)) for x in margins])

@@ -22,6 +22,14 @@ from conftest import data_dir  # noqa: E402
 from warm_jax.train.metrics import read_metrics  # noqa: E402
 
 
+def set_field(config, dotted: str, value) -> None:
+  """config['a']['b'] = value for dotted 'a.b'."""
+  *path, leaf = dotted.split(".")
+  for k in path:
+    config = config[k]
+  config[leaf] = value
+
+
 @pytest.fixture(scope="module")
 def pipeline_runs(tmp_path_factory):
   root = tmp_path_factory.mktemp("pipeline")
@@ -236,10 +244,7 @@ def test_rlp_config_errors():
                               ("samples.n", 1, "samples.n"), ("rl.algorithm", "reinforce", "'ppo'"),
                               ("uml.z_dim", 0, "uml.z_dim")):
     c = rlp.get_config("tiny")
-    node, leaf = c, field.split(".")
-    for k in leaf[:-1]:
-      node = node[k]
-    node[leaf[-1]] = value
+    set_field(c, field, value)
     with pytest.raises(ValueError, match=match):
       rlp.validate(c)
   # The policy's prompts and the reward models' pairs share one task object (an override of
@@ -334,10 +339,7 @@ def test_rewarded_soups_and_modpo_config_errors(tmp_path):
                               ("morl_lambdas", (0.5, 0.5), "config.morl_lambdas"),
                               ("norm.prompts", 1, "norm.prompts")):
     c = rs.get_config("tiny")
-    node, leaf = c, field.split(".")
-    for k in leaf[:-1]:
-      node = node[k]
-    node[leaf[-1]] = value
+    set_field(c, field, value)
     with pytest.raises(ValueError, match=match):
       rs.validate(c)
   for variant in ("cpu", "paper"):
@@ -415,10 +417,7 @@ def test_model_written_evals_items_and_config_errors():
                               ("hand.n_items", -1, "hand.n_items")):
     c = mwe.get_config("tiny")
     c.generator, c.soups, c.pm.path = "g", "s", "p"
-    node, leaf = c, field.split(".")
-    for k in leaf[:-1]:
-      node = node[k]
-    node[leaf[-1]] = value
+    set_field(c, field, value)
     with pytest.raises(ValueError, match=match):
       mwe.validate(c)
 

@@ -123,3 +123,16 @@ class Job:
     self.rows[stage].update(finished=True, seconds=self.rows[stage]["seconds"] + time.time() - t0)
     self._write()
     return result
+
+
+def write_report(workdir: str, name: str, result: dict, markdown: str,
+                 plot: Callable[[str], None] | None = None) -> None:
+  """A job's outputs: <name>.json (the result), <name>.md (the tables, also printed) and, with
+  `plot(path)`, <name>.png; each written atomically."""
+  out = lambda ext: os.path.join(workdir, f"{name}.{ext}")  # noqa: E731
+  checkpoints.write_atomic(out("json"), json.dumps(checkpoints.jsonable(result), indent=1))
+  if plot is not None:
+    plot(out("png"))
+  checkpoints.write_atomic(out("md"), markdown + "\n")
+  print(markdown)
+  print(f"wrote {out('json')}, {out('md')}" + (f" and {out('png')}" if plot else ""), flush=True)
