@@ -442,3 +442,39 @@ def test_model_written_evals_label_check_and_correlation():
   assert mwe.correlations({"p": ev(0.1, 0.2), "q": ev(0.1, 0.4), "r": ev(0.1, 0.6)}) == {
       "prefers_matching": None}
   assert mwe.correlations({"p": ev(0.1, 0.2), "q": ev(0.2, 0.4)}) == {}
+
+
+@pytest.mark.slow
+def test_local_lambda_sweep_over_a_reward_model_pair(pipeline_runs, capsys):
+  import warm_jax
+  from warm_jax import evaluation
+  sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "launch"))
+  import sweep
+  root = os.path.dirname(pipeline_runs["rm"])
+  b = os.path.join(root, "rm_seed1")
+  c = rm_exp.get_config("tiny")
+  c.init_from, c.seed = pipeline_runs["pretrain"], 1
+  rm_exp.main(c, b)
+  wd = os.path.join(root, "sweep")
+  args = ["--experiment=experiments/interpolate.py", "--variant=tiny", f"--workdir={wd}",
+          f"--set=config.a={pipeline_runs['rm']}", f"--set=config.b={b}",
+          "--grid=config.lam=0,0.5,1", "--result=interpolate.json",
+          "--metric=accuracy.validation", "--metric=pairs.validation"]
+  assert sweep.main(args) == 0
+  rows = json.load(open(os.path.join(wd, "sweep.json")))["runs"]
+  assert [r["point"]["config.lam"] for r in rows] == ["0", "0.5", "1"]
+  assert all(r["finished"] and r["metrics"]["pairs.validation"] == 16 for r in rows)
+  # lambda 0 is model a alone: the same accuracy as scoring it directly.
+  from warm_jax import data as data_lib
+  rm = warm_jax.load_reward_model(pipeline_runs["rm"], batch_size=8)
+  src = data_lib.load_split(rm.config.data, "validation")
+  recs = [src[i] for i in range(16)]
+  p = [r["prompt"] for r in recs]
+  direct = evaluation.pair_accuracy(rm.score(p, [r["chosen"] for r in recs]),
+                                    rm.score(p, [r["rejected"] for r in recs]))
+  assert rows[0]["metrics"]["accuracy.validation"] == pytest.approx(direct)
+  assert os.path.getsize(os.path.join(wd, "sweep.png")) > 0
+  assert "| 0.5 |" in open(os.path.join(wd, "sweep.md")).read()
+  capsys.readouterr()
+  assert sweep.main(args) == 0  # a re-run skips the finished points
+  assert capsys.readouterr().out.count("finished before, skipped") == 3
