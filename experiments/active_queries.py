@@ -233,6 +233,7 @@ def plot(result: dict, path: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from warm_jax.train import metrics
   fig, ax = plt.subplots(figsize=(5.5, 4))
   for strategy, curve in result["curves"].items():
     ns = sorted(curve, key=int)
@@ -247,8 +248,7 @@ def plot(result: dict, path: str) -> None:
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  metrics.save_figure(fig, path, dpi=120)
 
 
 def tables(result: dict, n_test: int) -> str:

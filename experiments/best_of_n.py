@@ -121,6 +121,7 @@ def plot(result: dict, path: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from warm_jax.train import metrics
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
   for key, label in (("proxy", result["reward_name"]), ("oracle", "gold (oracle selection)")):
     rows = result[key]
@@ -132,8 +133,7 @@ def plot(result: dict, path: str) -> None:
               title="best-of-N: gold vs KL")
   axes[0].legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  metrics.save_figure(fig, path, dpi=110)
 
 
 def sample_candidates(config: ml_collections.ConfigDict) -> tuple[list[str], list[str], list[str]]:

@@ -309,6 +309,7 @@ def plot(result: dict, path: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from warm_jax.train import metrics
   evals = result["evals"]
   soups = sorted((float(n.split()[1]), n) for n in evals if n.startswith("soup "))
   steps = [("sft", 0)] + sorted(((n, int(n.split()[-1])) for n in evals if " step " in n),
@@ -330,8 +331,7 @@ def plot(result: dict, path: str) -> None:
     ax.grid(alpha=0.3)
   axes[0].legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  metrics.save_figure(fig, path, dpi=120)
 
 
 def tables(result: dict) -> str:

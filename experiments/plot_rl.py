@@ -61,6 +61,7 @@ def plot(runs: dict, path: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from warm_jax.train import metrics
   fig, axes = plt.subplots(1, 3, figsize=(15, 4))
   # Gold (solid, left axis) and proxy (dashed, right axis: reward models have their own scale).
   proxy_axes = [axes[0].twinx(), axes[1].twinx()]
@@ -79,8 +80,7 @@ def plot(runs: dict, path: str) -> None:
   axes[0].legend(fontsize=7)
   axes[2].legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  metrics.save_figure(fig, path, dpi=110)
 
 
 def main(argv=None) -> dict:

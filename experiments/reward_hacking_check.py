@@ -96,6 +96,7 @@ def plot(summary: dict, path: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from warm_jax.train import metrics
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
   for a in sorted({r["attack"] for r in summary["rows"]}):
     rs = [r for r in summary["rows"] if r["attack"] == a]
@@ -107,8 +108,7 @@ def plot(summary: dict, path: str) -> None:
   axes[0].legend()
   fig.suptitle(f"reward hacking check: {summary['rm']} on {summary['n']} {summary['split']} prompts")
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  metrics.save_figure(fig, path, dpi=110)
 
 
 def report(summary: dict) -> str:

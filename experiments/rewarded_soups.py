@@ -280,6 +280,7 @@ def plot(result: dict, names, path: str, extra: dict | None = None) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from warm_jax.train import metrics
   fig, ax = plt.subplots(figsize=(5.5, 4.5))
   series = {"rewarded soups": ("soups", "-o", "tab:blue"), "MORL": ("morl", "s", "tab:red")}
   for label, (key, style, color) in series.items():
@@ -301,8 +302,7 @@ def plot(result: dict, names, path: str, extra: dict | None = None) -> None:
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  metrics.save_figure(fig, path, dpi=120)
 
 
 def tables(result: dict, names) -> str:

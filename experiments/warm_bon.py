@@ -153,6 +153,7 @@ def plot(result: dict, path: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from warm_jax.train import metrics
   fig, axes = plt.subplots(1, 3, figsize=(15, 4))
   styles = {"single": ("k", "o-"), "oracle": ("#999999", ":")}
   blues = plt.cm.Blues(np.linspace(0.45, 0.9, len(result["ms"])))
@@ -179,8 +180,7 @@ def plot(result: dict, path: str) -> None:
   axes[0].legend(fontsize=7)
   axes[2].legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  metrics.save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -249,6 +249,7 @@ def plot(result: dict, path: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from warm_jax.train import metrics
   subsets = result["subsets"]
   fig, axes = plt.subplots(1, len(subsets), figsize=(3.1 * len(subsets), 3.6))
   rows = result["rows"]
@@ -269,8 +270,7 @@ def plot(result: dict, path: str) -> None:
   fig.suptitle(f"WARM under {result['flip_fraction']:.0%} label corruption "
                f"(M = {len(result['members'])})", fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  metrics.save_figure(fig, path, dpi=110)
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -166,6 +166,7 @@ def plot(result: dict, path: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from warm_jax.train import metrics
   subsets = result["subsets"]
   fig, axes = plt.subplots(2, len(subsets), figsize=(3.3 * len(subsets), 6.4), squeeze=False)
   lam = [r["lambda"] for r in result["path"]]
@@ -193,8 +194,7 @@ def plot(result: dict, path: str) -> None:
   fig.suptitle(f"Linear mode connectivity: RM {a} (lambda=0) to RM {b} (lambda=1); and M RMs",
                fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  metrics.save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

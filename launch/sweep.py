@@ -160,6 +160,8 @@ def plot(rows: list[dict], metrics: list[str], path: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
+  from warm_jax.train import metrics
   keys = list(rows[0]["point"])
   x_key, others = keys[0], keys[1:]
   fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
@@ -180,8 +182,7 @@ def plot(rows: list[dict], metrics: list[str], path: str) -> None:
     if others:
       ax.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  metrics.save_figure(fig, path, dpi=120)
 
 
 def main(argv=None) -> int:

@@ -65,3 +65,21 @@ def test_explicit_cluster_settings():
                      ({"WARM_JAX_PROCESS_ID": ""}, "are not")):
     with pytest.raises(ValueError, match=match):
       distributed.explicit_cluster({**env, **bad})
+
+
+def test_only_process_zero_writes_reports_and_figures(tmp_path, monkeypatch):
+  import jax
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  from warm_jax import checkpoints
+  from warm_jax.train import metrics
+  for index, exists in ((1, False), (0, True)):
+    monkeypatch.setattr(jax, "process_index", lambda: index)
+    checkpoints.write_atomic(str(tmp_path / f"r{index}.json"), "{}")
+    fig, _ = plt.subplots()
+    metrics.save_figure(fig, str(tmp_path / f"f{index}.png"))
+    assert (tmp_path / f"r{index}.json").exists() == exists
+    assert (tmp_path / f"f{index}.png").exists() == exists
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["f0.png", "r0.json"]  # no temporaries left

@@ -195,7 +195,10 @@ def jsonable(x):
 
 
 def write_atomic(path: str, text: str) -> None:
-  """Writes a small text file so that a crash leaves either the old file or the new one."""
+  """Writes a small text file so that a crash leaves either the old file or the new one. In a
+  multi-host run only process 0 writes (the workdir is shared)."""
+  if jax.process_index() != 0:
+    return
   tmp = f"{path}.tmp"
   with open(tmp, "w") as f:
     f.write(text)

@@ -1,11 +1,13 @@
 """Multi-host runs: one process per host (TPU pod worker, GPU node), all in one JAX runtime.
 
-    python experiments/X.py --config=... --workdir=gs://bucket/run --distributed
+    python experiments/X.py --config=... --workdir=/mnt/bucket/run --distributed
 
 `initialize()` calls `jax.distributed.initialize`. The coordinator address, process count and
 process id come from, in order: the WARM_JAX_COORDINATOR / WARM_JAX_NUM_PROCESSES /
 WARM_JAX_PROCESS_ID variables (`launch/gpu.py` sets them), or JAX's own detection of the cluster
 (SLURM's variables, Open MPI, TPU pod VMs, GKE). On CPU the processes exchange data through gloo.
+The workdir must be shared by every process (a gcsfuse mount of a bucket, NFS): orbax writes all
+processes' shards into one checkpoint, and the other writers use plain file operations.
 
 What multi-host needs from the rest of the code, and where it lives: every process reads only its
 slice of each global batch (`data.pipeline`, by process index) and `sharding.to_global` assembles

@@ -93,3 +93,15 @@ def format_seconds(seconds: float) -> str:
     return "?"
   seconds = int(seconds)
   return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def save_figure(fig, path: str, dpi: int = 110) -> None:
+  """Saves a matplotlib figure atomically (a crash leaves no half-written image), from process 0
+  only in a multi-host run, and closes it."""
+  import matplotlib.pyplot as plt
+  if jax.process_index() == 0:
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.tmp{ext}"
+    fig.savefig(tmp, dpi=dpi)
+    os.replace(tmp, path)
+  plt.close(fig)
