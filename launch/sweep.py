@@ -161,7 +161,7 @@ def plot(rows: list[dict], metrics: list[str], path: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  from warm_jax.train import metrics
+  from warm_jax.train.metrics import save_figure
   keys = list(rows[0]["point"])
   x_key, others = keys[0], keys[1:]
   fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
@@ -182,7 +182,7 @@ def plot(rows: list[dict], metrics: list[str], path: str) -> None:
     if others:
       ax.legend(fontsize=7)
   fig.tight_layout()
-  metrics.save_figure(fig, path, dpi=120)
+  save_figure(fig, path, dpi=120)
 
 
 def main(argv=None) -> int:
