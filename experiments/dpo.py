@@ -46,9 +46,9 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.dpo = dpo.dpo_config(beta=0.1, loss_type="sigmoid", label_smoothing=0.0,
                          average_log_prob=False, ref_checkpoint="")
 
-  c.train = ml_collections.ConfigDict(dict(
+  c.train = configs.train_config(
       num_steps=300, log_every=10, eval_every=100, eval_batches=0, ckpt_every=100, keep=2,
-      eval_splits=("validation", "ood"), eval_at_start=True))
+      eval_splits=("validation", "ood"), eval_at_start=True)
   # Gold-judged comparison with the SFT policy after training (embedded task): n test prompts,
   # one sample each at this temperature, prompts cut to prompt_len tokens.
   c.gold_eval = ml_collections.ConfigDict(dict(

@@ -31,9 +31,9 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.data = configs.embedded_data_config(max_len=112, batch_size=32, eval_batch_size=64)
   c.data.train_split = "corpus"
 
-  c.train = ml_collections.ConfigDict(dict(
+  c.train = configs.train_config(
       objective="pretrain", num_steps=1200, log_every=20, eval_every=400, eval_batches=4,
-      ckpt_every=400, keep=2, eval_splits=("corpus_validation",)))
+      ckpt_every=400, keep=2, eval_splits=("corpus_validation",))
   c.optim = configs.optim_config(lr=1e-3, warmup_steps=60, weight_decay=0.01)
   c.model = configs.model_config("cpu", vocab_size=1024, max_len=c.data.max_len)
   c.model.dropout_rate = 0.0

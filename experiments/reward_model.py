@@ -28,9 +28,9 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.init_step = -1  # which kept checkpoint of init_from (-1: the latest; WARM's Baklava varies it)
   c.data = configs.embedded_data_config(max_len=112, batch_size=32, eval_batch_size=64)
 
-  c.train = ml_collections.ConfigDict(dict(
+  c.train = configs.train_config(
       num_steps=300, log_every=10, eval_every=100, eval_batches=0, ckpt_every=100, keep=2,
-      label_smoothing=0.0, eval_splits=("validation", "ood")))
+      label_smoothing=0.0, eval_splits=("validation", "ood"))
   c.optim = configs.optim_config(lr=3e-4, warmup_steps=30, weight_decay=0.01)
   c.model = configs.model_config("cpu", vocab_size=1024, max_len=c.data.max_len)
   c.model.dropout_rate = 0.1

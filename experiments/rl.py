@@ -45,9 +45,9 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.data.train_split = "train"  # prompts of the preference pairs
 
   c.rl = configs.rl_config("reinforce", kl_coef=0.05, samples_per_prompt=4, max_new_tokens=40)
-  c.train = ml_collections.ConfigDict(dict(
+  c.train = configs.train_config(
       num_steps=150, log_every=5, eval_every=50, eval_batches=2, ckpt_every=50, keep=2,
-      eval_splits=("validation",), eval_at_start=True))
+      eval_splits=("validation",), eval_at_start=True)
   c.optim = configs.optim_config(lr=3e-5, warmup_steps=10, weight_decay=0.0)
   c.optim.end_lr_fraction = 1.0
   c.model = configs.model_config("cpu", vocab_size=1024, max_len=c.data.max_len + 40)

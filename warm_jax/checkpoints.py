@@ -129,6 +129,10 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._mngr.latest_step()
 
+  def due(self, step: int) -> bool:
+    """Whether a periodic (unforced) save happens at `step`."""
+    return step % self.save_every == 0 and (self._last_saved is None or step > self._last_saved)
+
   def save(self, step: int, state, data_state: dict | None = None, force: bool = False) -> bool:
     """Saves when `step` is a multiple of save_every, or when forced (last step, pre-emption)."""
     if self._last_saved is not None and step <= self._last_saved:

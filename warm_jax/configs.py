@@ -111,7 +111,7 @@ def _fail(field: str, value, why: str):
 
 def validate_model(cfg: ml_collections.ConfigDict, prefix: str = "model") -> None:
   for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_len"):
-    if not isinstance(cfg[name], int) or cfg[name] <= 0:
+    if not _is_int(cfg[name]) or cfg[name] <= 0:
       _fail(f"{prefix}.{name}", cfg[name], "must be a positive integer")
   if cfg.d_model % cfg.n_heads:
     _fail(f"{prefix}.n_heads", cfg.n_heads, f"must divide d_model={cfg.d_model}")
@@ -147,9 +147,29 @@ def validate_optim(cfg: ml_collections.ConfigDict, prefix: str = "optim") -> Non
             "rmsprop is used without weight decay here; set it to 0")
 
 
+NONFINITE_MODES = ("stop", "skip")
+
+
+def train_config(**fields) -> ml_collections.ConfigDict:
+  """config.train of a trainer: the given fields (num_steps, log_every, eval_every, eval_batches,
+  ckpt_every, keep, eval_splits, ...) plus what every run shares: what a non-finite loss or
+  gradient does ('stop': the run stops naming the step, the last good checkpoint kept; 'skip': the
+  step leaves the state unchanged and the run goes on, up to max_nonfinite_skips in a row)."""
+  return ml_collections.ConfigDict(dict(on_nonfinite="stop", max_nonfinite_skips=10, **fields))
+
+
+def _is_int(x) -> bool:
+  return isinstance(x, int) and not isinstance(x, bool)
+
+
 def validate_train(cfg: ml_collections.ConfigDict, prefix: str = "train") -> None:
   for name in ("num_steps", "log_every", "eval_every", "ckpt_every", "keep"):
-    if not isinstance(cfg[name], int) or cfg[name] <= 0:
+    if not _is_int(cfg[name]) or cfg[name] <= 0:
       _fail(f"{prefix}.{name}", cfg[name], "must be a positive integer")
-  if cfg.eval_batches < 0:
-    _fail(f"{prefix}.eval_batches", cfg.eval_batches, "must be >= 0")
+  if not _is_int(cfg.eval_batches) or cfg.eval_batches < 0:
+    _fail(f"{prefix}.eval_batches", cfg.eval_batches, "must be an integer >= 0")
+  if cfg.get("on_nonfinite", "stop") not in NONFINITE_MODES:
+    _fail(f"{prefix}.on_nonfinite", cfg.on_nonfinite, f"must be one of {NONFINITE_MODES}")
+  skips = cfg.get("max_nonfinite_skips", 10)
+  if not _is_int(skips) or skips < 0:
+    _fail(f"{prefix}.max_nonfinite_skips", skips, "must be an integer >= 0")

@@ -1,7 +1,9 @@
 """What every trainer shares: config -> mesh/optimizer/shardings (`build_setup`), and the training
 loop (`run`): resume from the latest complete checkpoint (params, optimizer state, data position),
 periodic evaluation, JSONL + TensorBoard logging, progress with ETA, checkpoints every k steps, and
-a checkpoint before exiting on SIGTERM (a pre-empted VM). Trainers supply the model, the pure step
+a checkpoint before exiting on SIGTERM (a pre-empted VM), and non-finite steps (NaN/Inf loss or
+gradients) that never reach the state or a checkpoint: the run stops naming the step, or skips it
+(config.train.on_nonfinite). Trainers supply the model, the pure step
 `step(state, batch) -> (state, metrics)` and an evaluation function.
 """
 
@@ -103,6 +105,49 @@ def write_config(config: ml_collections.ConfigDict, workdir: str, name: str,
     checkpoints.write_atomic(path, config.to_json_best_effort(indent=2))
 
 
+class NonFiniteError(RuntimeError):
+  """A step produced a non-finite loss or update, and config.train.on_nonfinite says stop (or
+  more than config.train.max_nonfinite_skips steps in a row were skipped)."""
+
+
+class _NonFiniteWatch:
+  """Reads the guarded step's `nonfinite` flags lazily (at log steps and before every save, so
+  the loop keeps dispatching asynchronously) and applies config.train.on_nonfinite."""
+
+  def __init__(self, train_cfg, ckpt: checkpoints.Checkpointer):
+    self.mode = train_cfg.get("on_nonfinite", "stop")
+    self.max_run = train_cfg.get("max_nonfinite_skips", 10)
+    self.ckpt = ckpt
+    self.flags: list[tuple[int, Any]] = []
+    self.skipped: list[int] = []
+    self.run_length = 0  # consecutive non-finite steps so far
+
+  def add(self, step: int, metrics: dict) -> None:
+    self.flags.append((step, metrics["nonfinite"]))
+
+  def check(self) -> list[int]:
+    """Returns the non-finite steps since the last check; raises NonFiniteError when due."""
+    bad = []
+    for step, flag in self.flags:
+      if float(flag) > 0:
+        bad.append(step)
+        self.run_length += 1
+        if self.mode == "stop" or self.run_length > self.max_run:
+          last = self.ckpt.latest_step()
+          why = ("config.train.on_nonfinite='stop'" if self.mode == "stop" else
+                 f"{self.run_length} non-finite steps in a row > config.train.max_nonfinite_skips="
+                 f"{self.max_run}")
+          raise NonFiniteError(
+              f"non-finite loss or gradients at step {step} ({why}); the state was not updated "
+              f"and nothing after it was saved. Last complete checkpoint: "
+              f"{'none' if last is None else f'step {last}'} in {self.ckpt.directory}")
+      else:
+        self.run_length = 0
+    self.flags.clear()
+    self.skipped.extend(bad)
+    return bad
+
+
 class _Preempted:
   """Turns SIGTERM into a flag the loop polls, so it can save before exiting."""
 
@@ -155,7 +200,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: 
                                    setup.shardings, params=init_params)
     start = 0
   step_jit = state_lib.jit_step(step_fn, setup.shardings, setup.batch_sharding, setup.mesh,
-                                setup.rules)
+                                setup.rules, guard=True)
+  watch = _NonFiniteWatch(config.train, ckpt)
 
   writer = metrics_lib.MetricWriter(workdir)
   total = config.train.num_steps
@@ -184,8 +230,15 @@ def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: 
         state, m = step_jit(state, batch)
         step += 1
         pending.append(m)
-        if step % config.train.log_every == 0 or step == total:
-          avg = {k: float(np.mean([float(p[k]) for p in pending])) for k in pending[0]}
+        watch.add(step, m)
+        logging_due = step % config.train.log_every == 0 or step == total
+        if logging_due or ckpt.due(step) or preempted.flag:
+          for bad in watch.check():  # raises (nothing saved) when the run must stop
+            print(f"skipped step {bad}: non-finite loss or gradients", flush=True)
+        if logging_due:
+          kept = [p for p in pending if not float(p["nonfinite"])] or pending
+          avg = {k: float(np.mean([float(p[k]) for p in kept])) for k in kept[0]}
+          avg["nonfinite"] = float(sum(float(p["nonfinite"]) for p in pending))
           writer.write(step, avg, split="train")
           pending.clear()
           progress.update(step, " ".join(f"{k} {avg[k]:.4f}" for k in show if k in avg))
@@ -201,7 +254,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: 
   finally:  # also on a crash: let an in-flight checkpoint finish, flush the logs
     ckpt.close()
     writer.close()
-  return {"step": step, "seconds": time.time() - t0, **last_eval, "state": state}
+  return {"step": step, "seconds": time.time() - t0, **last_eval, "state": state,
+          "skipped_steps": watch.skipped}
 
 
 def fit(config: ml_collections.ConfigDict, workdir: str, setup: Setup, sources: dict,

@@ -83,13 +83,39 @@ def create_state(init_params: Callable[[jax.Array], Any], tx: optax.GradientTran
   return jax.jit(init, out_shardings=shardings)(rng, params)
 
 
+def all_finite(tree) -> jax.Array:
+  """A scalar bool: every element of every (inexact) leaf of `tree` is finite."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def guard_nonfinite(step_fn: Callable) -> Callable:
+  """Wraps a step so that a non-finite loss, or an update that makes any parameter or optimizer
+  moment non-finite (NaN/Inf gradients do), leaves params and optimizer state unchanged; only the
+  step counter advances. Adds the metric `nonfinite` (1.0 on such a step, else 0.0) that the
+  training loop turns into 'stop' or 'skip' (config.train.on_nonfinite)."""
+  def guarded(state, batch):
+    new, metrics = step_fn(state, batch)
+    ok = jnp.isfinite(metrics["loss"]) & all_finite((new.params, new.opt_state))
+    kept = jax.tree.map(lambda n, o: jnp.where(ok, n, o), (new.params, new.opt_state),
+                        (state.params, state.opt_state))
+    new = new.replace(params=kept[0], opt_state=kept[1])
+    return new, {**metrics, "nonfinite": jnp.where(ok, 0.0, 1.0)}
+  return guarded
+
+
 def jit_step(step_fn: Callable, shardings: TrainState, batch_sharding, mesh: Mesh, rules,
-             donate: bool = True) -> Callable:
-  """Compiles `step(state, batch) -> (state, metrics)` once with explicit shardings.
+             donate: bool = True, guard: bool = False) -> Callable:
+  """Compiles `step(state, batch) -> (state, metrics)` once with explicit shardings; with
+  `guard`, through `guard_nonfinite` (what the training loop runs).
 
   The logical-axis rules are active while tracing, so activation constraints inside the model
   resolve to the mesh axes.
   """
+  if guard:
+    step_fn = guard_nonfinite(step_fn)
+
   def traced(state, batch):
     with nn.logical_axis_rules(tuple(rules)):
       return step_fn(state, batch)
