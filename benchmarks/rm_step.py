@@ -3,6 +3,8 @@ r"""Reward-model train-step throughput and model FLOP utilisation (MFU) on this 
     python benchmarks/rm_step.py --variant=cpu                       # the cpu config's model
     python benchmarks/rm_step.py --variant=paper --batch=32 --steps=10
     python benchmarks/rm_step.py --variant=cpu --widths=256,512,1024  # sweep d_model
+    # the figure of benchmarks/README.md: the shape of benchmarks/common.py, widths 256-1024
+    python benchmarks/rm_step.py --widths=256,512,1024 --layers=4 --vocab=8192 --seq=256 --batch=8
 
 Times the jitted, sharded `step(state, batch)` of warm_jax.train.reward_model on synthetic token
 batches (no data set needed) after a compile-and-warm-up step, and reports tokens/s and achieved
@@ -56,7 +58,8 @@ def bench(config, batch: int, steps: int) -> dict:
   n_params = state_lib.param_count(state.params)
   n_embed = state.params["decoder"]["embed"]["embedding"].size
   step = state_lib.jit_step(rm.make_train_step(setup.model, setup.tx, setup.schedule, 0.0, 1),
-                            setup.shardings, setup.batch_sharding, setup.mesh, setup.rules)
+                            setup.shardings, setup.batch_sharding, setup.mesh, setup.rules,
+                            guard=True)  # what the training loop runs
   seq = config.data.max_len
   rng = np.random.default_rng(0)
   host = {k: rng.integers(3, config.model.vocab_size, (batch, seq), dtype=np.int32)
@@ -83,6 +86,8 @@ def main():
   p.add_argument("--seq", type=int, default=None, help="tokens per row (default: the config's)")
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--widths", default="", help="comma-separated d_model values to sweep")
+  p.add_argument("--layers", type=int, default=0, help="n_layers (default: the config's)")
+  p.add_argument("--vocab", type=int, default=0, help="vocab_size (default: the config's)")
   p.add_argument("--dtype", default=None, help="model compute dtype (default: the config's)")
   p.add_argument("--matmul_n", type=int, default=0, help="size of the peak matmul (default by backend)")
   args = p.parse_args()
@@ -110,6 +115,10 @@ def main():
       c.model.n_heads = max(w // 64, 1)
     if args.seq:
       c.data.max_len = c.model.max_len = args.seq
+    if args.layers:
+      c.model.n_layers = args.layers
+    if args.vocab:
+      c.model.vocab_size = args.vocab
     r = bench(c, args.batch or c.data.batch_size, args.steps)
     print(f"| {args.variant} | {w} | {c.model.n_layers} | {r['params'] / 1e6:.1f}M | "
           f"{r['batch']} x {r['seq']} | {r['compile_s']:.1f} | {1e3 * r['step_s']:.1f} | "

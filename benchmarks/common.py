@@ -1,0 +1,155 @@
+"""What the side-by-side benchmarks share: one model shape for warm_jax and the PyTorch peers,
+the synthetic token data, the word-level tokenizer the peers need, and interleaved timing.
+
+The shape is a Llama-style decoder (RMSNorm, rotary positions, SwiGLU MLP, tied embeddings) that
+warm_jax's `Decoder` and transformers' `LlamaModel` both implement exactly: 4 layers, width 256,
+4 heads of 64, MLP 768, vocabulary 8192, sequences of 256 tokens, float32, no dropout.
+
+Both sides run in one process, one after the other in alternating rounds (jax, torch, jax,
+torch, ...), so a slow spell of the machine hits both; the tables report the median round of each
+side and their ratio, the figure that does not depend on the machine's speed.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from typing import Callable
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "experiments"))
+
+import numpy as np  # noqa: E402
+
+SHAPE = dict(n_layers=4, d_model=256, n_heads=4, d_ff=768, vocab_size=8192, seq=256)
+PAD, EOS, UNK = 0, 1, 2  # ids shared by both sides; words are ids 3 .. vocab_size - 1
+
+
+def shape_args(p, **defaults) -> None:
+  """Adds --layers/--width/--heads/--d_ff/--vocab/--seq (defaults: SHAPE) to a parser."""
+  s = {**SHAPE, **defaults}
+  p.add_argument("--layers", type=int, default=s["n_layers"])
+  p.add_argument("--width", type=int, default=s["d_model"])
+  p.add_argument("--heads", type=int, default=s["n_heads"])
+  p.add_argument("--d_ff", type=int, default=s["d_ff"])
+  p.add_argument("--vocab", type=int, default=s["vocab_size"])
+  p.add_argument("--seq", type=int, default=s["seq"])
+  p.add_argument("--rounds", type=int, default=3, help="alternating timing rounds per side")
+
+
+def warm_model_config(args, max_len: int | None = None):
+  """warm_jax's model config of the shape in `args`."""
+  from warm_jax import configs
+  c = configs.model_config("tiny", vocab_size=args.vocab, max_len=max_len or args.seq)
+  c.update(d_model=args.width, n_layers=args.layers, n_heads=args.heads, d_ff=args.d_ff,
+           dropout_rate=0.0, dtype="float32", tie_embeddings=True, remat=False)
+  return c
+
+
+def hf_llama_config(args, **extra):
+  """The transformers LlamaConfig of the same shape (and the same norm eps and rope theta)."""
+  from transformers import LlamaConfig
+  fields = dict(vocab_size=args.vocab, hidden_size=args.width, intermediate_size=args.d_ff,
+                num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                num_key_value_heads=args.heads, max_position_embeddings=args.seq,
+                rms_norm_eps=1e-6, rope_theta=10_000.0, tie_word_embeddings=True,
+                attention_dropout=0.0, pad_token_id=PAD, eos_token_id=EOS, bos_token_id=None)
+  return LlamaConfig(**{**fields, **extra})
+
+
+def hf_tokenizer(vocab: int):
+  """A word-level fast tokenizer over 'w3' .. 'w{vocab-1}' with <pad>=0, <eos>=1, <unk>=2, so the
+  peers' text pipelines see exactly the token ids warm_jax sees."""
+  from tokenizers import Tokenizer, models, pre_tokenizers
+  from transformers import PreTrainedTokenizerFast
+  words = {"<pad>": PAD, "<eos>": EOS, "<unk>": UNK, **{f"w{i}": i for i in range(3, vocab)}}
+  tok = Tokenizer(models.WordLevel(words, unk_token="<unk>"))
+  tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+  return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>",
+                                 unk_token="<unk>")
+
+
+def words(ids) -> str:
+  return " ".join(f"w{int(i)}" for i in ids)
+
+
+def random_tokens(rng: np.random.Generator, shape, vocab: int) -> np.ndarray:
+  return rng.integers(3, vocab, shape, dtype=np.int32)
+
+
+def torch_threads() -> int:
+  """Pins torch to the machine's cores (what JAX's CPU client uses too)."""
+  import torch
+  n = os.cpu_count() or 1
+  torch.set_num_threads(n)
+  return n
+
+
+def require_peers() -> None:
+  try:
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+    import trl  # noqa: F401
+  except ImportError as e:
+    raise SystemExit(f"{e}: the peers live in their own venv; run `source benchmarks/env.sh` "
+                     "first (it creates .venv-bench with warm_jax, torch, transformers and trl)")
+
+
+def interleaved(sides: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+  """Calls each side's measurement (it returns a rate) once per round, alternating sides."""
+  out: dict[str, list[float]] = {k: [] for k in sides}
+  for r in range(rounds):
+    for name, measure in sides.items():
+      rate = measure()
+      out[name].append(rate)
+      print(f"  round {r + 1}/{rounds} {name}: {rate:,.1f}", file=sys.stderr, flush=True)
+  return out
+
+
+def median(xs) -> float:
+  return statistics.median(xs)
+
+
+def machine_line() -> str:
+  import jax
+  import platform
+  versions = [f"jax {jax.__version__}"]
+  try:
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+    import trl  # noqa: F401
+    versions += [f"torch {torch.__version__}", f"transformers {transformers.__version__}",
+                 f"trl {trl.__version__}"]
+  except ImportError:
+    pass
+  return (f"{platform.machine()}, {os.cpu_count()} cores, backend {jax.default_backend()}; "
+          + ", ".join(versions))
+
+
+def ratio_table(title: str, unit: str, results: dict[str, list[float]], ours: str,
+                peer: str) -> str:
+  lines = [f"| {title} | {unit} (median of {len(results[ours])}) | rounds |", "|---|---|---|"]
+  for name, xs in results.items():
+    lines.append(f"| {name} | {median(xs):,.1f} | " + ", ".join(f"{x:,.0f}" for x in xs) + " |")
+  lines.append(f"| **{ours} / {peer}** | **{median(results[ours]) / median(results[peer]):.2f}x** | |")
+  return "\n".join(lines)
+
+
+class StepTimer:
+  """Wall time between consecutive calls of `tick()` (a training loop's step boundaries)."""
+
+  def __init__(self):
+    self.times: list[float] = []
+
+  def tick(self) -> None:
+    self.times.append(time.perf_counter())
+
+  def per_step(self, skip: int) -> float:
+    """Median seconds per step, after the first `skip` steps (compilation, warm-up)."""
+    gaps = np.diff(self.times)[skip:]
+    if not len(gaps):
+      raise ValueError("not enough timed steps; raise --steps")
+    return float(np.median(gaps))

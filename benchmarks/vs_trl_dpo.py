@@ -1,0 +1,149 @@
+r"""DPO step throughput: warm_jax vs TRL's DPOTrainer (PyTorch), same shape, same batch, one
+process, alternating rounds.
+
+    source benchmarks/env.sh
+    python benchmarks/vs_trl_dpo.py                     # shape of benchmarks/common.py, 4 pairs
+    python benchmarks/vs_trl_dpo.py --batch=8 --steps=6
+
+Each pair: a prompt of seq/2 tokens, chosen and rejected responses of seq/2 - 1 tokens plus
+[eos] (rows of exactly seq tokens, nothing padded). A step = the frozen reference's forward pass on
+both rows, the policy's forward and backward pass, AdamW; sigmoid loss, beta 0.1.
+warm_jax: `ReferenceLogps` (the loop's prepare hook) then the jitted, guarded DPO step of
+warm_jax.train.dpo, on a fresh host batch every step. TRL: `DPOTrainer.train()` with an explicit
+reference model (no pre-computed reference log-probs, as warm_jax) on text pairs tokenised by a
+word-level tokenizer that maps to the same ids; time per step = wall time between consecutive
+`on_step_end` callbacks, median over the steps after the first two. float32, no dropout, no
+gradient checkpointing. Reported: tokens/s = 2 * batch * seq / (seconds per step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import common
+
+
+def _layout(args):
+  prompt = args.seq // 2
+  return prompt, args.seq - prompt - 1  # response words; + [eos] fills the row
+
+
+def warm_jax_side(args):
+  import dpo as dpo_experiment
+  import jax
+  import numpy as np
+  from warm_jax import sharding as shd
+  from warm_jax.train import dpo
+  from warm_jax.train import state as state_lib
+
+  c = dpo_experiment.get_config("tiny")
+  c.model = common.warm_model_config(args)
+  c.data.max_len = args.seq
+  c.data.batch_size = c.data.eval_batch_size = args.batch
+  c.optim.update(lr=1e-6, warmup_steps=0, weight_decay=0.0, clip_norm=1.0)
+  setup = dpo.build(c)
+  state = state_lib.create_state(setup.init_params, setup.tx, jax.random.key(0), setup.shardings)
+  ref = jax.tree.map(lambda x: x.copy(), state.params)
+  prepare = dpo.ReferenceLogps(setup.model, ref, setup.mesh, setup.rules, setup.shardings.params,
+                               setup.batch_sharding)
+  step = state_lib.jit_step(
+      dpo.make_train_step(setup.model, setup.tx, setup.schedule, 0.1, "sigmoid", 0.0, 1),
+      setup.shardings, setup.batch_sharding, setup.mesh, setup.rules, guard=True)
+  rng = np.random.default_rng(0)
+  prompt, response = _layout(args)
+  weights = np.zeros((args.batch, args.seq), np.float32)
+  weights[:, prompt:] = 1.0  # response tokens and [eos]
+
+  def batch():
+    host = {}
+    p = common.random_tokens(rng, (args.batch, prompt), args.vocab)
+    for k in ("chosen", "rejected"):
+      r = common.random_tokens(rng, (args.batch, response), args.vocab)
+      host[k] = np.concatenate([p, r, np.full((args.batch, 1), common.EOS, np.int32)], axis=1)
+      host[f"{k}_weights"] = weights
+    return prepare(None, shd.to_global(host, setup.batch_sharding))
+
+  box = {"state": state}
+  box["state"], m = step(box["state"], batch())  # compile
+  jax.block_until_ready(m)
+
+  def measure() -> float:
+    t = time.perf_counter()
+    for _ in range(args.steps):
+      box["state"], m = step(box["state"], batch())
+    jax.block_until_ready(m)
+    return 2 * args.batch * args.seq * args.steps / (time.perf_counter() - t)
+  return measure
+
+
+def trl_side(args):
+  import numpy as np
+  import torch
+  from datasets import Dataset
+  from transformers import LlamaForCausalLM, TrainerCallback
+  from trl import DPOConfig, DPOTrainer
+
+  torch.manual_seed(0)
+  model = LlamaForCausalLM(common.hf_llama_config(args))
+  ref_model = LlamaForCausalLM(common.hf_llama_config(args))
+  ref_model.load_state_dict(model.state_dict())
+  tokenizer = common.hf_tokenizer(args.vocab)
+  rng = np.random.default_rng(0)
+  total = args.steps + 2
+  rows = args.batch * total
+  prompt, response = _layout(args)
+  data = Dataset.from_dict({
+      "prompt": [common.words(r) + " " for r in common.random_tokens(rng, (rows, prompt), args.vocab)],
+      "chosen": [common.words(r) for r in common.random_tokens(rng, (rows, response), args.vocab)],
+      "rejected": [common.words(r) for r in common.random_tokens(rng, (rows, response), args.vocab)]})
+  workdir = tempfile.mkdtemp(prefix="trl_dpo_")
+
+  class Tick(TrainerCallback):
+    def __init__(self, timer):
+      self.timer = timer
+
+    def on_step_end(self, *a, **k):
+      self.timer.tick()
+
+  def measure() -> float:
+    timer = common.StepTimer()
+    cfg = DPOConfig(output_dir=workdir, per_device_train_batch_size=args.batch, max_steps=total,
+                    learning_rate=1e-6, lr_scheduler_type="constant", weight_decay=0.0,
+                    max_grad_norm=1.0, logging_steps=10 ** 6, save_strategy="no",
+                    eval_strategy="no", report_to="none", gradient_checkpointing=False,
+                    bf16=False, fp16=False, use_cpu=True, max_length=args.seq, beta=0.1,
+                    loss_type=["sigmoid"], precompute_ref_log_probs=False,
+                    dataloader_num_workers=0, seed=0)
+    trainer = DPOTrainer(model=model, ref_model=ref_model, args=cfg, train_dataset=data,
+                         processing_class=tokenizer, callbacks=[Tick(timer)])
+    lengths = {len(trainer.train_dataset[0][k]) for k in ("prompt_ids", "chosen_ids")}
+    if lengths != {prompt, response + 1}:
+      raise RuntimeError(f"TRL tokenised the pairs to lengths {lengths}, not {prompt} + "
+                         f"{response + 1}: the two sides would not see the same rows")
+    timer.tick()
+    trainer.train()
+    return 2 * args.batch * args.seq / timer.per_step(skip=2)
+  return measure
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  common.shape_args(p)
+  p.add_argument("--batch", type=int, default=4, help="preference pairs per step")
+  p.add_argument("--steps", type=int, default=6, help="timed steps per round")
+  args = p.parse_args()
+  common.require_peers()
+  threads = common.torch_threads()
+  sides = {"warm_jax": warm_jax_side(args), "TRL DPOTrainer": trl_side(args)}
+  results = common.interleaved(sides, args.rounds)
+  print(f"DPO training, {common.machine_line()}, torch threads {threads}")
+  print(f"shape: {args.layers} layers, width {args.width}, {args.heads} heads, MLP {args.d_ff}, "
+        f"vocab {args.vocab}; {args.batch} pairs x {args.seq} tokens per step (prompt "
+        f"{args.seq // 2}); float32; policy + frozen reference")
+  print(common.ratio_table("DPO train step", "tokens/s", results, "warm_jax", "TRL DPOTrainer"))
+
+
+if __name__ == "__main__":
+  main()
