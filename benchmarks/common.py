@@ -89,13 +89,12 @@ def torch_threads() -> int:
 
 
 def require_peers() -> None:
-  try:
-    import torch  # noqa: F401
-    import transformers  # noqa: F401
-    import trl  # noqa: F401
-  except ImportError as e:
-    raise SystemExit(f"{e}: the peers live in their own venv; run `source benchmarks/env.sh` "
-                     "first (it creates .venv-bench with warm_jax, torch, transformers and trl)")
+  import importlib.util
+  missing = [m for m in ("torch", "transformers", "trl") if importlib.util.find_spec(m) is None]
+  if missing:
+    raise SystemExit(f"{', '.join(missing)} not installed: the peers live in their own venv; run "
+                     "`source benchmarks/env.sh` first (it creates .venv-bench with warm_jax, "
+                     "torch, transformers and trl)")
 
 
 def interleaved(sides: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
