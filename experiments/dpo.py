@@ -92,6 +92,24 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   return c
 
 
+def validate(config: ml_collections.ConfigDict) -> None:
+  """The trainer's fields and config.gold_eval (used after training: checked before it); raises
+  ValueError naming the field."""
+  from warm_jax.train import dpo
+  dpo.validate_config(config)
+  g = config.gold_eval
+  configs.check_int(g.n, "gold_eval.n", lo=0)
+  configs.check_float(g.temperature, "gold_eval.temperature", 0.0, lo_open=True)
+  configs.check_int(g.prompt_len, "gold_eval.prompt_len")
+  configs.check_int(g.max_new_tokens, "gold_eval.max_new_tokens")
+  configs.check_seed(g.seed, "gold_eval.seed")
+  if not isinstance(g.split, str) or not g.split:
+    raise ValueError(f"config.gold_eval.split={g.split!r}: must be a split name")
+  if g.prompt_len + g.max_new_tokens > config.model.max_len:
+    raise ValueError(f"config.gold_eval.prompt_len={g.prompt_len} + config.gold_eval.max_new_tokens="
+                     f"{g.max_new_tokens} exceeds config.model.max_len={config.model.max_len}")
+
+
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
   from warm_jax import checkpoints
   from warm_jax import data as data_lib
@@ -100,7 +118,8 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
     raise SystemExit("config.dpo.ref_checkpoint is empty: pass the checkpoints/ directory of an SFT "
                      "run (experiments/sft.py) on the same config.model, e.g. "
                      "--config.dpo.ref_checkpoint=runs/sft")
-  setup = dpo.build(config)  # validates the config before anything is read
+  validate(config)
+  setup = dpo.build(config)
   ref_params = checkpoints.restore_params(init.resolve(config.dpo.ref_checkpoint),
                                           target=dpo.abstract_state(setup).params)
   tokenizer = data_lib.load_tokenizer(config.data)

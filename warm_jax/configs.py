@@ -7,6 +7,8 @@ names the offending field (e.g. `config.optim.lr`).
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 # Logical axis name -> mesh axis (or tuple of mesh axes, or None = replicated).
@@ -109,42 +111,128 @@ def _fail(field: str, value, why: str):
   raise ValueError(f"config.{field}={value!r}: {why}")
 
 
+def is_int(x) -> bool:
+  """An int that is not a bool (True is an int to python, never a count to a config)."""
+  return isinstance(x, int) and not isinstance(x, bool)
+
+
+
+def _is_finite(x) -> bool:
+  """A finite real number: int or float, not bool, not nan / inf."""
+  if is_int(x):
+    return True
+  return isinstance(x, float) and math.isfinite(x)
+
+
+def check_int(value, field: str, lo: int = 1, hi: int | None = None) -> None:
+  """`value` (of config.<field>) is an int (not a bool) in [lo, hi) (no upper bound: hi None)."""
+  if is_int(value) and value >= lo and (hi is None or value < hi):
+    return
+  if hi is not None:
+    why = f"must be an integer in [{lo}, {hi})"
+  elif lo == 1:
+    why = "must be a positive integer"
+  else:
+    why = f"must be an integer >= {lo}"
+  _fail(field, value, why)
+
+
+def check_float(value, field: str, lo: float | None = None, hi: float | None = None, *,
+                lo_open: bool = False, hi_open: bool = False, why: str = "") -> None:
+  """`value` (of config.<field>) is a finite number in the interval lo..hi (None: unbounded;
+  *_open: the bound itself is excluded)."""
+  ok = _is_finite(value)
+  if ok and lo is not None:
+    ok = value > lo if lo_open else value >= lo
+  if ok and hi is not None:
+    ok = value < hi if hi_open else value <= hi
+  if ok:
+    return
+  if not why:
+    if lo == 0 and lo_open and hi is None:
+      why = "must be positive and finite"
+    elif hi is None:
+      why = f"must be a finite number >= {lo}"
+    else:
+      why = f"must be in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+  _fail(field, value, why)
+
+
+def check_choice(value, field: str, choices) -> None:
+  if not isinstance(value, str) or value not in choices:
+    _fail(field, value, f"must be one of {tuple(choices)}")
+
+
+def check_bool(value, field: str) -> None:
+  if not isinstance(value, bool):
+    _fail(field, value, "must be True or False")
+
+
+SEED_LIMIT = 2**32
+
+
+def check_seed(value, field: str) -> None:
+  check_int(value, field, lo=0, hi=SEED_LIMIT)
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
 def validate_model(cfg: ml_collections.ConfigDict, prefix: str = "model") -> None:
   for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_len"):
-    if not _is_int(cfg[name]) or cfg[name] <= 0:
-      _fail(f"{prefix}.{name}", cfg[name], "must be a positive integer")
+    check_int(cfg[name], f"{prefix}.{name}")
   if cfg.d_model % cfg.n_heads:
-    _fail(f"{prefix}.n_heads", cfg.n_heads, f"must divide d_model={cfg.d_model}")
+    _fail(f"{prefix}.n_heads", cfg.n_heads,
+          f"must divide d_model={cfg.d_model} (config.{prefix}.d_model)")
   if (cfg.d_model // cfg.n_heads) % 2:
-    _fail(f"{prefix}.n_heads", cfg.n_heads, "d_model / n_heads must be even (rotary embeddings)")
-  if cfg.n_kv_heads < 0 or (cfg.n_kv_heads and cfg.n_heads % cfg.n_kv_heads):
-    _fail(f"{prefix}.n_kv_heads", cfg.n_kv_heads, f"must be 0 or divide n_heads={cfg.n_heads}")
-  if not 0.0 <= cfg.dropout_rate < 1.0:
-    _fail(f"{prefix}.dropout_rate", cfg.dropout_rate, "must be in [0, 1)")
-  if cfg.dtype not in ("float32", "bfloat16", "float16"):
+    _fail(f"{prefix}.n_heads", cfg.n_heads, f"config.{prefix}.d_model={cfg.d_model} / n_heads "
+          "must be even (rotary embeddings)")
+  n_kv = cfg.n_kv_heads
+  if not is_int(n_kv) or n_kv < 0 or (n_kv and cfg.n_heads % n_kv):
+    _fail(f"{prefix}.n_kv_heads", n_kv,
+          f"must be 0 or divide n_heads={cfg.n_heads} (config.{prefix}.n_heads)")
+  check_float(cfg.dropout_rate, f"{prefix}.dropout_rate", 0.0, 1.0, hi_open=True)
+  check_float(cfg.rope_theta, f"{prefix}.rope_theta", 0.0, lo_open=True)
+  check_float(cfg.norm_eps, f"{prefix}.norm_eps", 0.0, lo_open=True)
+  for name in ("tie_embeddings", "remat"):
+    check_bool(cfg[name], f"{prefix}.{name}")
+  if cfg.dtype not in DTYPES:
     _fail(f"{prefix}.dtype", cfg.dtype, "must be float32, bfloat16 or float16")
 
 
+def validate_data(cfg: ml_collections.ConfigDict, prefix: str = "data") -> None:
+  """The fields of config.data every trainer uses (how long, how many, in which order); the data
+  set itself (name, task, splits) is checked when it is loaded."""
+  for name in ("max_len", "batch_size", "eval_batch_size"):
+    check_int(cfg[name], f"{prefix}.{name}")
+  check_seed(cfg.seed, f"{prefix}.seed")
+
+
+def validate_head(config: ml_collections.ConfigDict) -> None:
+  """What every trainer's validate_config checks first: config.seed and config.data."""
+  check_seed(config.seed, "seed")
+  validate_data(config.data)
+
+
 def validate_optim(cfg: ml_collections.ConfigDict, prefix: str = "optim") -> None:
-  if not cfg.lr > 0:
-    _fail(f"{prefix}.lr", cfg.lr, "must be positive")
-  if cfg.warmup_steps < 0:
-    _fail(f"{prefix}.warmup_steps", cfg.warmup_steps, "must be >= 0")
-  if cfg.weight_decay < 0:
-    _fail(f"{prefix}.weight_decay", cfg.weight_decay, "must be >= 0")
-  if not 0.0 <= cfg.end_lr_fraction <= 1.0:
-    _fail(f"{prefix}.end_lr_fraction", cfg.end_lr_fraction, "must be in [0, 1]")
-  if cfg.clip_norm is not None and cfg.clip_norm <= 0:
-    _fail(f"{prefix}.clip_norm", cfg.clip_norm, "must be positive (or None for no clipping)")
+  check_float(cfg.lr, f"{prefix}.lr", 0.0, lo_open=True)
+  check_int(cfg.warmup_steps, f"{prefix}.warmup_steps", lo=0)
+  check_float(cfg.weight_decay, f"{prefix}.weight_decay", 0.0)
+  check_float(cfg.end_lr_fraction, f"{prefix}.end_lr_fraction", 0.0, 1.0)
+  if cfg.clip_norm is not None:
+    check_float(cfg.clip_norm, f"{prefix}.clip_norm", 0.0, lo_open=True,
+                why="must be positive and finite (or None for no clipping)")
+  for name in ("b1", "b2"):
+    check_float(cfg[name], f"{prefix}.{name}", 0.0, 1.0, hi_open=True)
+  check_float(cfg.eps, f"{prefix}.eps", 0.0, lo_open=True)
   name = cfg.get("name", "adamw")
-  if name not in OPTIMIZERS:
-    _fail(f"{prefix}.name", name, f"must be one of {OPTIMIZERS}")
-  if name == "rmsprop":
-    if not 0.0 < cfg.rmsprop_decay < 1.0:
-      _fail(f"{prefix}.rmsprop_decay", cfg.rmsprop_decay, "must be in (0, 1)")
-    if cfg.weight_decay:
-      _fail(f"{prefix}.weight_decay", cfg.weight_decay,
-            "rmsprop is used without weight decay here; set it to 0")
+  check_choice(name, f"{prefix}.name", OPTIMIZERS)
+  if "rmsprop_decay" in cfg:  # used by rmsprop only, but never left holding a bad value
+    check_float(cfg.rmsprop_decay, f"{prefix}.rmsprop_decay", 0.0, 1.0, lo_open=True,
+                hi_open=True)
+  if name == "rmsprop" and cfg.weight_decay:
+    _fail(f"{prefix}.weight_decay", cfg.weight_decay,
+          "rmsprop is used without weight decay here; set it to 0")
 
 
 NONFINITE_MODES = ("stop", "skip")
@@ -158,18 +246,11 @@ def train_config(**fields) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(on_nonfinite="stop", max_nonfinite_skips=10, **fields))
 
 
-def _is_int(x) -> bool:
-  return isinstance(x, int) and not isinstance(x, bool)
-
-
 def validate_train(cfg: ml_collections.ConfigDict, prefix: str = "train") -> None:
   for name in ("num_steps", "log_every", "eval_every", "ckpt_every", "keep"):
-    if not _is_int(cfg[name]) or cfg[name] <= 0:
-      _fail(f"{prefix}.{name}", cfg[name], "must be a positive integer")
-  if not _is_int(cfg.eval_batches) or cfg.eval_batches < 0:
-    _fail(f"{prefix}.eval_batches", cfg.eval_batches, "must be an integer >= 0")
-  if cfg.get("on_nonfinite", "stop") not in NONFINITE_MODES:
-    _fail(f"{prefix}.on_nonfinite", cfg.on_nonfinite, f"must be one of {NONFINITE_MODES}")
-  skips = cfg.get("max_nonfinite_skips", 10)
-  if not _is_int(skips) or skips < 0:
-    _fail(f"{prefix}.max_nonfinite_skips", skips, "must be an integer >= 0")
+    check_int(cfg[name], f"{prefix}.{name}")
+  check_int(cfg.eval_batches, f"{prefix}.eval_batches", lo=0)
+  check_choice(cfg.get("on_nonfinite", "stop"), f"{prefix}.on_nonfinite", NONFINITE_MODES)
+  check_int(cfg.get("max_nonfinite_skips", 10), f"{prefix}.max_nonfinite_skips", lo=0)
+  if "eval_at_start" in cfg:
+    check_bool(cfg.eval_at_start, f"{prefix}.eval_at_start")

@@ -19,6 +19,9 @@ each builder's docstring.
 
 `validate_record` raises `ValueError` naming the source file, the record (line number or array
 index) and the field. A malformed record is never skipped: building the data set stops there.
+The readers likewise raise `ValueError` naming the file (and the line where it is known) for
+anything they cannot read: invalid JSON, bytes that are not UTF-8, JSON nested too deeply to parse,
+a truncated or corrupt compressed stream; never a raw json / UnicodeDecodeError / EOFError.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import io
 import json
 import lzma
 import os
+import re
+import zlib
 from typing import Any, Iterator
 
 PREFERENCE = "preference"
@@ -60,8 +65,9 @@ def validate_record(record: Any, *, source, index, kind: str | None = None) -> d
 
   `kind` is 'preference' or 'prompt' (inferred from the keys when None). Checks: the record is a
   dict; every required field is present, a `str`, and not empty or whitespace only; the optional
-  `response` (prompt records) is a non-empty str when present; `labels`, when present, is a dict of
-  str objective -> int in {0, 1}; chosen != rejected is NOT required (real data has a few ties).
+  `response` (prompt records) is a non-empty str when present; `labels`, when present (preference
+  records only), is a dict of objective (a str, not empty or whitespace only) -> int in {0, 1} (not
+  a bool); chosen != rejected is NOT required (real data has a few ties). Other keys are allowed.
   Raises ValueError("<source>, record <index>: field '<name>' ...").
   """
   if not isinstance(record, dict):
@@ -83,7 +89,7 @@ def validate_record(record: Any, *, source, index, kind: str | None = None) -> d
     if not isinstance(labels, dict):
       raise _err(source, index, f"field 'labels' must be a dict, got {type(labels).__name__}")
     for obj, v in labels.items():
-      if not isinstance(obj, str) or not obj:
+      if not isinstance(obj, str) or not obj.strip():
         raise _err(source, index, f"field 'labels' has a bad objective name {obj!r}")
       if isinstance(v, bool) or not isinstance(v, int) or v not in (0, 1):
         raise _err(source, index, f"field 'labels/{obj}' must be the int 0 or 1, got {v!r}")
@@ -144,34 +150,99 @@ def open_text(path) -> io.TextIOBase:
   return open(path, "rt", encoding="utf-8")
 
 
+# What a truncated or corrupt compressed stream raises while it is read (gzip.BadGzipFile and bz2's
+# "Invalid data stream" are OSErrors).
+_STREAM_ERRORS = (EOFError, OSError, lzma.LZMAError, zlib.error)
+# Bytes that are not UTF-8, as errors="surrogateescape" decodes them (a decoded UTF-8 text never
+# holds a lone surrogate).
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def _parse(text: str, source, index):
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError as e:
+    raise _err(source, index, f"not valid JSON ({e.msg} at column {e.colno})") from None
+  except RecursionError:
+    raise _err(source, index, "JSON nested too deeply to parse") from None
+
+
 def iter_json_lines(path, *, source=None) -> Iterator[tuple[int, Any]]:
   """(line number from 1, parsed object) for every line of a JSON-lines file. A blank line in the
-  middle or an unparsable line raises ValueError naming the file and line; trailing blank lines are
-  allowed (files end with a newline)."""
+  middle, an unparsable line or one that is not UTF-8 raises ValueError naming the file and line;
+  trailing blank lines are allowed (files end with a newline). A truncated or corrupt compressed
+  file raises ValueError naming the file and the line after the last one read."""
   source = source or path
   pending_blank = None
-  with open_text(path) as f:
-    for n, line in enumerate(f, start=1):
+  n = 0
+  with _open_lines(path) as f:
+    lines = iter(f)
+    while True:
+      try:
+        line = next(lines)
+      except StopIteration:
+        return
+      except _STREAM_ERRORS as e:
+        raise _err(source, n + 1, f"cannot read the file ({type(e).__name__}: {e}); truncated or "
+                   "corrupt?") from None
+      n += 1
       if not line.strip():
         pending_blank = pending_blank or n
         continue
       if pending_blank is not None:
         raise _err(source, pending_blank, "blank line inside a JSON-lines file")
+      bad = _UNDECODABLE.search(line)
+      if bad:
+        raise _err(source, n, f"not UTF-8 text (an undecodable byte at column {bad.start() + 1})")
+      yield n, _parse(line, source, n)
+
+
+def _open_lines(path) -> io.TextIOBase:
+  """`open_text`, with bytes that are not UTF-8 kept (as lone surrogates) for a per-line error."""
+  path = os.fspath(path)
+  with open(path, "rb") as f:
+    head = f.read(6)
+  for magic, opener in _MAGIC:
+    if head.startswith(magic):
+      return opener(path, "rt", encoding="utf-8", errors="surrogateescape")
+  return open(path, "rt", encoding="utf-8", errors="surrogateescape")
+
+
+def _read_bytes(path, source) -> bytes:
+  """The whole (decompressed) content of a file; a truncated / corrupt stream: ValueError."""
+  path = os.fspath(path)
+  with open(path, "rb") as f:
+    head = f.read(6)
+  for magic, opener in _MAGIC:
+    if head.startswith(magic):
       try:
-        yield n, json.loads(line)
-      except json.JSONDecodeError as e:
-        raise _err(source, n, f"not valid JSON ({e.msg} at column {e.colno})") from None
+        with opener(path, "rb") as f:
+          return f.read()
+      except _STREAM_ERRORS as e:
+        raise ValueError(f"{os.fspath(source)}: cannot read the file ({type(e).__name__}: {e}); "
+                         "truncated or corrupt?") from None
+  with open(path, "rb") as f:
+    return f.read()
 
 
 def iter_json_array(path, *, source=None) -> Iterator[tuple[int, Any]]:
-  """(index from 0, element) for a file holding one JSON array."""
+  """(index from 0, element) for a file holding one JSON array. Unparsable JSON, bytes that are not
+  UTF-8 or a truncated compressed file raise ValueError naming the file (and the line)."""
   source = source or path
-  with open_text(path) as f:
-    try:
-      data = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(
-          f"{os.fspath(source)}: not valid JSON ({e.msg} at line {e.lineno})") from None
+  raw = _read_bytes(path, source)
+  try:
+    text = raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    line = raw[:e.start].count(b"\n") + 1
+    raise ValueError(f"{os.fspath(source)}: not UTF-8 text (an undecodable byte at line "
+                     f"{line})") from None
+  try:
+    data = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise ValueError(
+        f"{os.fspath(source)}: not valid JSON ({e.msg} at line {e.lineno})") from None
+  except RecursionError:
+    raise ValueError(f"{os.fspath(source)}: JSON nested too deeply to parse") from None
   if not isinstance(data, list):
     raise ValueError(f"{os.fspath(source)}: expected a JSON array, got {type(data).__name__}")
   yield from enumerate(data)

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from warm_jax import checkpoints, losses
+from warm_jax import checkpoints, configs, losses
 from warm_jax.data import pipeline
 from warm_jax.models import LanguageModel
 from warm_jax.train import lm, loop
@@ -178,15 +178,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """Checks every field the trainer uses; raises ValueError naming the field."""
   loop.validate_common(config)
   d = config.dpo
-  if not isinstance(d.beta, (int, float)) or not d.beta > 0:
-    raise ValueError(f"config.dpo.beta={d.beta!r}: must be positive")
-  if d.loss_type not in LOSS_TYPES:
-    raise ValueError(f"config.dpo.loss_type={d.loss_type!r}: must be one of {LOSS_TYPES}")
-  if not 0.0 <= d.label_smoothing < 0.5:
-    raise ValueError(f"config.dpo.label_smoothing={d.label_smoothing!r}: must be in [0, 0.5)")
-  if not 0.0 < d.get("modpo_weight", 1.0) <= 1.0:
-    raise ValueError(f"config.dpo.modpo_weight={d.get('modpo_weight')!r}: must be in (0, 1] (the "
-                     "weight of the objective whose preferences train the policy)")
+  configs.check_float(d.beta, "dpo.beta", 0.0, lo_open=True)
+  configs.check_choice(d.loss_type, "dpo.loss_type", LOSS_TYPES)
+  configs.check_float(d.label_smoothing, "dpo.label_smoothing", 0.0, 0.5, hi_open=True)
+  configs.check_float(d.get("modpo_weight", 1.0), "dpo.modpo_weight", 0.0, 1.0, lo_open=True,
+                      why="must be in (0, 1] (the weight of the objective whose preferences train "
+                      "the policy)")
+  if "average_log_prob" in d:
+    configs.check_bool(d.average_log_prob, "dpo.average_log_prob")
   if d.loss_type in ("ipo", "modpo") and d.label_smoothing:
     raise ValueError(f"config.dpo.label_smoothing={d.label_smoothing!r}: conservative DPO "
                      "smoothing applies to loss_type 'sigmoid' only; set it to 0")

@@ -31,6 +31,7 @@ from warm_jax.train import state as state_lib
 
 def validate_common(config: ml_collections.ConfigDict) -> None:
   """The sections every trainer uses; raises ValueError naming the field."""
+  configs.validate_head(config)
   configs.validate_model(config.model)
   configs.validate_optim(config.optim)
   configs.validate_train(config.train)

@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from warm_jax import sampling
+from warm_jax import configs, sampling
 from warm_jax import sharding as shd
 from warm_jax.data import pipeline
 from warm_jax.models import LanguageModel
@@ -235,24 +235,40 @@ class Rollout:
 def validate_config(config: ml_collections.ConfigDict) -> None:
   loop.validate_common(config)
   rl = config.rl
-  if rl.algorithm not in ALGORITHMS:
-    raise ValueError(f"config.rl.algorithm={rl.algorithm!r}: must be one of {ALGORITHMS}")
-  if rl.kl_coef < 0:
-    raise ValueError(f"config.rl.kl_coef={rl.kl_coef!r}: must be >= 0")
-  if rl.samples_per_prompt < (2 if rl.algorithm == "rloo" else 1):
-    raise ValueError(f"config.rl.samples_per_prompt={rl.samples_per_prompt!r}: rloo needs >= 2, "
-                     "the others >= 1")
-  if rl.temperature <= 0:
-    raise ValueError(f"config.rl.temperature={rl.temperature!r}: must be positive (on-policy "
-                     "sampling)")
+  configs.check_choice(rl.algorithm, "rl.algorithm", ALGORITHMS)
+  configs.check_float(rl.kl_coef, "rl.kl_coef", 0.0)
+  min_samples = 2 if rl.algorithm == "rloo" else 1
+  if not configs.is_int(rl.samples_per_prompt) or rl.samples_per_prompt < min_samples:
+    raise ValueError(f"config.rl.samples_per_prompt={rl.samples_per_prompt!r}: must be an integer; "
+                     "rloo needs >= 2, the others >= 1")
+  configs.check_float(rl.temperature, "rl.temperature", 0.0, lo_open=True,
+                      why="must be positive and finite (on-policy sampling)")
+  configs.check_int(rl.max_new_tokens, "rl.max_new_tokens")
+  if "whiten_advantages" in rl:
+    configs.check_bool(rl.whiten_advantages, "rl.whiten_advantages")
+  if "seed" in rl:
+    configs.check_seed(rl.seed, "rl.seed")
+  # PPO's fields (ignored by the others, but never left holding a bad value).
+  for name in ("ppo_epochs", "ppo_minibatches"):
+    if name in rl:
+      configs.check_int(rl[name], f"rl.{name}")
+  for name in ("clip_eps", "value_clip"):
+    if name in rl:
+      configs.check_float(rl[name], f"rl.{name}", 0.0, lo_open=True)
+  if "vf_coef" in rl:
+    configs.check_float(rl.vf_coef, "rl.vf_coef", 0.0)
+  for name in ("gamma", "gae_lambda"):
+    if name in rl:
+      configs.check_float(rl[name], f"rl.{name}", 0.0, 1.0)
   if config.data.max_len + rl.max_new_tokens > config.model.max_len:
     raise ValueError(f"config.rl.max_new_tokens={rl.max_new_tokens}: prompt length "
-                     f"{config.data.max_len} + max_new_tokens exceeds config.model.max_len="
-                     f"{config.model.max_len}")
+                     f"config.data.max_len={config.data.max_len} + max_new_tokens exceeds "
+                     f"config.model.max_len={config.model.max_len}")
   rollout = config.data.batch_size * rl.samples_per_prompt
-  if rl.algorithm == "ppo" and (rl.ppo_minibatches <= 0 or rollout % rl.ppo_minibatches):
+  if rl.algorithm == "ppo" and rollout % rl.ppo_minibatches:
     raise ValueError(f"config.rl.ppo_minibatches={rl.ppo_minibatches!r}: must divide the rollout "
-                     f"size {rollout} (data.batch_size * rl.samples_per_prompt)")
+                     f"size {rollout} (config.data.batch_size={config.data.batch_size} * "
+                     f"config.rl.samples_per_prompt={rl.samples_per_prompt})")
 
 
 def build(config: ml_collections.ConfigDict, devices=None) -> loop.Setup:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from warm_jax import losses
+from warm_jax import configs, losses
 from warm_jax.data import pipeline
 from warm_jax.models import RewardModel
 from warm_jax.train import loop
@@ -75,8 +75,7 @@ def make_eval_step(model: nn.Module, label_smoothing: float = 0.0) -> Callable:
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Checks every field the trainer uses; raises ValueError naming the field."""
   loop.validate_common(config)
-  if not 0.0 <= config.train.label_smoothing < 0.5:
-    raise ValueError(f"config.train.label_smoothing={config.train.label_smoothing!r}: must be in [0, 0.5)")
+  configs.check_float(config.train.label_smoothing, "train.label_smoothing", 0.0, 0.5, hi_open=True)
 
 
 def build(config: ml_collections.ConfigDict, devices=None) -> loop.Setup:

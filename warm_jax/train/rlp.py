@@ -30,7 +30,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from warm_jax import losses
+from warm_jax import configs, losses
 from warm_jax.data import pipeline
 from warm_jax.models import MultiViewBottleneck, RewardModel
 from warm_jax.train import loop
@@ -97,22 +97,26 @@ def make_uml_train_step(model: RewardModel, mib: MultiViewBottleneck,
 
 
 def validate_uml(uml: ml_collections.ConfigDict, batch_size: int) -> None:
-  if not uml.weight >= 0:
-    raise ValueError(f"config.uml.weight={uml.weight!r}: must be >= 0 (the paper's lambda: 0.5)")
-  if not uml.beta >= 0:
-    raise ValueError(f"config.uml.beta={uml.beta!r}: must be >= 0")
+  configs.check_float(uml.weight, "uml.weight", 0.0,
+                      why="must be a finite number >= 0 (the paper's lambda: 0.5)")
+  configs.check_float(uml.beta, "uml.beta", 0.0)
   for name in ("z_dim", "hidden"):
-    if not isinstance(uml[name], int) or uml[name] <= 0:
-      raise ValueError(f"config.uml.{name}={uml[name]!r}: must be a positive integer")
+    configs.check_int(uml[name], f"uml.{name}")
   if batch_size < 2:
     raise ValueError(f"config.data.batch_size={batch_size}: UML needs >= 2 views per batch (the "
                      "MI critic's mismatched pairs come from other rows)")
 
 
-def build_uml(config: ml_collections.ConfigDict, devices=None) -> loop.Setup:
-  """The reward model's setup with the bottleneck modules added to its params (under 'mib')."""
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """A UML run's config: the reward model's (train.reward_model) plus config.uml; raises
+  ValueError naming the field."""
   rm_lib.validate_config(config)
   validate_uml(config.uml, config.data.batch_size)
+
+
+def build_uml(config: ml_collections.ConfigDict, devices=None) -> loop.Setup:
+  """The reward model's setup with the bottleneck modules added to its params (under 'mib')."""
+  validate_config(config)
   model, mib = RewardModel(config.model), bottleneck(config.uml)
   setup = loop.build_setup(config, model, devices)
   dummy = jnp.ones((1, config.data.max_len), jnp.int32)
