@@ -137,6 +137,72 @@ def ratio_table(title: str, unit: str, results: dict[str, list[float]], ours: st
   return "\n".join(lines)
 
 
+def warm_train_setup(experiment: str, trainer, args, lr: float):
+  """The `tiny` config of experiments/<experiment>.py at the benchmark's shape and batch
+  (AdamW, constant lr, clipping at 1.0, as the peers), its setup and a fresh sharded state."""
+  import importlib
+  import jax
+  from warm_jax.train import state as state_lib
+  c = importlib.import_module(experiment).get_config("tiny")
+  c.model = warm_model_config(args)
+  c.data.max_len = args.seq
+  c.data.batch_size = c.data.eval_batch_size = args.batch
+  c.optim.update(lr=lr, warmup_steps=0, end_lr_fraction=1.0, weight_decay=0.0, clip_norm=1.0)
+  setup = trainer.build(c)
+  state = state_lib.create_state(setup.init_params, setup.tx, jax.random.key(0), setup.shardings)
+  return setup, state
+
+
+def jax_train_measure(step, state, batch, tokens_per_step: int, steps: int):
+  """Compiles `step(state, batch())` once; returns measure() -> tokens/s over `steps` steps, each
+  on a fresh batch (the state carried across calls, as a run would)."""
+  import jax
+  box = {"state": state}
+  box["state"], m = step(box["state"], batch())  # compile
+  jax.block_until_ready(m)
+
+  def measure() -> float:
+    t = time.perf_counter()
+    for _ in range(steps):
+      box["state"], m = step(box["state"], batch())
+    jax.block_until_ready(m)
+    return tokens_per_step * steps / (time.perf_counter() - t)
+  return measure
+
+
+def hf_train_measure(make_trainer: Callable, tokens_per_step: int):
+  """`make_trainer(callbacks)` builds a transformers Trainer; returns measure() that runs its
+  train() and gives tokens/s from the median wall time between consecutive `on_step_end`
+  callbacks after the first two steps."""
+  from transformers import TrainerCallback
+
+  class Tick(TrainerCallback):
+    def __init__(self, timer):
+      self.timer = timer
+
+    def on_step_end(self, *a, **k):
+      self.timer.tick()
+
+  def measure() -> float:
+    timer = StepTimer()
+    trainer = make_trainer([Tick(timer)])
+    timer.tick()
+    trainer.train()
+    return tokens_per_step / timer.per_step(skip=2)
+  return measure
+
+
+def side_by_side(title: str, unit: str, sides: dict[str, Callable[[], float]], rounds: int,
+                 shape_line: str) -> None:
+  """Runs the sides in alternating rounds and prints the table (the first side is ours)."""
+  threads = torch_threads()
+  results = interleaved(sides, rounds)
+  ours, peer = list(sides)
+  print(f"{title}, {machine_line()}, torch threads {threads}")
+  print(shape_line)
+  print(ratio_table(title, unit, results, ours, peer))
+
+
 class StepTimer:
   """Wall time between consecutive calls of `tick()` (a training loop's step boundaries)."""
 

@@ -13,15 +13,17 @@ Checked after every kill:
 - train (`experiments/reward_model.py:tiny`, a checkpoint every step): every checkpoint step that
   reads as complete restores and holds exactly the reference run's params of that step; the
   restart resumes from the last complete step (the `config.resumed_at_<step>.json` it writes).
-- average (`python -m warm_jax.average` of 4 checkpoints): the output either holds no complete
-  checkpoint, or holds one equal to the reference average; the restart (same command) succeeds.
+- average (`python -m warm_jax.average` of 4 checkpoints of 1 GiB): the output either holds no
+  complete checkpoint, or holds one equal to the reference average; the restart (same command)
+  succeeds. A kill that lands once the output is complete leaves nothing to restart (the command
+  refuses to overwrite a complete output, by design).
 - data (the embedded task's TFDS build): the data set either reads as not prepared, or is prepared
   and record for record equal to the reference build; the restart (first use) succeeds.
 Finally: each completed result equals the uninterrupted one (bit for bit).
 
-Prints one table: kills landed, kills that landed before/while/after the work began (for train:
-the last complete step at the kill), restarts, and anything lost or inconsistent. Exit status 1 if
-anything was.
+Prints one table: kills landed, how many landed after the work began (the reference run's
+output appeared: the interpreter, imports and setup come first), what each kill left, restarts,
+and anything lost or inconsistent (also in <workdir>/drills.json). Exit status 1 if anything was.
 """
 
 from __future__ import annotations
@@ -52,6 +54,23 @@ def run_to_end(cmd, log: str, timeout: float = 1800) -> float:
   if out.returncode:
     raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}); see {log}")
   return time.perf_counter() - t
+
+
+def timed_reference(cmd, marker: str, log: str) -> tuple[float, float]:
+  """Runs the uninterrupted reference; returns (wall time, when `marker` appeared: the moment its
+  work began, after the interpreter, imports and setup)."""
+  t = time.perf_counter()
+  began = None
+  with open(log, "a") as f:
+    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=ENV, cwd=REPO)
+    while proc.poll() is None:
+      if began is None and os.path.exists(marker):
+        began = time.perf_counter() - t
+      time.sleep(0.02)
+  wall = time.perf_counter() - t
+  if proc.returncode:
+    raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")
+  return wall, wall if began is None else began
 
 
 def start_and_kill(cmd, delay: float, log: str) -> bool:
@@ -94,6 +113,9 @@ class Train:
             "--config.train.ckpt_every=1", f"--config.train.keep={self.steps}",
             f"--config.train.eval_every={self.steps}", "--config.train.log_every=5",
             f"--config.data.task.data_dir={self.data_dir}"]
+
+  def marker(self, workdir: str) -> str:
+    return os.path.join(workdir, "checkpoints")
 
   def prepare(self, log: str) -> None:
     # The data set is built once, before the timed reference run: kills land in training.
@@ -146,6 +168,9 @@ class Average:
     return [PY, "-m", "warm_jax.average", *sum((["--ckpt", s] for s in self.sources), []),
             "--weights", "1", "2", "3", "4", "--out", os.path.join(workdir, "avg")]
 
+  def marker(self, workdir: str) -> str:
+    return os.path.join(workdir, "avg")
+
   def prepare(self, log: str) -> None:
     import numpy as np
     from warm_jax import checkpoints
@@ -195,6 +220,9 @@ class Data:
             f"b.get_builder(c, data_dir={os.path.join(workdir, 'data')!r})")
     return [PY, "-c", code]
 
+  def marker(self, workdir: str) -> str:
+    return os.path.join(workdir, "data", "embedded_tldr")
+
   def prepare(self, log: str) -> None:
     pass
 
@@ -243,9 +271,9 @@ def drill(target, kills: int, rng, log: str) -> dict:
   target.prepare(log)
   ref_dir = os.path.join(root, "reference")
   shutil.rmtree(ref_dir, ignore_errors=True)
-  wall = run_to_end(target.cmd(ref_dir), log)
+  wall, began = timed_reference(target.cmd(ref_dir), target.marker(ref_dir), log)
   ref = target.reference(ref_dir)
-  landed, restarts, cycles, where, problems = 0, 0, 0, {}, []
+  landed, restarts, cycles, where, problems, delays = 0, 0, 0, {}, [], []
   while landed < kills:
     cycles += 1
     work = os.path.join(root, f"cycle_{cycles}")
@@ -254,11 +282,13 @@ def drill(target, kills: int, rng, log: str) -> dict:
     while landed < kills and not finished:
       if before is not None:
         restarts += 1
-      if not start_and_kill(target.cmd(work), rng.uniform(0.0, wall), log):
+      delay = rng.uniform(0.0, wall)
+      if not start_and_kill(target.cmd(work), delay, log):
         problems += target.after_restart(work, before)
         finished = True  # it ended before its kill time
         break
       landed += 1
+      delays.append(delay)
       state, bad = target.after_kill(work, ref)
       where[state] = where.get(state, 0) + 1
       problems += [f"kill {landed}: {b}" for b in bad]
@@ -270,7 +300,9 @@ def drill(target, kills: int, rng, log: str) -> dict:
       run_to_end(target.cmd(work), log)
       problems += target.after_restart(work, before)
     problems += [f"cycle {cycles}: {p}" for p in target.final(work, ref)]
-  return {"target": target.name, "reference_s": wall, "kills": landed, "restarts": restarts,
+  return {"target": target.name, "reference_s": wall, "work_began_s": began,
+          "kills_after_work_began": sum(d >= began for d in delays), "kill_delays_s": delays,
+          "kills": landed, "restarts": restarts,
           "cycles": cycles, "where": where, "problems": problems}
 
 
@@ -280,7 +312,7 @@ def main():
   p.add_argument("--targets", default="train,average,data")
   p.add_argument("--workdir", default="runs/drills")
   p.add_argument("--train_steps", type=int, default=40)
-  p.add_argument("--average_mb", type=int, default=256, help="size of each averaged checkpoint")
+  p.add_argument("--average_mb", type=int, default=1024, help="size of each averaged checkpoint")
   p.add_argument("--seed", type=int, default=0)
   args = p.parse_args()
   import numpy as np
@@ -300,13 +332,14 @@ def main():
     log = os.path.join(target.root, "drill.log")
     print(f"{t}: reference run, then {args.kills} kills (log: {log})", file=sys.stderr, flush=True)
     results.append(drill(target, args.kills, rng, log))
-  print("| target | reference s | kills landed | restarts | cycles completed | where the kills "
-        "left it | lost or inconsistent |")
-  print("|---|---|---|---|---|---|---|")
+  print("| target | reference s (work began at) | kills landed | of them after the work began | "
+        "restarts | cycles completed | what each kill left | lost or inconsistent |")
+  print("|---|---|---|---|---|---|---|---|")
   for r in results:
     where = ", ".join(f"{k}: {v}" for k, v in sorted(r["where"].items()))
-    print(f"| {r['target']} | {r['reference_s']:.1f} | {r['kills']} | {r['restarts']} | "
-          f"{r['cycles']} | {where} | {len(r['problems'])} |")
+    print(f"| {r['target']} | {r['reference_s']:.1f} ({r['work_began_s']:.1f}) | {r['kills']} | "
+          f"{r['kills_after_work_began']} | {r['restarts']} | {r['cycles']} | {where} | "
+          f"{len(r['problems'])} |")
   for r in results:
     for prob in r["problems"]:
       print(f"{r['target']}: {prob}")

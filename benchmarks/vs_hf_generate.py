@@ -82,15 +82,13 @@ def main():
   p.add_argument("--new_tokens", type=int, default=128)
   args = p.parse_args()
   common.require_peers()
-  threads = common.torch_threads()
-  sides = {"warm_jax (KV cache)": warm_jax_side(args), "transformers generate": hf_side(args)}
-  results = common.interleaved(sides, args.rounds)
-  print(f"sampling, {common.machine_line()}, torch threads {threads}")
-  print(f"shape: {args.layers} layers, width {args.width}, {args.heads} heads, MLP {args.d_ff}, "
-        f"vocab {args.vocab}; {args.batch} prompts x {args.prompt_len} tokens, "
-        f"{args.new_tokens} new tokens each; float32, temperature 1")
-  print(common.ratio_table("sampling", "generated tokens/s", results, "warm_jax (KV cache)",
-                           "transformers generate"))
+  common.side_by_side(
+      "sampling", "generated tokens/s",
+      {"warm_jax (KV cache)": warm_jax_side(args), "transformers generate": hf_side(args)},
+      args.rounds,
+      f"shape: {args.layers} layers, width {args.width}, {args.heads} heads, MLP {args.d_ff}, "
+      f"vocab {args.vocab}; {args.batch} prompts x {args.prompt_len} tokens, {args.new_tokens} "
+      "new tokens each; float32, temperature 1")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 import common
 
@@ -31,20 +30,13 @@ def _layout(args):
 
 
 def warm_jax_side(args):
-  import dpo as dpo_experiment
   import jax
   import numpy as np
   from warm_jax import sharding as shd
   from warm_jax.train import dpo
   from warm_jax.train import state as state_lib
 
-  c = dpo_experiment.get_config("tiny")
-  c.model = common.warm_model_config(args)
-  c.data.max_len = args.seq
-  c.data.batch_size = c.data.eval_batch_size = args.batch
-  c.optim.update(lr=1e-6, warmup_steps=0, weight_decay=0.0, clip_norm=1.0)
-  setup = dpo.build(c)
-  state = state_lib.create_state(setup.init_params, setup.tx, jax.random.key(0), setup.shardings)
+  setup, state = common.warm_train_setup("dpo", dpo, args, lr=1e-6)
   ref = jax.tree.map(lambda x: x.copy(), state.params)
   prepare = dpo.ReferenceLogps(setup.model, ref, setup.mesh, setup.rules, setup.shardings.params,
                                setup.batch_sharding)
@@ -65,24 +57,14 @@ def warm_jax_side(args):
       host[f"{k}_weights"] = weights
     return prepare(None, shd.to_global(host, setup.batch_sharding))
 
-  box = {"state": state}
-  box["state"], m = step(box["state"], batch())  # compile
-  jax.block_until_ready(m)
-
-  def measure() -> float:
-    t = time.perf_counter()
-    for _ in range(args.steps):
-      box["state"], m = step(box["state"], batch())
-    jax.block_until_ready(m)
-    return 2 * args.batch * args.seq * args.steps / (time.perf_counter() - t)
-  return measure
+  return common.jax_train_measure(step, state, batch, 2 * args.batch * args.seq, args.steps)
 
 
 def trl_side(args):
   import numpy as np
   import torch
   from datasets import Dataset
-  from transformers import LlamaForCausalLM, TrainerCallback
+  from transformers import LlamaForCausalLM
   from trl import DPOConfig, DPOTrainer
 
   torch.manual_seed(0)
@@ -100,15 +82,7 @@ def trl_side(args):
       "rejected": [common.words(r) for r in common.random_tokens(rng, (rows, response), args.vocab)]})
   workdir = tempfile.mkdtemp(prefix="trl_dpo_")
 
-  class Tick(TrainerCallback):
-    def __init__(self, timer):
-      self.timer = timer
-
-    def on_step_end(self, *a, **k):
-      self.timer.tick()
-
-  def measure() -> float:
-    timer = common.StepTimer()
+  def make_trainer(callbacks):
     cfg = DPOConfig(output_dir=workdir, per_device_train_batch_size=args.batch, max_steps=total,
                     learning_rate=1e-6, lr_scheduler_type="constant", weight_decay=0.0,
                     max_grad_norm=1.0, logging_steps=10 ** 6, save_strategy="no",
@@ -117,15 +91,13 @@ def trl_side(args):
                     loss_type=["sigmoid"], precompute_ref_log_probs=False,
                     dataloader_num_workers=0, seed=0)
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=cfg, train_dataset=data,
-                         processing_class=tokenizer, callbacks=[Tick(timer)])
+                         processing_class=tokenizer, callbacks=callbacks)
     lengths = {len(trainer.train_dataset[0][k]) for k in ("prompt_ids", "chosen_ids")}
     if lengths != {prompt, response + 1}:
       raise RuntimeError(f"TRL tokenised the pairs to lengths {lengths}, not {prompt} + "
                          f"{response + 1}: the two sides would not see the same rows")
-    timer.tick()
-    trainer.train()
-    return 2 * args.batch * args.seq / timer.per_step(skip=2)
-  return measure
+    return trainer
+  return common.hf_train_measure(make_trainer, 2 * args.batch * args.seq)
 
 
 def main():
@@ -135,14 +107,12 @@ def main():
   p.add_argument("--steps", type=int, default=6, help="timed steps per round")
   args = p.parse_args()
   common.require_peers()
-  threads = common.torch_threads()
-  sides = {"warm_jax": warm_jax_side(args), "TRL DPOTrainer": trl_side(args)}
-  results = common.interleaved(sides, args.rounds)
-  print(f"DPO training, {common.machine_line()}, torch threads {threads}")
-  print(f"shape: {args.layers} layers, width {args.width}, {args.heads} heads, MLP {args.d_ff}, "
-        f"vocab {args.vocab}; {args.batch} pairs x {args.seq} tokens per step (prompt "
-        f"{args.seq // 2}); float32; policy + frozen reference")
-  print(common.ratio_table("DPO train step", "tokens/s", results, "warm_jax", "TRL DPOTrainer"))
+  common.side_by_side(
+      "DPO train step", "tokens/s",
+      {"warm_jax": warm_jax_side(args), "TRL DPOTrainer": trl_side(args)}, args.rounds,
+      f"shape: {args.layers} layers, width {args.width}, {args.heads} heads, MLP {args.d_ff}, "
+      f"vocab {args.vocab}; {args.batch} pairs x {args.seq} tokens per step (prompt "
+      f"{args.seq // 2}); float32; policy + frozen reference")
 
 
 if __name__ == "__main__":

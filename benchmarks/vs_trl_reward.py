@@ -19,26 +19,17 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 import common
 
 
 def warm_jax_side(args):
-  import jax
   import numpy as np
-  import reward_model as rm_experiment
   from warm_jax import sharding as shd
   from warm_jax.train import reward_model as rm
   from warm_jax.train import state as state_lib
 
-  c = rm_experiment.get_config("tiny")
-  c.model = common.warm_model_config(args)
-  c.data.max_len = args.seq
-  c.data.batch_size = c.data.eval_batch_size = args.batch
-  c.optim.update(lr=1e-4, warmup_steps=0, weight_decay=0.0, clip_norm=1.0)
-  setup = rm.build(c)
-  state = state_lib.create_state(setup.init_params, setup.tx, jax.random.key(0), setup.shardings)
+  setup, state = common.warm_train_setup("reward_model", rm, args, lr=1e-4)
   step = state_lib.jit_step(rm.make_train_step(setup.model, setup.tx, setup.schedule, 0.0, 1),
                             setup.shardings, setup.batch_sharding, setup.mesh, setup.rules,
                             guard=True)
@@ -49,24 +40,14 @@ def warm_jax_side(args):
             for k in ("chosen", "rejected")}
     return shd.to_global(host, setup.batch_sharding)
 
-  box = {"state": state}
-  box["state"], m = step(box["state"], batch())  # compile
-  jax.block_until_ready(m)
-
-  def measure() -> float:
-    t = time.perf_counter()
-    for _ in range(args.steps):
-      box["state"], m = step(box["state"], batch())
-    jax.block_until_ready(m)
-    return 2 * args.batch * args.seq * args.steps / (time.perf_counter() - t)
-  return measure
+  return common.jax_train_measure(step, state, batch, 2 * args.batch * args.seq, args.steps)
 
 
 def trl_side(args):
   import numpy as np
   import torch
   from datasets import Dataset
-  from transformers import LlamaForSequenceClassification, TrainerCallback
+  from transformers import LlamaForSequenceClassification
   from trl import RewardConfig, RewardTrainer
 
   torch.manual_seed(0)
@@ -80,15 +61,7 @@ def trl_side(args):
       "rejected_ids": common.random_tokens(rng, (rows, args.seq), args.vocab).tolist()})
   workdir = tempfile.mkdtemp(prefix="trl_rm_")
 
-  class Tick(TrainerCallback):
-    def __init__(self, timer):
-      self.timer = timer
-
-    def on_step_end(self, *a, **k):
-      self.timer.tick()
-
-  def measure() -> float:
-    timer = common.StepTimer()
+  def make_trainer(callbacks):
     cfg = RewardConfig(output_dir=workdir, per_device_train_batch_size=args.batch,
                        max_steps=total, learning_rate=1e-4, lr_scheduler_type="constant",
                        weight_decay=0.0, max_grad_norm=1.0, logging_steps=10 ** 6,
@@ -96,12 +69,9 @@ def trl_side(args):
                        gradient_checkpointing=False, bf16=False, fp16=False, use_cpu=True,
                        disable_dropout=True, max_length=args.seq, dataloader_num_workers=0,
                        seed=0)
-    trainer = RewardTrainer(model=model, args=cfg, train_dataset=data,
-                            processing_class=tokenizer, callbacks=[Tick(timer)])
-    timer.tick()
-    trainer.train()
-    return 2 * args.batch * args.seq / timer.per_step(skip=2)
-  return measure
+    return RewardTrainer(model=model, args=cfg, train_dataset=data, processing_class=tokenizer,
+                         callbacks=callbacks)
+  return common.hf_train_measure(make_trainer, 2 * args.batch * args.seq)
 
 
 def main():
@@ -111,14 +81,11 @@ def main():
   p.add_argument("--steps", type=int, default=8, help="timed steps per round")
   args = p.parse_args()
   common.require_peers()
-  threads = common.torch_threads()
-  sides = {"warm_jax": warm_jax_side(args), "TRL RewardTrainer": trl_side(args)}
-  results = common.interleaved(sides, args.rounds)
-  print(f"reward-model training, {common.machine_line()}, torch threads {threads}")
-  print(f"shape: {args.layers} layers, width {args.width}, {args.heads} heads, MLP {args.d_ff}, "
-        f"vocab {args.vocab}; {args.batch} pairs x {args.seq} tokens per step; float32")
-  print(common.ratio_table("reward-model train step", "tokens/s", results, "warm_jax",
-                           "TRL RewardTrainer"))
+  common.side_by_side(
+      "reward-model train step", "tokens/s",
+      {"warm_jax": warm_jax_side(args), "TRL RewardTrainer": trl_side(args)}, args.rounds,
+      f"shape: {args.layers} layers, width {args.width}, {args.heads} heads, MLP {args.d_ff}, "
+      f"vocab {args.vocab}; {args.batch} pairs x {args.seq} tokens per step; float32")
 
 
 if __name__ == "__main__":
