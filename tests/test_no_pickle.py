@@ -265,7 +265,7 @@ def test_checkpoint_metadata_replaced_by_a_pickle_is_never_unpickled(victim, pro
   with no_unpickling(monkeypatch):
     for name, read in reads.items():
       if name in VICTIMS[victim]:
-        with pytest.raises(Exception) as e:
+        with pytest.raises(ValueError, match=f"checkpoint {path} step 0 is damaged") as e:
           read()
         assert not isinstance(e.value, Unpickled)
       else:

@@ -23,6 +23,8 @@ recorded in the array metadata).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 from typing import Any
@@ -230,6 +232,17 @@ def _resolve(path: str, step: int | None) -> tuple[ocp.CheckpointManager, int]:
   return mngr, step
 
 
+@contextlib.contextmanager
+def _reading(path: str, step: int):
+  """Turns orbax's bare decoding errors on a damaged checkpoint (a metadata file that is not the
+  JSON it should be) into one that names the checkpoint."""
+  try:
+    yield
+  except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise ValueError(f"checkpoint {path} step {step} is damaged: a metadata file does not decode "
+                     f"({type(e).__name__}: {e}); restore another step or re-create it") from e
+
+
 def complete_steps(path: str) -> list[int]:
   """The complete (finalised) checkpoint steps in a checkpoint directory, ascending; [] if it
   holds none or does not exist."""
@@ -241,13 +254,15 @@ def complete_steps(path: str) -> list[int]:
 def read_meta(path: str, step: int | None = None) -> dict:
   """The JSON metadata (step, data state, config, version) of a checkpoint; reads no arrays."""
   mngr, step = _resolve(path, step)
-  return mngr.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
+  with _reading(path, step):
+    return mngr.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
 
 
 def params_metadata(path: str, step: int | None = None) -> Any:
   """Tree of the saved parameters' shapes/dtypes, without reading them."""
   mngr, step = _resolve(path, step)
-  return mngr.item_metadata(step)[PARAMS]
+  with _reading(path, step):
+    return mngr.item_metadata(step)[PARAMS]
 
 
 def restore_params(path: str, step: int | None = None, target: Any | None = None,
@@ -261,7 +276,8 @@ def restore_params(path: str, step: int | None = None, target: Any | None = None
   the language model is wanted).
   """
   mngr, step = _resolve(path, step)
-  saved = mngr.item_metadata(step)[PARAMS]
+  with _reading(path, step):
+    saved = mngr.item_metadata(step)[PARAMS]
   partial = any(k in saved for k in skip)
   if target is not None:
     mismatch = first_mismatch({k: v for k, v in saved.items() if k not in skip}, target)
@@ -271,7 +287,8 @@ def restore_params(path: str, step: int | None = None, target: Any | None = None
   else:  # numpy arrays: independent of the devices the checkpoint was saved from
     args = ocp.args.PyTreeRestore(restore_args=jax.tree.map(
         lambda _: ocp.RestoreArgs(restore_type=np.ndarray), saved))
-  return mngr.restore(step, args=ocp.args.Composite(**{PARAMS: args}))[PARAMS]
+  with _reading(path, step):
+    return mngr.restore(step, args=ocp.args.Composite(**{PARAMS: args}))[PARAMS]
 
 
 def save_params(path: str, params: Any, meta: dict, step: int = 0) -> None:
