@@ -34,6 +34,6 @@ setup(
         "tensorboardX",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest>=8", "pytest-timeout", "hypothesis>=6.100", "nbclient", "nbformat",
-                             "ipykernel"]},
+    extras_require={"test": ["pytest>=8", "pytest-timeout", "hypothesis>=6.100", "nbclient",
+                             "nbformat", "ipykernel"]},
 )
