@@ -192,14 +192,20 @@ def hf_train_measure(make_trainer: Callable, tokens_per_step: int):
   return measure
 
 
-def side_by_side(title: str, unit: str, sides: dict[str, Callable[[], float]], rounds: int,
-                 shape_line: str) -> None:
-  """Runs the sides in alternating rounds and prints the table (the first side is ours)."""
+def shape_line(args) -> str:
+  return (f"shape: {args.layers} layers, width {args.width}, {args.heads} heads, MLP {args.d_ff}, "
+          f"vocab {args.vocab}")
+
+
+def side_by_side(title: str, unit: str, sides: dict[str, Callable[[], float]], args,
+                 workload: str) -> None:
+  """Runs the sides in alternating rounds (args.rounds) and prints the table (the first side is
+  ours), under a line with the shape and `workload` (what one step or call does)."""
   threads = torch_threads()
-  results = interleaved(sides, rounds)
+  results = interleaved(sides, args.rounds)
   ours, peer = list(sides)
   print(f"{title}, {machine_line()}, torch threads {threads}")
-  print(shape_line)
+  print(f"{shape_line(args)}; {workload}")
   print(ratio_table(title, unit, results, ours, peer))
 
 

@@ -42,6 +42,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "experiments"))
 PY = sys.executable
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
 
@@ -131,12 +132,14 @@ class Train:
   def reference(self, workdir: str):
     return self.digests(workdir)
 
-  def after_kill(self, workdir: str, ref) -> tuple[str, list[str]]:
+  def after_kill(self, workdir: str, ref) -> tuple[str, list[str], dict]:
+    """(what the kill left, problems, the complete steps' digests: what the restart must resume
+    from)."""
     got = self.digests(workdir)
     bad = [f"checkpoint {s} differs from the reference's" for s, d in got.items() if ref.get(s) != d]
     state = ("before the first checkpoint" if not got else "mid-training" if max(got) < self.steps
              else "after the last checkpoint")
-    return state, bad
+    return state, bad, got
 
   def done(self, workdir: str) -> bool:
     return False  # a finished run restarted just re-evaluates: always restart
@@ -153,8 +156,10 @@ class Train:
     return []
 
   def final(self, workdir: str, ref) -> list[str]:
-    got = self.digests(workdir)
-    return [] if got.get(self.steps) == ref[self.steps] else ["final params differ"]
+    from warm_jax import checkpoints
+    last = params_digest(checkpoints.restore_params(os.path.join(workdir, "checkpoints"),
+                                                    self.steps))
+    return [] if last == ref[self.steps] else ["final params differ"]
 
 
 class Average:
@@ -187,13 +192,14 @@ class Average:
     from warm_jax import checkpoints
     return params_digest(checkpoints.restore_params(os.path.join(workdir, "avg")))
 
-  def after_kill(self, workdir: str, ref) -> tuple[str, list[str]]:
+  def after_kill(self, workdir: str, ref) -> tuple[str, list[str], str]:
     from warm_jax import checkpoints
     out = os.path.join(workdir, "avg")
     if not checkpoints.complete_steps(out):
-      return ("partial output left" if os.path.isdir(out) and os.listdir(out) else "no output"), []
+      left = "partial output left" if os.path.isdir(out) and os.listdir(out) else "no output"
+      return left, [], left
     same = params_digest(checkpoints.restore_params(out)) == ref
-    return "complete output", [] if same else ["a complete-looking output differs"]
+    return "complete output", [] if same else ["a complete-looking output differs"], ""
 
   def done(self, workdir: str) -> bool:
     """A complete output: the same command would (rightly) refuse to overwrite it."""
@@ -229,7 +235,6 @@ class Data:
 
   @staticmethod
   def _builder(workdir: str):
-    sys.path.insert(0, os.path.join(REPO, "experiments"))
     import reward_model as e
     from warm_jax.data.builders import embedded_tldr as b
     return b, e.get_config("cpu").data.task, os.path.join(workdir, "data")
@@ -249,12 +254,13 @@ class Data:
   def reference(self, workdir: str):
     return self.digest(workdir)
 
-  def after_kill(self, workdir: str, ref) -> tuple[str, list[str]]:
+  def after_kill(self, workdir: str, ref) -> tuple[str, list[str], str]:
     got = self.digest(workdir)
     if got is None:
       left = glob.glob(os.path.join(workdir, "data", "*", "*", "incomplete.*"))
-      return ("partial build left" if left else "nothing built"), []
-    return "prepared", [] if got == ref else ["a prepared-looking data set differs"]
+      state = "partial build left" if left else "nothing built"
+      return state, [], state
+    return "prepared", [] if got == ref else ["a prepared-looking data set differs"], "prepared"
 
   def done(self, workdir: str) -> bool:
     return False  # a restart of a finished build just loads it
@@ -290,11 +296,10 @@ def drill(target, kills: int, rng, log: str) -> dict:
         break
       landed += 1
       delays.append(delay)
-      state, bad = target.after_kill(work, ref)
+      state, bad, before = target.after_kill(work, ref)
       where[state] = where.get(state, 0) + 1
       problems += [f"kill {landed}: {b}" for b in bad]
       print(f"  {target.name}: kill {landed}/{kills} left {state}", file=sys.stderr, flush=True)
-      before = target.digests(work) if isinstance(target, Train) else state
       finished = target.done(work)  # killed after its work was complete: nothing to restart
     if not finished:  # the cycle's last restart runs to the end
       restarts += 1

@@ -85,10 +85,8 @@ def main():
   common.side_by_side(
       "sampling", "generated tokens/s",
       {"warm_jax (KV cache)": warm_jax_side(args), "transformers generate": hf_side(args)},
-      args.rounds,
-      f"shape: {args.layers} layers, width {args.width}, {args.heads} heads, MLP {args.d_ff}, "
-      f"vocab {args.vocab}; {args.batch} prompts x {args.prompt_len} tokens, {args.new_tokens} "
-      "new tokens each; float32, temperature 1")
+      args, f"{args.batch} prompts x {args.prompt_len} tokens, {args.new_tokens} new tokens "
+      "each; float32, temperature 1")
 
 
 if __name__ == "__main__":

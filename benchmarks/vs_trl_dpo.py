@@ -109,10 +109,9 @@ def main():
   common.require_peers()
   common.side_by_side(
       "DPO train step", "tokens/s",
-      {"warm_jax": warm_jax_side(args), "TRL DPOTrainer": trl_side(args)}, args.rounds,
-      f"shape: {args.layers} layers, width {args.width}, {args.heads} heads, MLP {args.d_ff}, "
-      f"vocab {args.vocab}; {args.batch} pairs x {args.seq} tokens per step (prompt "
-      f"{args.seq // 2}); float32; policy + frozen reference")
+      {"warm_jax": warm_jax_side(args), "TRL DPOTrainer": trl_side(args)}, args,
+      f"{args.batch} pairs x {args.seq} tokens per step (prompt {args.seq // 2}); float32; "
+      "policy + frozen reference")
 
 
 if __name__ == "__main__":

@@ -83,9 +83,8 @@ def main():
   common.require_peers()
   common.side_by_side(
       "reward-model train step", "tokens/s",
-      {"warm_jax": warm_jax_side(args), "TRL RewardTrainer": trl_side(args)}, args.rounds,
-      f"shape: {args.layers} layers, width {args.width}, {args.heads} heads, MLP {args.d_ff}, "
-      f"vocab {args.vocab}; {args.batch} pairs x {args.seq} tokens per step; float32")
+      {"warm_jax": warm_jax_side(args), "TRL RewardTrainer": trl_side(args)}, args,
+      f"{args.batch} pairs x {args.seq} tokens per step; float32")
 
 
 if __name__ == "__main__":

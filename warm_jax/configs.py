@@ -116,7 +116,6 @@ def is_int(x) -> bool:
   return isinstance(x, int) and not isinstance(x, bool)
 
 
-
 def _is_finite(x) -> bool:
   """A finite real number: int or float, not bool, not nan / inf."""
   if is_int(x):
@@ -236,6 +235,9 @@ def validate_optim(cfg: ml_collections.ConfigDict, prefix: str = "optim") -> Non
 
 
 NONFINITE_MODES = ("stop", "skip")
+# What every run's config.train holds unless told otherwise (also read for configs made without
+# `train_config`).
+TRAIN_DEFAULTS = dict(on_nonfinite="stop", max_nonfinite_skips=10)
 
 
 def train_config(**fields) -> ml_collections.ConfigDict:
@@ -243,14 +245,19 @@ def train_config(**fields) -> ml_collections.ConfigDict:
   ckpt_every, keep, eval_splits, ...) plus what every run shares: what a non-finite loss or
   gradient does ('stop': the run stops naming the step, the last good checkpoint kept; 'skip': the
   step leaves the state unchanged and the run goes on, up to max_nonfinite_skips in a row)."""
-  return ml_collections.ConfigDict(dict(on_nonfinite="stop", max_nonfinite_skips=10, **fields))
+  return ml_collections.ConfigDict({**TRAIN_DEFAULTS, **fields})
+
+
+def train_setting(cfg: ml_collections.ConfigDict, name: str):
+  """config.train.<name>, or its default from TRAIN_DEFAULTS."""
+  return cfg.get(name, TRAIN_DEFAULTS[name])
 
 
 def validate_train(cfg: ml_collections.ConfigDict, prefix: str = "train") -> None:
   for name in ("num_steps", "log_every", "eval_every", "ckpt_every", "keep"):
     check_int(cfg[name], f"{prefix}.{name}")
   check_int(cfg.eval_batches, f"{prefix}.eval_batches", lo=0)
-  check_choice(cfg.get("on_nonfinite", "stop"), f"{prefix}.on_nonfinite", NONFINITE_MODES)
-  check_int(cfg.get("max_nonfinite_skips", 10), f"{prefix}.max_nonfinite_skips", lo=0)
+  check_choice(train_setting(cfg, "on_nonfinite"), f"{prefix}.on_nonfinite", NONFINITE_MODES)
+  check_int(train_setting(cfg, "max_nonfinite_skips"), f"{prefix}.max_nonfinite_skips", lo=0)
   if "eval_at_start" in cfg:
     check_bool(cfg.eval_at_start, f"{prefix}.eval_at_start")

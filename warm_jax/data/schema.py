@@ -138,16 +138,21 @@ def choice(obj, path, allowed, *, source, index):
 _MAGIC = ((b"\x1f\x8b", gzip.open), (b"\xfd7zXZ\x00", lzma.open), (b"BZh", bz2.open))
 
 
-def open_text(path) -> io.TextIOBase:
-  """Opens a downloaded file as UTF-8 text, decompressing gzip / xz / bzip2 by their magic bytes
-  (TFDS renames downloads, so the extension cannot be trusted; TFDS cannot extract .xz at all)."""
-  path = os.fspath(path)
+def _opener(path):
+  """gzip.open / lzma.open / bz2.open by the file's magic bytes (TFDS renames downloads, so the
+  extension cannot be trusted; TFDS cannot extract .xz at all), else the plain `open`."""
   with open(path, "rb") as f:
     head = f.read(6)
   for magic, opener in _MAGIC:
     if head.startswith(magic):
-      return opener(path, "rt", encoding="utf-8")
-  return open(path, "rt", encoding="utf-8")
+      return opener
+  return open
+
+
+def open_text(path) -> io.TextIOBase:
+  """Opens a downloaded file as UTF-8 text, decompressing gzip / xz / bzip2 (`_opener`)."""
+  path = os.fspath(path)
+  return _opener(path)(path, "rt", encoding="utf-8")
 
 
 # What a truncated or corrupt compressed stream raises while it is read (gzip.BadGzipFile and bz2's
@@ -200,29 +205,22 @@ def iter_json_lines(path, *, source=None) -> Iterator[tuple[int, Any]]:
 def _open_lines(path) -> io.TextIOBase:
   """`open_text`, with bytes that are not UTF-8 kept (as lone surrogates) for a per-line error."""
   path = os.fspath(path)
-  with open(path, "rb") as f:
-    head = f.read(6)
-  for magic, opener in _MAGIC:
-    if head.startswith(magic):
-      return opener(path, "rt", encoding="utf-8", errors="surrogateescape")
-  return open(path, "rt", encoding="utf-8", errors="surrogateescape")
+  return _opener(path)(path, "rt", encoding="utf-8", errors="surrogateescape")
 
 
 def _read_bytes(path, source) -> bytes:
   """The whole (decompressed) content of a file; a truncated / corrupt stream: ValueError."""
   path = os.fspath(path)
-  with open(path, "rb") as f:
-    head = f.read(6)
-  for magic, opener in _MAGIC:
-    if head.startswith(magic):
-      try:
-        with opener(path, "rb") as f:
-          return f.read()
-      except _STREAM_ERRORS as e:
-        raise ValueError(f"{os.fspath(source)}: cannot read the file ({type(e).__name__}: {e}); "
-                         "truncated or corrupt?") from None
-  with open(path, "rb") as f:
-    return f.read()
+  opener = _opener(path)
+  if opener is open:
+    with open(path, "rb") as f:
+      return f.read()
+  try:
+    with opener(path, "rb") as f:
+      return f.read()
+  except _STREAM_ERRORS as e:
+    raise ValueError(f"{os.fspath(source)}: cannot read the file ({type(e).__name__}: {e}); "
+                     "truncated or corrupt?") from None
 
 
 def iter_json_array(path, *, source=None) -> Iterator[tuple[int, Any]]:

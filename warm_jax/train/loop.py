@@ -116,8 +116,8 @@ class _NonFiniteWatch:
   the loop keeps dispatching asynchronously) and applies config.train.on_nonfinite."""
 
   def __init__(self, train_cfg, ckpt: checkpoints.Checkpointer):
-    self.mode = train_cfg.get("on_nonfinite", "stop")
-    self.max_run = train_cfg.get("max_nonfinite_skips", 10)
+    self.mode = configs.train_setting(train_cfg, "on_nonfinite")
+    self.max_run = configs.train_setting(train_cfg, "max_nonfinite_skips")
     self.ckpt = ckpt
     self.flags: list[tuple[int, Any]] = []
     self.skipped: list[int] = []
@@ -237,9 +237,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: 
           for bad in watch.check():  # raises (nothing saved) when the run must stop
             print(f"skipped step {bad}: non-finite loss or gradients", flush=True)
         if logging_due:
-          kept = [p for p in pending if not float(p["nonfinite"])] or pending
-          avg = {k: float(np.mean([float(p[k]) for p in kept])) for k in kept[0]}
-          avg["nonfinite"] = float(sum(float(p["nonfinite"]) for p in pending))
+          host = [{k: float(v) for k, v in p.items()} for p in pending]
+          kept = [h for h in host if not h["nonfinite"]] or host  # the skipped steps' are NaN
+          avg = {k: float(np.mean([h[k] for h in kept])) for k in kept[0]}
+          avg["nonfinite"] = sum(h["nonfinite"] for h in host)
           writer.write(step, avg, split="train")
           pending.clear()
           progress.update(step, " ".join(f"{k} {avg[k]:.4f}" for k in show if k in avg))
