@@ -6,6 +6,7 @@ import pytest
 
 from warm_jax import configs
 from warm_jax.models import LanguageModel, RewardModel, init_from_lm, last_token_index
+from warm_jax.models.transformer import attention_mask, causal_attention
 
 
 def _cfg(**kw):
@@ -109,3 +110,60 @@ def test_kv_cache_decoding_matches_full_forward_with_left_padding():
                                 jnp.ones_like(tok, bool), (next_pos + i)[:, None], decode=True,
                                 mutable=["cache"])
     np.testing.assert_allclose(logits[:, 0], full[:, 5 + i], rtol=1e-4, atol=1e-4)
+
+
+def _reference_attention(q, k, v, key_mask):
+  # The plain computation: every query against every key, causal and padding mask.
+  return jax.nn.dot_product_attention(q, k, v, mask=attention_mask(key_mask))
+
+
+@pytest.mark.parametrize("blocks,n_kv", [(1, 4), (4, 4), (13, 4), (3, 2), (4, 1)])
+def test_blocked_causal_attention_matches_full_attention(blocks, n_kv):
+  b, t, n, h = 3, 13, 4, 8
+  ks = jax.random.split(jax.random.key(blocks * 10 + n_kv), 3)
+  q = jax.random.normal(ks[0], (b, t, n, h))
+  k = jax.random.normal(ks[1], (b, t, n_kv, h))
+  v = jax.random.normal(ks[2], (b, t, n_kv, h))
+  # row 0 full, row 1 right-padded, row 2 left-padded
+  key_mask = jnp.array([[True] * t, [True] * 9 + [False] * 4, [False] * 3 + [True] * 10])
+  out = jax.jit(causal_attention, static_argnums=4)(q, k, v, key_mask, blocks)
+  assert out.shape == q.shape and out.dtype == q.dtype
+  ref = _reference_attention(q, k, v, key_mask)
+  # Every query that sees at least one real key (the fully masked ones are padding).
+  seen = np.asarray(jnp.cumsum(key_mask, axis=1) > 0)
+  np.testing.assert_allclose(np.asarray(out)[seen], np.asarray(ref)[seen], rtol=2e-5, atol=2e-5)
+  assert np.isfinite(np.asarray(out)).all()
+
+
+def test_blocked_causal_attention_gradients_match_full_attention():
+  b, t, n, h = 2, 16, 2, 8
+  ks = jax.random.split(jax.random.key(1), 4)
+  q, k, v = (jax.random.normal(kk, (b, t, n, h)) for kk in ks[:3])
+  w = jax.random.normal(ks[3], (b, t, n, h))
+  key_mask = jnp.array([[True] * t, [True] * 11 + [False] * 5])
+  loss = lambda f: lambda q, k, v: jnp.sum(w * f(q, k, v) * key_mask[:, :, None, None])
+  grad = lambda f: jax.jit(jax.grad(loss(f), (0, 1, 2)))(q, k, v)
+  got = grad(lambda q, k, v: causal_attention(q, k, v, key_mask, 4))
+  want = grad(lambda q, k, v: _reference_attention(q, k, v, key_mask))
+  for g, r in zip(got, want):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
+
+
+def test_blocked_causal_attention_bfloat16_keeps_dtype_and_accuracy():
+  ks = jax.random.split(jax.random.key(2), 3)
+  q, k, v = (jax.random.normal(kk, (2, 16, 2, 8)) for kk in ks)
+  key_mask = jnp.ones((2, 16), bool)
+  out = causal_attention(*(x.astype(jnp.bfloat16) for x in (q, k, v)), key_mask, 4)
+  assert out.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(out, np.float32),
+                             np.asarray(_reference_attention(q, k, v, key_mask)), atol=3e-2)
+
+
+def test_attention_blocks_do_not_change_the_model():
+  tokens = _tokens(b=2, t=12).at[1, 8:].set(0)
+  outs = []
+  for blocks in (1, 4):
+    model = RewardModel(_cfg(attention_blocks=blocks))
+    params = nn.unbox(model.init(jax.random.key(0), tokens)["params"])
+    outs.append(model.apply({"params": params}, tokens))
+  np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)

@@ -39,9 +39,10 @@ from warm_jax.checkpoints import keystr as _keystr
 from warm_jax.checkpoints import resolve_checkpoint_dir
 from warm_jax.checkpoints import tree_mismatch
 
-# Fields of config['model'] that only matter during training; checkpoints that differ only in them
-# have the same architecture (WARM averages runs with diverse dropout, for instance).
-TRAINING_ONLY_MODEL_FIELDS = ("dropout_rate", "remat")
+# Fields of config['model'] that only change how a model is trained or computed, not its parameters
+# or the function it computes; checkpoints that differ only in them have the same architecture
+# (WARM averages runs with diverse dropout, for instance).
+TRAINING_ONLY_MODEL_FIELDS = ("dropout_rate", "remat", "attention_blocks")
 
 
 # ----------------------------------------------------------------------------------------------
