@@ -23,6 +23,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "experiments"))
 
 import numpy as np  # noqa: E402
+import warm_jax  # noqa: E402,F401  (its XLA defaults must be set before jax starts a backend)
 
 SHAPE = dict(n_layers=4, d_model=256, n_heads=4, d_ff=768, vocab_size=8192, seq=256)
 PAD, EOS, UNK = 0, 1, 2  # ids shared by both sides; words are ids 3 .. vocab_size - 1

@@ -11,6 +11,10 @@ sampling.py. For notebooks the top level re-exports the loaders of notebook_api.
 
 __version__ = "0.1.0"
 
+from warm_jax import xla_flags as _xla_flags  # noqa: E402
+
+_xla_flags.apply()  # before any jax backend starts; see xla_flags.py
+
 _NOTEBOOK_API = ("load_reward_model", "load_reward_models", "load_averaged", "load_ensemble")
 
 
