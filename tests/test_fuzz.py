@@ -142,7 +142,7 @@ SHARED_RULES = {
     "model.norm_eps": ("positive finite float", pos_float),
     "model.tie_embeddings": ("bool", a_bool),
     "model.remat": ("bool", a_bool),
-    "model.attention_blocks": ("positive int", pos_int),
+    "model.attention_blocks": ("int >= 0", int_ge0),
     "model.dtype": ("one of float32, bfloat16, float16", one_of("float32", "bfloat16", "float16")),
     "optim.lr": ("positive finite float", pos_float),
     "optim.warmup_steps": ("int >= 0", int_ge0),

@@ -162,8 +162,9 @@ def test_blocked_causal_attention_bfloat16_keeps_dtype_and_accuracy():
 def test_attention_blocks_do_not_change_the_model():
   tokens = _tokens(b=2, t=12).at[1, 8:].set(0)
   outs = []
-  for blocks in (1, 4):
+  for blocks in (0, 1, 4):  # 0: jax.nn.dot_product_attention
     model = RewardModel(_cfg(attention_blocks=blocks))
     params = nn.unbox(model.init(jax.random.key(0), tokens)["params"])
     outs.append(model.apply({"params": params}, tokens))
-  np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+  for out in outs[1:]:
+    np.testing.assert_allclose(out, outs[0], rtol=1e-5, atol=1e-5)

@@ -50,7 +50,9 @@ def model_config(size: str = "tiny", vocab_size: int = 512, max_len: int = 128) 
       n_kv_heads=0,  # 0 = same as n_heads (plain multi-head attention)
       d_ff=d_ff, max_len=max_len, dropout_rate=0.0, tie_embeddings=True, rope_theta=10_000.0,
       norm_eps=1e-6, dtype="float32", remat=False,
-      attention_blocks=4))  # causal attention computed in 4 query blocks (see causal_attention)
+      # causal attention in 4 query blocks (models.transformer.causal_attention; 0: the full
+      # T x T with jax.nn.dot_product_attention, as before this field existed)
+      attention_blocks=4))
 
 
 def mesh_config(shape=(-1, 1, 1), axes=("data", "fsdp", "tensor")) -> ml_collections.ConfigDict:
@@ -191,8 +193,8 @@ def validate_model(cfg: ml_collections.ConfigDict, prefix: str = "model") -> Non
   if not is_int(n_kv) or n_kv < 0 or (n_kv and cfg.n_heads % n_kv):
     _fail(f"{prefix}.n_kv_heads", n_kv,
           f"must be 0 or divide n_heads={cfg.n_heads} (config.{prefix}.n_heads)")
-  if "attention_blocks" in cfg:  # absent from configs saved before it existed: 1
-    check_int(cfg.attention_blocks, f"{prefix}.attention_blocks")
+  if "attention_blocks" in cfg:  # absent from configs saved before it existed: 0
+    check_int(cfg.attention_blocks, f"{prefix}.attention_blocks", lo=0)
   check_float(cfg.dropout_rate, f"{prefix}.dropout_rate", 0.0, 1.0, hi_open=True)
   check_float(cfg.rope_theta, f"{prefix}.rope_theta", 0.0, lo_open=True)
   check_float(cfg.norm_eps, f"{prefix}.norm_eps", 0.0, lo_open=True)

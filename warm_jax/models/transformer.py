@@ -125,7 +125,11 @@ class Attention(nn.Module):
       # mask: [B, 1, Tq, Tk] boolean, True where attention is allowed.
       out = jax.nn.dot_product_attention(q, k, v, mask=mask)
     else:
-      out = causal_attention(q, k, v, token_mask, cfg.get("attention_blocks", 1))
+      blocks = cfg.get("attention_blocks", 0)
+      if blocks:
+        out = causal_attention(q, k, v, token_mask, blocks)
+      else:  # the library's own attention over the full T x T (on GPU it may pick cuDNN's)
+        out = jax.nn.dot_product_attention(q, k, v, mask=attention_mask(token_mask))
     out = nn.with_logical_constraint(out, ("batch", "length", "act_heads", "head_dim"))
     out = jnp.einsum("btnh,nhd->btd", out, wo)
     return nn.Dropout(cfg.dropout_rate)(out, deterministic=deterministic)
