@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -142,6 +143,23 @@ def worker(paths: list[str], out: str, group_bytes: int, reader: str) -> dict:
           "peak_kb": _status_kb("VmHWM")}
 
 
+def _average_once(args, paths: list[str]) -> dict:
+  """One streaming average of `paths` in its own process (its own peak RSS); the output removed."""
+  out = os.path.join(args.dir, f"avg_{len(paths):02d}_{time.time_ns()}")
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env.setdefault("JAX_PLATFORMS", "cpu")
+  proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--dir", args.dir,
+                         "--group_mb", str(args.group_mb), "--reader", args.reader,
+                         "--worker", *paths, out], capture_output=True, text=True, env=env)
+  line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+  if proc.returncode or not line:
+    sys.stderr.write(proc.stderr[-4000:])
+    raise SystemExit(f"worker for M={len(paths)} failed")
+  for f in _files(out):
+    os.remove(f)
+  return json.loads(line[0][len("RESULT "):])
+
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--dir", required=True, help="scratch directory for the checkpoints")
@@ -151,6 +169,8 @@ def main() -> None:
                   help="average_checkpoints(group_bytes=...): MiB read per group")
   ap.add_argument("--reader", choices=("tensorstore", "orbax"), default="tensorstore",
                   help="tensorstore: checkpoints.ArrayReader (the default path); orbax: restores")
+  ap.add_argument("--repeats", type=int, default=3,
+                  help="alternating (cold raw read, average) pairs per M; medians are reported")
   ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
   args = ap.parse_args()
   if args.worker:
@@ -164,32 +184,32 @@ def main() -> None:
   rows = []
   for m in ms:
     files = [f for p in paths[:m] for f in _param_files(p)]
-    evict(files)
-    nbytes, t_cold = read_speed(files)
+    runs, colds = [], []
+    for _ in range(args.repeats):  # alternating, so a slow spell of the disk hits both
+      evict(files)
+      nbytes, t_cold = read_speed(files)
+      colds.append(t_cold)
+      evict(files)
+      runs.append(_average_once(args, paths[:m]))
     _, t_warm = read_speed(files)  # now cached
-    evict(files)
-    out = os.path.join(args.dir, f"avg_{m:02d}_{time.time_ns()}")
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.setdefault("JAX_PLATFORMS", "cpu")
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--dir", args.dir,
-                           "--group_mb", str(args.group_mb), "--reader", args.reader,
-                           "--worker", *paths[:m], out], capture_output=True, text=True, env=env)
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode or not line:
-      sys.stderr.write(proc.stderr[-4000:])
-      raise SystemExit(f"worker for M={m} failed")
-    r = json.loads(line[0][len("RESULT "):])
-    r.update(nbytes=nbytes, t_cold=t_cold, t_warm=t_warm)
+    r = min(runs, key=lambda x: abs(x["t_avg"] - statistics.median(y["t_avg"] for y in runs)))
+    r = dict(r, nbytes=nbytes, t_warm=t_warm, t_cold=statistics.median(colds),
+             t_avg=statistics.median(x["t_avg"] for x in runs),
+             t_save=statistics.median(x["t_save"] for x in runs),
+             peak_avg_kb=max(x["peak_avg_kb"] for x in runs), peak_kb=max(x["peak_kb"] for x in runs),
+             ratios=[c / x["t_avg"] for c, x in zip(colds, runs)],
+             cold_range=(nbytes / max(colds), nbytes / min(colds)),
+             avg_range=(nbytes / max(x["t_avg"] for x in runs), nbytes / min(x["t_avg"] for x in runs)))
     rows.append(r)
     print(json.dumps(r), file=sys.stderr)
-    for f in _files(out):
-      os.remove(f)
 
   mib = 1 << 20
   model = rows[0]["model_bytes"]
   print(f"\nOne model: {model / mib:.1f} MiB of float32 parameters ({N_LEAVES + 1} arrays); "
         f"checkpoints under {args.dir}; {os.cpu_count()} CPUs; jax on CPU (1 device); "
         f"{args.group_mb:g} MiB per group of reads; reader: {args.reader}.\n")
+  print(f"Medians of {args.repeats} alternating (cold raw read, average) pairs per M; ranges in "
+        "brackets; throughput / raw cold is the median of the pairs' ratios.\n")
   print("| M | bytes read | average (s) | save (s) | avg throughput (MiB/s) | raw read cold (MiB/s) "
         "| raw read warm (MiB/s) | throughput / raw cold | peak RSS (MiB) | baseline RSS (MiB) "
         "| peak / model | (peak - baseline) / model |")
@@ -198,10 +218,13 @@ def main() -> None:
     thr = r["nbytes"] / r["t_avg"] / mib
     cold = r["nbytes"] / r["t_cold"] / mib
     warm = r["nbytes"] / r["t_warm"] / mib
+    span = lambda lo_hi: f"[{lo_hi[0] / mib:.0f}-{lo_hi[1] / mib:.0f}]"
+    ratios = r["ratios"]
     peak, base = r["peak_avg_kb"] * 1024, r["baseline_kb"] * 1024
     print(f"| {r['m']} | {r['nbytes'] / mib:.0f} MiB | {r['t_avg']:.2f} | {r['t_save']:.2f} | "
-          f"{thr:.0f} | {cold:.0f} | {warm:.0f} | {thr / cold:.2f} | {peak / mib:.0f} | "
-          f"{base / mib:.0f} | {peak / model:.2f} | {(peak - base) / model:.2f} |")
+          f"{thr:.0f} {span(r['avg_range'])} | {cold:.0f} {span(r['cold_range'])} | {warm:.0f} | "
+          f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}] | "
+          f"{peak / mib:.0f} | {base / mib:.0f} | {peak / model:.2f} | {(peak - base) / model:.2f} |")
   print("\nPeak RSS is VmHWM after averaging, before the output is written (writing adds "
         f"{max(r['peak_kb'] - r['peak_avg_kb'] for r in rows) / 1024:.0f} MiB at most). Raw reads: "
         "Python, 16 MiB chunks, page cache evicted with posix_fadvise(DONTNEED) before the cold "
