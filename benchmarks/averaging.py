@@ -4,6 +4,7 @@ r"""Streaming weight averaging over orbax checkpoints: wall time, throughput vs 
     python benchmarks/averaging.py --dir /tmp/warm_bench --mb 400 --ms 2,16
     python benchmarks/averaging.py --dir /tmp/warm_bench --group_mb 16   # smaller groups of reads
     python benchmarks/averaging.py --dir /tmp/warm_bench --reader orbax  # orbax restores instead
+    python benchmarks/averaging.py --dir /tmp/warm_bench --mb 400 --flush_gb 8  # defeat a host cache
 
 Creates (once; reused on later runs) 16 params-only checkpoints of random float32 parameters of
 `--mb` MiB each under --dir, then for each M averages the first M of them with
@@ -74,6 +75,28 @@ def read_speed(files: list[str]) -> tuple[int, float]:
           break
         total += n
   return total, time.perf_counter() - t0
+
+
+def flush_file(directory: str, gb: float) -> str | None:
+  """A file of `gb` GiB of random bytes (made once), read before each timed read so that a cache
+  below this machine's page cache (a virtual machine's host, a disk controller) cannot still
+  hold the checkpoints; the guest cannot evict such a cache itself."""
+  if gb <= 0:
+    return None
+  path = os.path.join(directory, f"flush_{gb:g}g.bin")
+  size = int(gb * (1 << 30))
+  if not (os.path.exists(path) and os.path.getsize(path) == size):
+    with open(path + ".tmp", "wb") as fh:
+      for _ in range(size // CHUNK):
+        fh.write(os.urandom(CHUNK))
+    os.replace(path + ".tmp", path)
+  return path
+
+
+def flush(path: str | None) -> None:
+  if path:
+    read_speed([path])
+    evict([path])
 
 
 def make_checkpoints(directory: str, mb: float, count: int) -> list[str]:
@@ -171,6 +194,10 @@ def main() -> None:
                   help="tensorstore: checkpoints.ArrayReader (the default path); orbax: restores")
   ap.add_argument("--repeats", type=int, default=3,
                   help="alternating (cold raw read, average) pairs per M; medians are reported")
+  ap.add_argument("--flush_gb", type=float, default=0.0,
+                  help="read this many GiB of another file before every cold read and average "
+                       "(0: off), so that caches outside this machine's page cache lose the "
+                       "checkpoints too")
   ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
   args = ap.parse_args()
   if args.worker:
@@ -181,17 +208,20 @@ def main() -> None:
   ms = [int(m) for m in args.ms.split(",")]
   os.makedirs(args.dir, exist_ok=True)
   paths = make_checkpoints(args.dir, args.mb, max(ms))
+  flusher = flush_file(args.dir, args.flush_gb)
   rows = []
   for m in ms:
     files = [f for p in paths[:m] for f in _param_files(p)]
     runs, colds = [], []
     for i in range(args.repeats):  # alternating, so a slow spell of the disk hits both
       evict(files)
+      flush(flusher)
       nbytes, t_cold = read_speed(files)
       colds.append(t_cold)
       if i == 0:
         _, t_warm = read_speed(files)  # now cached
       evict(files)
+      flush(flusher)
       runs.append(_average_once(args, paths[:m]))
     r = min(runs, key=lambda x: abs(x["t_avg"] - statistics.median(y["t_avg"] for y in runs)))
     r = dict(r, nbytes=nbytes, t_warm=t_warm, t_cold=statistics.median(colds),
@@ -208,7 +238,8 @@ def main() -> None:
   model = rows[0]["model_bytes"]
   print(f"\nOne model: {model / mib:.1f} MiB of float32 parameters ({N_LEAVES + 1} arrays); "
         f"checkpoints under {args.dir}; {os.cpu_count()} CPUs; jax on CPU (1 device); "
-        f"{args.group_mb:g} MiB per group of reads; reader: {args.reader}.\n")
+        f"{args.group_mb:g} MiB per group of reads; reader: {args.reader}; "
+        f"{args.flush_gb:g} GiB read from another file before each cold read and average.\n")
   print(f"Medians of {args.repeats} alternating (cold raw read, average) pairs per M; ranges in "
         "brackets; throughput / raw cold is the median of the pairs' ratios.\n")
   print("| M | bytes read | average (s) | save (s) | avg throughput (MiB/s) | raw read cold (MiB/s) "
