@@ -223,14 +223,15 @@ def main() -> None:
       evict(files)
       flush(flusher)
       runs.append(_average_once(args, paths[:m]))
-    r = min(runs, key=lambda x: abs(x["t_avg"] - statistics.median(y["t_avg"] for y in runs)))
-    r = dict(r, nbytes=nbytes, t_warm=t_warm, t_cold=statistics.median(colds),
-             t_avg=statistics.median(x["t_avg"] for x in runs),
+    t_avgs = [x["t_avg"] for x in runs]
+    t_avg = statistics.median(t_avgs)
+    r = min(runs, key=lambda x: abs(x["t_avg"] - t_avg))  # the median run's other fields
+    r = dict(r, nbytes=nbytes, t_warm=t_warm, t_cold=statistics.median(colds), t_avg=t_avg,
              t_save=statistics.median(x["t_save"] for x in runs),
              peak_avg_kb=max(x["peak_avg_kb"] for x in runs), peak_kb=max(x["peak_kb"] for x in runs),
-             ratios=[c / x["t_avg"] for c, x in zip(colds, runs)],
+             ratios=[c / a for c, a in zip(colds, t_avgs)],
              cold_range=(nbytes / max(colds), nbytes / min(colds)),
-             avg_range=(nbytes / max(x["t_avg"] for x in runs), nbytes / min(x["t_avg"] for x in runs)))
+             avg_range=(nbytes / max(t_avgs), nbytes / min(t_avgs)))
     rows.append(r)
     print(json.dumps(r), file=sys.stderr)
 

@@ -93,8 +93,7 @@ def causal_attention(q: Array, k: Array, v: Array, key_mask: Array, blocks: int 
     out = jnp.einsum("bkgts,bskh->btkgh", p.astype(v.dtype), v[:, :hi],
                      preferred_element_type=jnp.float32)
     outs.append(out / jnp.transpose(denom, (0, 3, 1, 2))[..., None])
-  out = outs[0] if blocks == 1 else jnp.concatenate(outs, axis=1)
-  return out.reshape(b, t, n, h).astype(q.dtype)
+  return jnp.concatenate(outs, axis=1).reshape(b, t, n, h).astype(q.dtype)
 
 
 class Attention(nn.Module):
