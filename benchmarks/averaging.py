@@ -3,6 +3,7 @@ r"""Streaming weight averaging over orbax checkpoints: wall time, throughput vs 
     python benchmarks/averaging.py --dir /tmp/warm_bench              # M = 2, 4, 8, 16; 100 MiB models
     python benchmarks/averaging.py --dir /tmp/warm_bench --mb 400 --ms 2,16
     python benchmarks/averaging.py --dir /tmp/warm_bench --group_mb 16   # smaller groups of reads
+    python benchmarks/averaging.py --dir /tmp/warm_bench --reader tensorstore  # no direct reads
     python benchmarks/averaging.py --dir /tmp/warm_bench --reader orbax  # orbax restores instead
     python benchmarks/averaging.py --dir /tmp/warm_bench --mb 400 --flush_gb 8  # defeat a host cache
 
@@ -141,9 +142,12 @@ def worker(paths: list[str], out: str, group_bytes: int, reader: str) -> dict:
   import jax
   import numpy as np
 
-  from warm_jax import averaging, checkpoints
+  from warm_jax import array_reader, averaging, checkpoints
   if reader == "orbax":  # the orbax restore path (what other checkpoint layouts use)
-    checkpoints.ArrayReader.supports = staticmethod(lambda item_dir: False)
+    array_reader.ArrayReader.supports = staticmethod(lambda item_dir: False)
+  if reader == "tensorstore":  # every array through tensorstore (the reader's fallback)
+    init = array_reader.ArrayReader.__init__
+    array_reader.ArrayReader.__init__ = lambda self, **kw: init(self, direct=False, **kw)
   jax.devices()
   jax.numpy.zeros(1).block_until_ready()  # backend up: part of the baseline, not of averaging
   baseline_kb = _status_kb("VmRSS")
@@ -188,10 +192,11 @@ def main() -> None:
   ap.add_argument("--dir", required=True, help="scratch directory for the checkpoints")
   ap.add_argument("--mb", type=float, default=100.0, help="size of one model in MiB")
   ap.add_argument("--ms", default="2,4,8,16", help="numbers of checkpoints to average")
-  ap.add_argument("--group_mb", type=float, default=64.0,
+  ap.add_argument("--group_mb", type=float, default=32.0,
                   help="average_checkpoints(group_bytes=...): MiB read per group")
-  ap.add_argument("--reader", choices=("tensorstore", "orbax"), default="tensorstore",
-                  help="tensorstore: checkpoints.ArrayReader (the default path); orbax: restores")
+  ap.add_argument("--reader", choices=("direct", "tensorstore", "orbax"), default="direct",
+                  help="direct: array_reader.ArrayReader (the default path); tensorstore: the "
+                       "same reader with every array read by tensorstore; orbax: restores")
   ap.add_argument("--repeats", type=int, default=3,
                   help="alternating (cold raw read, average) pairs per M; medians are reported")
   ap.add_argument("--flush_gb", type=float, default=0.0,

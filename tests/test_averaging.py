@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
 
 import reward_model as rm_experiment  # noqa: E402
 from warm_jax import average as average_cli  # noqa: E402
-from warm_jax import averaging, checkpoints, ensemble  # noqa: E402
+from warm_jax import array_reader, averaging, checkpoints, ensemble  # noqa: E402
 from warm_jax.models import RewardModel  # noqa: E402
 from warm_jax.train import reward_model as rm  # noqa: E402
 
@@ -187,34 +187,37 @@ def test_streaming_bfloat16_checkpoints_sum_in_float32(tmp_path):
 def test_zero_weight_checkpoint_is_validated_but_not_read(three_runs, monkeypatch):
   _, runs = three_runs
   read = []
-  orig = checkpoints.ArrayReader.start
-  monkeypatch.setattr(checkpoints.ArrayReader, "start",
+  orig = array_reader.ArrayReader.start
+  monkeypatch.setattr(array_reader.ArrayReader, "start",
                       lambda self, d, *a: read.append(d) or orig(self, d, *a))
   params, _ = averaging.average_checkpoints(runs, [0, 1, 0])
   assert read == [os.path.join(os.path.abspath(runs[1]), "0", "params")]
   close(params, checkpoints.restore_params(runs[1]))
 
 
-def test_tensorstore_reads_equal_orbax_restores_on_a_sharded_target(three_runs, monkeypatch):
+def test_direct_tensorstore_and_orbax_reads_agree_on_a_sharded_target(three_runs, monkeypatch):
   _, runs = three_runs
   item = os.path.join(os.path.abspath(runs[0]), "0", "params")
-  assert checkpoints.ArrayReader.supports(item)  # what array_handler writes
+  assert array_reader.ArrayReader.supports(item)  # what array_handler writes
   target = rm.abstract_state(rm.build(tiny_config((2, 2, 2)))).params
-  fast, _ = averaging.average_checkpoints(runs, [1, 2, 3], target=target, group_bytes=8 << 10)
-  monkeypatch.setattr(checkpoints.ArrayReader, "supports", staticmethod(lambda d: False))
-  slow, _ = averaging.average_checkpoints(runs, [1, 2, 3], target=target, group_bytes=8 << 10)
-  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), fast, slow)
-  jax.tree.map(lambda a, b: (a.sharding == b.sharding) or pytest.fail(str(a.sharding)), fast, target)
-  # One array read straight, with a target of another shape refused by name.
-  reader = checkpoints.ArrayReader()
-  q = target["decoder"]["block_0"]["attn"]["query"]
-  key = ("decoder", "block_0", "attn", "query")
-  (x,) = reader.finish(reader.start(item, [key], [q]))
-  np.testing.assert_array_equal(np.asarray(x), checkpoints.restore_params(runs[0])["decoder"]["block_0"]["attn"]["query"])
-  assert x.sharding == q.sharding
-  wrong = jax.ShapeDtypeStruct((q.shape[0] + 1, *q.shape[1:]), q.dtype, sharding=q.sharding)
-  with pytest.raises(ValueError, match="decoder/block_0/attn/query is float32"):
-    reader.start(item, [key], [wrong])
+  used = []
+  close_ = array_reader.ArrayReader.close
+  monkeypatch.setattr(array_reader.ArrayReader, "close",
+                      lambda self: used.append(dict(self.stats)) or close_(self))
+  direct, _ = averaging.average_checkpoints(runs, [1, 2, 3], target=target, group_bytes=8 << 10)
+  n_leaves = len(jax.tree.leaves(target))
+  assert used[-1] == {"direct": 3 * n_leaves, "tensorstore": 0}  # every array read directly
+  init = array_reader.ArrayReader.__init__
+  monkeypatch.setattr(array_reader.ArrayReader, "__init__",
+                      lambda self, **kw: init(self, direct=False, **kw))
+  via_ts, _ = averaging.average_checkpoints(runs, [1, 2, 3], target=target, group_bytes=8 << 10)
+  assert used[-1] == {"direct": 0, "tensorstore": 3 * n_leaves}
+  monkeypatch.setattr(array_reader.ArrayReader, "supports", staticmethod(lambda d: False))
+  via_orbax, _ = averaging.average_checkpoints(runs, [1, 2, 3], target=target, group_bytes=8 << 10)
+  for other in (via_ts, via_orbax):
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+                 direct, other)
+  jax.tree.map(lambda a, b: (a.sharding == b.sharding) or pytest.fail(str(a.sharding)), direct, target)
 
 
 def _bad_cases(tmp_path, runs):
@@ -260,7 +263,7 @@ def test_interrupted_average_never_leaves_a_complete_checkpoint(three_runs, tmp_
   _, runs = three_runs
   out = str(tmp_path / "avg")
   # 1) Killed while reading the sources: nothing has been written.
-  orig = checkpoints.ArrayReader.start
+  orig = array_reader.ArrayReader.start
   calls = []
 
   def flaky(*a, **k):
@@ -268,11 +271,11 @@ def test_interrupted_average_never_leaves_a_complete_checkpoint(three_runs, tmp_
     if len(calls) == 2:
       raise KeyboardInterrupt("interrupted while reading")
     return orig(*a, **k)
-  monkeypatch.setattr(checkpoints.ArrayReader, "start", flaky)
+  monkeypatch.setattr(array_reader.ArrayReader, "start", flaky)
   with pytest.raises(KeyboardInterrupt):
     averaging.average_checkpoints(runs, out=out)
   assert not os.path.exists(out)
-  monkeypatch.setattr(checkpoints.ArrayReader, "start", orig)
+  monkeypatch.setattr(array_reader.ArrayReader, "start", orig)
 
   # 2) Killed in the middle of the save, after the arrays were written: orbax's temporary
   #    directory is never renamed into a step, so no complete checkpoint exists.

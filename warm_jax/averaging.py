@@ -13,15 +13,17 @@ so bfloat16 params are not summed in bfloat16. Sharded arrays stay sharded: the 
 jitted elementwise computation whose output shardings are those of the inputs, so nothing is
 gathered onto one device.
 
-`average_checkpoints` reads one checkpoint at a time into a running float32 sum, restoring each
-directly onto the target shardings, so peak memory is about two models (the sum + the checkpoint
-being read) whatever the number of checkpoints. Everything is validated before any array is read
+`average_checkpoints` reads one checkpoint at a time into a running float32 sum, a group of
+arrays at a time (`array_reader`: straight onto the target shardings, into two reused host
+buffers, the next group read while this one is added), so peak memory is the sum plus two groups
+whatever the number of checkpoints. Everything is validated before any array is read
 and before anything is written; the result is written with `checkpoints.save_params`, which is
 atomic (orbax writes a temporary directory and renames it when complete).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import itertools
 import json
@@ -34,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import warm_jax
-from warm_jax import checkpoints
+from warm_jax import array_reader, checkpoints
 from warm_jax.checkpoints import keystr as _keystr
 from warm_jax.checkpoints import resolve_checkpoint_dir
 from warm_jax.checkpoints import tree_mismatch
@@ -400,6 +402,31 @@ def _leaf_op(fn: Callable, sharding, donate: bool = False) -> Callable:
                      donate_argnums=(0,) if donate else ())
 
 
+def _compile_ahead(abstract: list, pool: concurrent.futures.Executor) -> dict:
+  """Compiles in `pool` the start and the add op of each distinct (shape, dtype, sharding) of
+  `abstract`, start ops first (the first checkpoint needs them), so that compiling overlaps the
+  first reads instead of holding up the adds; returns {(signature, is_start): future}. The
+  jitted calls then hit jax's compilation cache."""
+  w = jax.ShapeDtypeStruct((), jnp.float32)
+  futures: dict = {}
+  for first in (True, False):
+    for a in abstract:
+      key = (_signature(a), first)
+      if key in futures:
+        continue
+      if first:
+        futures[key] = pool.submit(lambda a=a: _leaf_op(_leaf_start, a.sharding).lower(a, w).compile())
+      else:
+        acc = jax.ShapeDtypeStruct(a.shape, _acc_dtype(a.dtype), sharding=a.sharding)
+        futures[key] = pool.submit(lambda a=a, acc=acc: _leaf_op(_leaf_add, a.sharding, donate=True)
+                                   .lower(acc, a, w).compile())
+  return futures
+
+
+def _signature(a) -> tuple:
+  return tuple(a.shape), np.dtype(a.dtype), a.sharding
+
+
 def _leaf_groups(leaves: list, group_bytes: int) -> list[list[int]]:
   """Consecutive leaf indices in groups of about `group_bytes` (one leaf may exceed it)."""
   groups, cur, size = [], [], 0
@@ -464,17 +491,15 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
                         steps: Sequence[int | None] | None = None, normalize: bool = True,
                         target: Any | None = None, out: str | None = None,
                         on_read: Callable[[int, "Source", float], None] | None = None,
-                        group_bytes: int = 64 << 20) -> tuple[Any, dict]:
+                        group_bytes: int = 32 << 20) -> tuple[Any, dict]:
   """Streams a weighted average of checkpoints: returns (params, meta), writes `out` if given.
 
-  One checkpoint is read at a time, in groups of leaves of about `group_bytes`, each read
-  straight onto `target` (a tree of ShapeDtypeStructs with shardings; default: one device) by
-  `checkpoints.ArrayReader` (tensorstore; orbax partial restores for other layouts), the next
-  group's reads in flight while this one is added into a float32 running sum updated in place
-  (donated), so peak memory is ~ the sum + two groups whatever len(paths). Each orbax restore call has a fixed cost
-  (tens of ms: metadata, tensorstore handles), so small groups cost throughput and large ones
-  memory; 64 MiB was the best of 16/32/64/256 MiB on both counts for 100 MiB models
-  (benchmarks/averaging.py --group_mb), and made no difference for 400 MiB models.
+  One checkpoint is read at a time, in groups of leaves of about `group_bytes`, by
+  `array_reader.ArrayReader` (a background thread reading each group into one of two reused host
+  buffers, straight onto `target`: a tree of ShapeDtypeStructs with shardings, default one
+  device; orbax partial restores for items that are not OCDBT). The next group is read while this
+  one is added into a float32 running sum updated in place (donated), so peak memory is the sum +
+  two groups whatever len(paths), and nothing is allocated per checkpoint.
   Checkpoints with weight 0 are validated but not read. `on_read(i, source, seconds)` is called
   after each checkpoint (progress bars). All validation (see `plan`) happens before any array is
   read; `out` is written atomically by `checkpoints.save_params`, so an interrupted run never
@@ -498,37 +523,43 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
     if wi != 0.0 or not (read or np.any(w[i + 1:] != 0.0)):
       read.append(i)
   schedule = [(i, g) for i in read for g in range(len(groups))]
-  reader = checkpoints.ArrayReader()
 
-  def start(item):  # issue the reads of one group of one checkpoint (tensorstore: non-blocking)
-    i, g = item
-    ks, ab = [keys[j] for j in groups[g]], [abstract[j] for j in groups[g]]
-    if checkpoints.ArrayReader.supports(sources[i].item_dir):
-      return reader.start(sources[i].item_dir, ks, ab)
-    return (sources[i].item_dir, ks, ab)  # another layout: an orbax restore, in `finish`
+  with array_reader.ArrayReader() as reader, \
+       concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="warm_jax-compile") as pool:
+    compiled = _compile_ahead(abstract, pool)
 
-  def finish(pending):
-    if isinstance(pending, tuple):
-      return _restore_item(*pending)
-    return reader.finish(pending)
+    def start(item):  # starts reading one group of one checkpoint (returns at once)
+      i, g = item
+      ks, ab = [keys[j] for j in groups[g]], [abstract[j] for j in groups[g]]
+      if reader.supports(sources[i].item_dir):
+        return reader.start(sources[i].item_dir, ks, ab)
+      return ("orbax", sources[i].item_dir, ks, ab)  # another layout: an orbax restore
 
-  acc: list = [None] * len(abstract)
-  t0, nxt = time.time(), (start(schedule[0]) if schedule else None)
-  for k, (i, g) in enumerate(schedule):
-    values = finish(nxt)
-    nxt = start(schedule[k + 1]) if k + 1 < len(schedule) else None  # read ahead while adding
-    wi32 = jnp.float32(w[i])
-    for j, x in zip(groups[g], values):
-      sh = abstract[j].sharding
-      acc[j] = (_leaf_op(_leaf_start, sh)(x, wi32) if i == read[0]
-                else _leaf_op(_leaf_add, sh, donate=True)(acc[j], x, wi32))
-    jax.block_until_ready([acc[j] for j in groups[g]])
-    del values, x  # free this group (the next one is already being read)
-    if g == len(groups) - 1:  # checkpoint i is in the sum
-      _release_free_memory()
-      if on_read is not None:
-        on_read(i, sources[i], time.time() - t0)
-      t0 = time.time()
+    def finish(pending):
+      if pending[0] == "orbax":
+        return _restore_item(*pending[1:])
+      return reader.finish(pending)
+
+    acc: list = [None] * len(abstract)
+    t0, nxt = time.time(), (start(schedule[0]) if schedule else None)
+    for k, (i, g) in enumerate(schedule):
+      values = finish(nxt)
+      # Read ahead while adding: into the other buffer, whose group was added (and waited for)
+      # in the previous iteration.
+      nxt = start(schedule[k + 1]) if k + 1 < len(schedule) else None
+      wi32 = jnp.float32(w[i])
+      for j, x in zip(groups[g], values):
+        sh, first = abstract[j].sharding, i == read[0]
+        compiled[(_signature(abstract[j]), first)].result()
+        acc[j] = (_leaf_op(_leaf_start, sh)(x, wi32) if first
+                  else _leaf_op(_leaf_add, sh, donate=True)(acc[j], x, wi32))
+      jax.block_until_ready([acc[j] for j in groups[g]])
+      del values, x  # views of the reader's buffer, which the read after next overwrites
+      if g == len(groups) - 1:  # checkpoint i is in the sum
+        _release_free_memory()
+        if on_read is not None:
+          on_read(i, sources[i], time.time() - t0)
+        t0 = time.time()
   leaves = []
   for j, a in enumerate(acc):
     dt = np.dtype(abstract[j].dtype)
