@@ -193,6 +193,12 @@ def test_zero_weight_checkpoint_is_validated_but_not_read(three_runs, monkeypatc
   params, _ = averaging.average_checkpoints(runs, [0, 1, 0])
   assert read == [os.path.join(os.path.abspath(runs[1]), "0", "params")]
   close(params, checkpoints.restore_params(runs[1]))
+  # An unnormalised all-zero combination reads nothing and is zero (with each leaf's dtype).
+  read.clear()
+  params, _ = averaging.average_checkpoints(runs, [0, 0, 0], normalize=False)
+  assert read == []
+  jax.tree.map(lambda p, r: (p.dtype == r.dtype and not np.any(np.asarray(p)))
+               or pytest.fail(str(p)), params, checkpoints.restore_params(runs[1]))
 
 
 def test_direct_tensorstore_and_orbax_reads_agree_on_a_sharded_target(three_runs, monkeypatch):

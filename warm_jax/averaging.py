@@ -526,10 +526,8 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
         return _restore_item(*pending[1:])
       return reader.finish(pending)
 
+    acc: list = [None] * len(abstract)
     t0, nxt = time.time(), (start(schedule[0]) if schedule else None)
-    # The running sums, zeroed while the first group is read (a copy of calloc's zero pages,
-    # nothing to compile).
-    acc = [jax.device_put(np.zeros(a.shape, _acc_dtype(a.dtype)), a.sharding) for a in abstract]
     for k, (i, g) in enumerate(schedule):
       values = finish(nxt)
       # Read ahead while adding: into the other buffer, whose group was added (and waited for)
@@ -537,6 +535,9 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
       nxt = start(schedule[k + 1]) if k + 1 < len(schedule) else None
       wi32 = jnp.float32(w[i])
       for j, x in zip(groups[g], values):
+        if acc[j] is None:  # zeros: a copy of calloc's zero pages, nothing to compile; made
+          a = abstract[j]   # here, group by group, while the next group is being read
+          acc[j] = jax.device_put(np.zeros(a.shape, _acc_dtype(a.dtype)), a.sharding)
         compiled[_signature(abstract[j])].result()
         acc[j] = _leaf_op(_leaf_add, abstract[j].sharding, donate=True)(acc[j], x, wi32)
       jax.block_until_ready([acc[j] for j in groups[g]])
@@ -548,6 +549,8 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
         t0 = time.time()
   leaves = []
   for j, a in enumerate(acc):
+    if a is None:  # nothing was read: every weight is 0 (normalize=False)
+      a = jnp.zeros(abstract[j].shape, _acc_dtype(abstract[j].dtype), device=abstract[j].sharding)
     dt = np.dtype(abstract[j].dtype)
     leaves.append(a if a.dtype == dt else _leaf_op(_cast_to(dt), abstract[j].sharding)(a))
     acc[j] = None
