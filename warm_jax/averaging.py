@@ -387,6 +387,11 @@ def default_target(params_meta: Any, device: jax.Device | None = None) -> Any:
                       _as_nested_dicts(params_meta))
 
 
+def _leaf_start(x, w):
+  dt = _acc_dtype(x.dtype)
+  return w.astype(dt) * x.astype(dt)
+
+
 def _leaf_add(acc, x, w):
   return acc + w.astype(acc.dtype) * x.astype(acc.dtype)
 
@@ -398,17 +403,23 @@ def _leaf_op(fn: Callable, sharding, donate: bool = False) -> Callable:
 
 
 def _compile_ahead(abstract: list, pool: concurrent.futures.Executor) -> dict:
-  """Compiles in `pool` the add op of each distinct (shape, dtype, sharding) of `abstract`, so
-  that compiling overlaps the first reads instead of holding up the adds; returns {signature:
-  future}. The jitted calls then hit jax's compilation cache."""
+  """Compiles in `pool` the start and the add op of each distinct (shape, dtype, sharding) of
+  `abstract`, start ops first (the first checkpoint needs them), so that compiling overlaps the
+  first reads instead of holding up the adds; returns {(signature, is_start): future}. The
+  jitted calls then hit jax's compilation cache."""
   w = jax.ShapeDtypeStruct((), jnp.float32)
   futures: dict = {}
-  for a in abstract:
-    key = _signature(a)
-    if key not in futures:
-      acc = jax.ShapeDtypeStruct(a.shape, _acc_dtype(a.dtype), sharding=a.sharding)
-      futures[key] = pool.submit(lambda a=a, acc=acc: _leaf_op(_leaf_add, a.sharding, donate=True)
-                                 .lower(acc, a, w).compile())
+  for first in (True, False):
+    for a in abstract:
+      key = (_signature(a), first)
+      if key in futures:
+        continue
+      if first:
+        futures[key] = pool.submit(lambda a=a: _leaf_op(_leaf_start, a.sharding).lower(a, w).compile())
+      else:
+        acc = jax.ShapeDtypeStruct(a.shape, _acc_dtype(a.dtype), sharding=a.sharding)
+        futures[key] = pool.submit(lambda a=a, acc=acc: _leaf_op(_leaf_add, a.sharding, donate=True)
+                                   .lower(acc, a, w).compile())
   return futures
 
 
@@ -535,11 +546,10 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
       nxt = start(schedule[k + 1]) if k + 1 < len(schedule) else None
       wi32 = jnp.float32(w[i])
       for j, x in zip(groups[g], values):
-        if acc[j] is None:  # zeros: a copy of calloc's zero pages, nothing to compile; made
-          a = abstract[j]   # here, group by group, while the next group is being read
-          acc[j] = jax.device_put(np.zeros(a.shape, _acc_dtype(a.dtype)), a.sharding)
-        compiled[_signature(abstract[j])].result()
-        acc[j] = _leaf_op(_leaf_add, abstract[j].sharding, donate=True)(acc[j], x, wi32)
+        sh, first = abstract[j].sharding, acc[j] is None
+        compiled[(_signature(abstract[j]), first)].result()
+        acc[j] = (_leaf_op(_leaf_start, sh)(x, wi32) if first
+                  else _leaf_op(_leaf_add, sh, donate=True)(acc[j], x, wi32))
       jax.block_until_ready([acc[j] for j in groups[g]])
       del values, x  # views of the reader's buffer, which the read after next overwrites
       if g == len(groups) - 1:  # checkpoint i is in the sum
