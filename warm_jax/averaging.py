@@ -24,6 +24,7 @@ atomic (orbax writes a temporary directory and renames it when complete).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import itertools
 import json
@@ -521,8 +522,10 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
   read = [i for i, wi in enumerate(w) if wi != 0.0]  # weight 0 contributes nothing: not read
   schedule = [(i, g) for i in read for g in range(len(groups))]
 
-  with array_reader.ArrayReader() as reader, \
-       concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="warm_jax-compile") as pool:
+  with contextlib.ExitStack() as stack:
+    reader = stack.enter_context(array_reader.ArrayReader())
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="warm_jax-compile")
+    stack.callback(pool.shutdown, wait=True, cancel_futures=True)  # interrupted: no more compiles
     compiled = _compile_ahead(abstract, pool)
 
     def start(item):  # starts reading one group of one checkpoint (returns at once)
