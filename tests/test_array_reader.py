@@ -79,6 +79,26 @@ def test_direct_reads_equal_the_saved_arrays(tmp_path, layout):
     np.testing.assert_array_equal(via_ts[k], got[k])
 
 
+def test_shard_by_shard_reads_equal_the_saved_arrays(tmp_path, monkeypatch):
+  # A host of a multi-host mesh that holds a few columns reads its shards one by one; with one
+  # process every shard is local, so that path is forced here.
+  path = str(tmp_path / "ckpt")
+  checkpoints.save_params(path, PARAMS, {})
+  mesh = Mesh(np.array(jax.devices()[:8]).reshape(2, 4), ("r", "c"))
+
+  def sharding_of(shape):
+    axes = [a if n % mesh.shape[a] == 0 else None for a, n in zip(("r", "c"), shape)]
+    return NamedSharding(mesh, P(*axes))
+  target = _targets(PARAMS, sharding_of)
+  assert not any(array_reader._by_shard(a) for a in jax.tree.leaves(target))  # one host: rows
+  monkeypatch.setattr(array_reader, "_by_shard", lambda a: bool(a.shape))
+  got, stats = _read(path, target)
+  keys, want = _flat(PARAMS)
+  for k, w in zip(keys, want):
+    np.testing.assert_array_equal(got[k], np.asarray(w), err_msg=str(k))
+  assert stats == {"direct": 1, "tensorstore": len(keys) - 1}  # the scalar is read directly
+
+
 def test_checkpoints_saved_from_sharded_arrays_read_directly_or_by_tensorstore(tmp_path):
   mesh = Mesh(np.array(jax.devices()[:8]), ("x",))
   x = np.arange(16 * 24, dtype=np.float32).reshape(16, 24)

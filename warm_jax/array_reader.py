@@ -24,7 +24,9 @@ same buffers, so the reader handles any zarr3-in-OCDBT item; `supports(item_dir)
 item is one (else use an orbax restore).
 
 Sharded targets: a process reads, of each array, the rows that its devices hold (every column),
-and each device gets its slice of them. Replicated shards share one read.
+and each device gets its slice of them; replicated shards share one read. Where those rows would
+hold over twice the bytes of the process's shards (a host of a multi-host mesh holding a few
+columns), it reads each of its shards on its own, by tensorstore.
 """
 
 from __future__ import annotations
@@ -167,6 +169,34 @@ def _host_shape(a: jax.ShapeDtypeStruct) -> tuple[int, ...]:
   return (hi - lo, *a.shape[1:]) if a.shape else ()
 
 
+def _bounds(index: tuple, shape: tuple) -> tuple[tuple[int, int], ...]:
+  return tuple(s.indices(n)[:2] for s, n in zip(index, shape)) if index else \
+      tuple((0, n) for n in shape)
+
+
+def _local_shards(a: jax.ShapeDtypeStruct) -> dict:
+  """{bounds: index} of the distinct shards of `a` on this process's devices."""
+  return {_bounds(idx, a.shape): idx
+          for idx in a.sharding.addressable_devices_indices_map(tuple(a.shape)).values()}
+
+
+def _by_shard(a: jax.ShapeDtypeStruct) -> bool:
+  """Whether to read each of this process's shards on its own (by tensorstore) rather than the
+  rows they span: when those rows hold over twice the shards' bytes (hosts of a multi-host mesh
+  holding a few columns each). On one host the shards tile the array and rows are read."""
+  if not a.shape:
+    return False
+  shard_elems = sum(int(np.prod([e - s for s, e in b], dtype=np.int64)) for b in _local_shards(a))
+  return int(np.prod(_host_shape(a), dtype=np.int64)) > 2 * shard_elems
+
+
+def _host_shapes(a: jax.ShapeDtypeStruct) -> list[tuple[int, ...]]:
+  """The host buffers a leaf is read into: one per distinct local shard, or one for its rows."""
+  if _by_shard(a):
+    return [tuple(e - s for s, e in b) for b in _local_shards(a)]
+  return [_host_shape(a)]
+
+
 def _nbytes(shape, dtype) -> int:
   return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
 
@@ -261,7 +291,7 @@ class ArrayReader:
     with shardings) into the next arena; returns what `finish` takes."""
     keys, abstract = list(keys), list(abstract)
     slot, self._slot = self._slot, 1 - self._slot
-    need = sum(_round_up(_nbytes(_host_shape(a), a.dtype)) for a in abstract)
+    need = sum(_round_up(_nbytes(shape, a.dtype)) for a in abstract for shape in _host_shapes(a))
     return self._pool.submit(self._read_group, item_dir, keys, abstract, slot, need), abstract
 
   def finish(self, pending) -> list[jax.Array]:
@@ -272,7 +302,9 @@ class ArrayReader:
       lo, _ = _row_range(a)
       shards = []
       for device, index in a.sharding.addressable_devices_indices_map(tuple(a.shape)).items():
-        if a.shape:
+        if isinstance(host, dict):  # read shard by shard
+          view = host[_bounds(index, a.shape)]
+        elif a.shape:
           start, stop, _ = index[0].indices(a.shape[0]) if index else (0, a.shape[0], 1)
           view = host[(slice(start - lo, stop - lo), *index[1:])]
         else:
@@ -288,12 +320,17 @@ class ArrayReader:
       self._located = (item_dir, locate(item_dir) if self.direct else None)
     return self._located[1]
 
-  def _read_group(self, item_dir, keys, abstract, slot, need) -> list[np.ndarray]:
+  def _read_group(self, item_dir, keys, abstract, slot, need) -> list:
     arena = self._arenas[slot]
     arena.reset(need)
     located = self._locate(item_dir)
     hosts, reads, checks, slow = [], [], [], []
     for j, (k, a) in enumerate(zip(keys, abstract)):
+      if _by_shard(a):
+        hosts.append({b: arena.take(shape, a.dtype)
+                      for b, shape in zip(_local_shards(a), _host_shapes(a))})
+        slow.append(j)
+        continue
       host = arena.take(_host_shape(a), a.dtype)
       hosts.append(host)
       plan = self._direct_plan(item_dir, located, k, a, host) if located is not None else None
@@ -369,6 +406,10 @@ class ArrayReader:
     for k, fut, a, host in zip(keys, opened, abstract, hosts):
       store = fut.result()
       _check_target(item_dir, k, list(store.shape), store.dtype.numpy_dtype, a)
+      if isinstance(host, dict):
+        for b, index in _local_shards(a).items():
+          writes.append(ts.array(host[b], copy=False, write=True).write(store[index]))
+        continue
       lo, hi = _row_range(a)
       source = store[lo:hi] if a.shape else store
       writes.append(ts.array(host, copy=False, write=True).write(source))
