@@ -154,22 +154,8 @@ def _check_index(index: bytes, nbytes: int) -> bool:
   return offset == 0 and length == nbytes and int.from_bytes(index[16:20], "little") == crc32c(index[:16])
 
 
-def _row_range(a: jax.ShapeDtypeStruct) -> tuple[int, int]:
-  """The rows of `a` (axis 0) that this process's devices hold: [lo, hi). (0, 1) for scalars."""
-  if not a.shape:
-    return 0, 1
-  n0 = a.shape[0]
-  spans = [idx[0].indices(n0)[:2] if idx else (0, n0)
-           for idx in a.sharding.addressable_devices_indices_map(tuple(a.shape)).values()]
-  return min(s for s, _ in spans), max(e for _, e in spans)
-
-
-def _host_shape(a: jax.ShapeDtypeStruct) -> tuple[int, ...]:
-  lo, hi = _row_range(a)
-  return (hi - lo, *a.shape[1:]) if a.shape else ()
-
-
 def _bounds(index: tuple, shape: tuple) -> tuple[tuple[int, int], ...]:
+  """A shard's index (slices, or () for the whole array) as (start, stop) per axis."""
   return tuple(s.indices(n)[:2] for s, n in zip(index, shape)) if index else \
       tuple((0, n) for n in shape)
 
@@ -178,6 +164,19 @@ def _local_shards(a: jax.ShapeDtypeStruct) -> dict:
   """{bounds: index} of the distinct shards of `a` on this process's devices."""
   return {_bounds(idx, a.shape): idx
           for idx in a.sharding.addressable_devices_indices_map(tuple(a.shape)).values()}
+
+
+def _row_range(a: jax.ShapeDtypeStruct) -> tuple[int, int]:
+  """The rows of `a` (axis 0) that this process's devices hold: [lo, hi). (0, 1) for scalars."""
+  if not a.shape:
+    return 0, 1
+  rows = [b[0] for b in _local_shards(a)]
+  return min(s for s, _ in rows), max(e for _, e in rows)
+
+
+def _host_shape(a: jax.ShapeDtypeStruct) -> tuple[int, ...]:
+  lo, hi = _row_range(a)
+  return (hi - lo, *a.shape[1:]) if a.shape else ()
 
 
 def _by_shard(a: jax.ShapeDtypeStruct) -> bool:
@@ -302,11 +301,11 @@ class ArrayReader:
       lo, _ = _row_range(a)
       shards = []
       for device, index in a.sharding.addressable_devices_indices_map(tuple(a.shape)).items():
+        bounds = _bounds(index, a.shape)
         if isinstance(host, dict):  # read shard by shard
-          view = host[_bounds(index, a.shape)]
+          view = host[bounds]
         elif a.shape:
-          start, stop, _ = index[0].indices(a.shape[0]) if index else (0, a.shape[0], 1)
-          view = host[(slice(start - lo, stop - lo), *index[1:])]
+          view = host[(slice(bounds[0][0] - lo, bounds[0][1] - lo), *index[1:])]
         else:
           view = host
         shards.append(jax.device_put(view, device, may_alias=True))
@@ -327,8 +326,7 @@ class ArrayReader:
     hosts, reads, checks, slow = [], [], [], []
     for j, (k, a) in enumerate(zip(keys, abstract)):
       if _by_shard(a):
-        hosts.append({b: arena.take(shape, a.dtype)
-                      for b, shape in zip(_local_shards(a), _host_shapes(a))})
+        hosts.append({b: arena.take(tuple(e - s for s, e in b), a.dtype) for b in _local_shards(a)})
         slow.append(j)
         continue
       host = arena.take(_host_shape(a), a.dtype)
