@@ -32,8 +32,6 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 CHUNK = 16 << 20
 N_LEAVES = 8
@@ -142,7 +140,8 @@ def worker(paths: list[str], out: str, group_bytes: int, reader: str) -> dict:
   import jax
   import numpy as np
 
-  from warm_jax import array_reader, averaging, checkpoints
+  from warm_jax import averaging, checkpoints
+  from warm_jax.averaging import array_reader
   if reader == "orbax":  # the orbax restore path (what other checkpoint layouts use)
     array_reader.ArrayReader.supports = staticmethod(lambda item_dir: False)
   if reader == "tensorstore":  # every array through tensorstore (the reader's fallback)

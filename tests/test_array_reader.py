@@ -11,7 +11,8 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from warm_jax import array_reader, checkpoints
+from warm_jax import checkpoints
+from warm_jax.averaging import array_reader
 
 PARAMS = {
     "big": np.arange(300 * 8, dtype=np.float32).reshape(300, 8) / 7,   # > 1 KiB: out of line

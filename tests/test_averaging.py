@@ -2,7 +2,6 @@
 streaming over checkpoints == in-memory, validation before any write, interruption, CLI, ENS."""
 
 import os
-import sys
 
 import flax.linen as nn
 import jax
@@ -11,17 +10,17 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
 
-import reward_model as rm_experiment  # noqa: E402
-from warm_jax import average as average_cli  # noqa: E402
-from warm_jax import array_reader, averaging, checkpoints, ensemble  # noqa: E402
-from warm_jax.models import RewardModel  # noqa: E402
-from warm_jax.train import reward_model as rm  # noqa: E402
+from conftest import experiment
+from warm_jax import average as average_cli
+from warm_jax import averaging, checkpoints, ensemble
+from warm_jax.averaging import array_reader
+from warm_jax.models import RewardModel
+from warm_jax.train import reward_model as rm
 
 
 def tiny_config(mesh_shape=(-1, 1, 1), **model):
-  c = rm_experiment.get_config("tiny")
+  c = experiment("reward_model").get_config("tiny")
   c.model.vocab_size = 64
   c.mesh.shape = mesh_shape
   c.model.update(model)
@@ -256,7 +255,7 @@ def test_bad_inputs_fail_before_anything_is_read_or_written(three_runs, tmp_path
   def no_read(*a, **k):
     raise AssertionError("a checkpoint was read before validation finished")
   monkeypatch.setattr(checkpoints, "restore_params", no_read)
-  monkeypatch.setattr(averaging, "_restore_item", no_read)
+  monkeypatch.setattr(averaging.stream, "_restore_item", no_read)
   for i, (kw, exc, msg) in enumerate(cases):
     out = kw.pop("out", str(tmp_path / f"out{i}"))
     with pytest.raises(exc, match=msg):
@@ -294,7 +293,7 @@ def test_interrupted_average_never_leaves_a_complete_checkpoint(three_runs, tmp_
   monkeypatch.undo()
   with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
     checkpoints.read_meta(out)
-  assert not averaging._has_checkpoint(out)
+  assert not checkpoints.complete_steps(out)
   # A retry into the same directory succeeds (the leftover temporary directory is cleaned up).
   averaging.average_checkpoints(runs, out=out)
   assert checkpoints.read_meta(out)["weights"] == pytest.approx([1 / 3] * 3)

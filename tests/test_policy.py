@@ -8,20 +8,20 @@ import ml_collections
 import numpy as np
 import pytest
 
-from warm_jax import configs
+from warm_jax import configs, losses
 from warm_jax.models import LanguageModel
 from warm_jax.train import policy
 
 
 def test_rloo_baseline_is_mean_of_the_others():
   r = jnp.array([1.0, 2.0, 6.0, 0.0, 0.0, 3.0])  # two prompts, k = 3
-  adv = policy.rloo_advantages(r, 3)
+  adv = losses.rloo_advantages(r, 3)
   np.testing.assert_allclose(adv, [1 - 4, 2 - 3.5, 6 - 1.5, 0 - 1.5, 0 - 1.5, 3 - 0])
 
 
 def test_reinforce_baseline_and_sequence_kl():
-  np.testing.assert_allclose(policy.reinforce_advantages(jnp.array([1.0, 3.0])), [-1, 1])
-  kl = policy.sequence_kl(jnp.array([[-1.0, -2.0, -3.0]]), jnp.array([[-1.5, -1.0, 0.0]]),
+  np.testing.assert_allclose(losses.reinforce_advantages(jnp.array([1.0, 3.0])), [-1, 1])
+  kl = losses.sequence_kl(jnp.array([[-1.0, -2.0, -3.0]]), jnp.array([[-1.5, -1.0, 0.0]]),
                           jnp.array([[1.0, 1.0, 0.0]]))
   np.testing.assert_allclose(kl, [0.5 - 1.0])
 
@@ -30,7 +30,7 @@ def test_gae_hand_computed():
   rewards = jnp.array([[0.0, 1.0, 5.0]])
   values = jnp.array([[0.5, 0.5, 9.0]])
   mask = jnp.array([[1.0, 1.0, 0.0]])  # the third slot is padding
-  adv, ret = policy.gae(rewards, values, mask, gamma=1.0, lam=0.5)
+  adv, ret = losses.gae(rewards, values, mask, gamma=1.0, lam=0.5)
   d1 = 1.0 - 0.5            # last real token: no bootstrap from padding
   d0 = 0.0 + 0.5 - 0.5
   np.testing.assert_allclose(adv, [[d0 + 0.5 * d1, d1, 0.0]], atol=1e-6)
@@ -39,7 +39,7 @@ def test_gae_hand_computed():
 
 def test_ppo_losses_clip():
   m = jnp.ones((1, 2))
-  pg, vf, frac = policy.ppo_losses(jnp.log(jnp.array([[2.0, 1.0]])), jnp.zeros((1, 2)),
+  pg, vf, frac = losses.ppo_losses(jnp.log(jnp.array([[2.0, 1.0]])), jnp.zeros((1, 2)),
                                    jnp.array([[1.0, -1.0]]), jnp.array([[1.0, 0.0]]),
                                    jnp.zeros((1, 2)), jnp.array([[0.0, 0.0]]), m, 0.2, 0.5)
   # token 0: ratio 2 clipped to 1.2 (positive advantage) -> -1.2; token 1: ratio 1 -> +1.

@@ -23,6 +23,7 @@ import sys
 import time
 
 from warm_jax import averaging
+from warm_jax.train import metrics
 
 
 def parse_ckpt(spec: str) -> tuple[str, int | None]:
@@ -68,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     state["bytes"] += src.nbytes
     rate = state["bytes"] / max(time.time() - t0, 1e-9)
     progress.update(i + 1, f"read {src.given} step {src.step} "
-                    f"({averaging.format_bytes(src.nbytes)} in {seconds:.1f}s, "
-                    f"{averaging.format_bytes(rate)}/s)", force=True)
+                    f"({metrics.format_bytes(src.nbytes)} in {seconds:.1f}s, "
+                    f"{metrics.format_bytes(rate)}/s)", force=True)
 
   _, meta = averaging.average_checkpoints(
       [s.path for s in sources], args.weights, steps=[s.step for s in sources],

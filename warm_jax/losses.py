@@ -1,6 +1,9 @@
 """Pure loss functions: arrays in, arrays out. Per-example values; callers take the mean.
 
-Bradley-Terry reward learning (Christiano et al. 2017): P(chosen > rejected) = sigmoid(r_c - r_r).
+Bradley-Terry reward learning (Christiano et al. 2017): P(chosen > rejected) = sigmoid(r_c - r_r);
+DPO / IPO / MODPO on log-ratios; the multi-view information bottleneck of RLP-UML; the
+policy-gradient pieces of KL-regularised RL (REINFORCE and RLOO advantages, GAE, PPO's clipped
+losses).
 """
 
 from __future__ import annotations
@@ -114,3 +117,67 @@ def mib_loss(t_pos: Array, t_neg: Array, mu_1: Array, sigma_1: Array, mu_2: Arra
   has beta = 1; Federici et al. anneal it)."""
   return (-jsd_mutual_information(t_pos, t_neg)
           + beta * symmetric_gaussian_kl(mu_1, sigma_1, mu_2, sigma_2))
+
+
+# ---------------------------------------------------------------- policy gradients
+# KL-regularised RL (`warm_jax.train.policy`): REINFORCE with a batch-mean baseline, RLOO, PPO
+# with GAE and clipping. Arrays are [B] per sequence or [B, N] per response token, with `mask`
+# marking the real tokens.
+
+def sequence_kl(sample_logp: Array, ref_logp: Array, mask: Array) -> Array:
+  """Per-sequence KL estimate sum_t [log pi(y_t) - log pi_ref(y_t)] over real tokens: [B]."""
+  return jnp.sum((sample_logp - ref_logp) * mask, axis=-1)
+
+
+def reinforce_advantages(returns: Array) -> Array:
+  """REINFORCE with the batch-mean baseline."""
+  return returns - jnp.mean(returns)
+
+
+def rloo_advantages(returns: Array, k: int) -> Array:
+  """Leave-one-out baseline: rows are grouped k per prompt (prompt-major); each row's baseline
+  is the mean of the other k - 1 rows of its group."""
+  g = returns.reshape(-1, k)
+  baseline = (jnp.sum(g, axis=1, keepdims=True) - g) / (k - 1)
+  return (g - baseline).reshape(-1)
+
+
+def gae(rewards: Array, values: Array, mask: Array, gamma: float, lam: float):
+  """Generalised advantage estimation over [B, N] token rewards/values (mask: real tokens,
+  a prefix of each row). Returns (advantages, returns), zero on padding."""
+  n = rewards.shape[1]
+  next_values = jnp.concatenate([values[:, 1:] * mask[:, 1:], jnp.zeros_like(values[:, :1])], 1)
+  deltas = (rewards + gamma * next_values - values) * mask
+
+  def back(carry, t):
+    adv = deltas[:, t] + gamma * lam * carry * mask[:, t]
+    return adv, adv
+
+  _, advs = jax.lax.scan(back, jnp.zeros_like(rewards[:, 0]), jnp.arange(n - 1, -1, -1))
+  advantages = advs[::-1].T * mask
+  return advantages, (advantages + values) * mask
+
+
+def masked_whiten(x: Array, mask: Array, eps: float = 1e-8) -> Array:
+  n = jnp.maximum(jnp.sum(mask), 1.0)
+  mean = jnp.sum(x * mask) / n
+  var = jnp.sum(jnp.square(x - mean) * mask) / n
+  return (x - mean) * jax.lax.rsqrt(var + eps) * mask
+
+
+def ppo_losses(logp: Array, old_logp: Array, advantages: Array, values: Array, old_values: Array,
+               returns: Array, mask: Array, clip_eps: float, value_clip: float):
+  """Clipped surrogate policy loss and clipped value loss, token means over real tokens."""
+  n = jnp.maximum(jnp.sum(mask), 1.0)
+  ratio = jnp.exp(logp - old_logp)
+  pg = jnp.maximum(-advantages * ratio, -advantages * jnp.clip(ratio, 1 - clip_eps, 1 + clip_eps))
+  v_clipped = old_values + jnp.clip(values - old_values, -value_clip, value_clip)
+  vf = 0.5 * jnp.maximum(jnp.square(values - returns), jnp.square(v_clipped - returns))
+  clip_frac = jnp.sum((jnp.abs(ratio - 1) > clip_eps) * mask) / n
+  return jnp.sum(pg * mask) / n, jnp.sum(vf * mask) / n, clip_frac
+
+
+def sequence_reward_tokens(reward: Array, mask: Array) -> Array:
+  """Places each sequence's reward on its last real token: [B] -> [B, N]."""
+  last = jnp.maximum(jnp.sum(mask, axis=1).astype(jnp.int32) - 1, 0)
+  return jax.nn.one_hot(last, mask.shape[1]) * reward[:, None] * (jnp.sum(mask, 1) > 0)[:, None]

@@ -89,6 +89,19 @@ def tree_shardings(abstract_boxed_tree: Any, mesh: Mesh, rules: Rules) -> Any:
   return jax.tree.map(leaf, abstract_boxed_tree, is_leaf=_is_box)
 
 
+def abstract(tree: Any, shardings: Any) -> Any:
+  """A restore target: ShapeDtypeStructs of `tree`'s leaves (anything with .shape and .dtype:
+  arrays, eval_shape results, orbax array metadata), each carrying its sharding from `shardings`
+  (a tree of the same structure, or one sharding for every leaf). Every restore target of the
+  project is built here: a run's train state (`loop.abstract_state`), a model's params
+  (`init.abstract_params`), a checkpoint's params on one device (`averaging.default_target`)."""
+  if isinstance(shardings, jax.sharding.Sharding):
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(tuple(x.shape), x.dtype, sharding=shardings),
+                        tree)
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(tuple(x.shape), x.dtype, sharding=s),
+                      tree, shardings)
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 

@@ -39,9 +39,7 @@ def abstract_params(model: nn.Module, mesh, rules) -> Any:
   params: a restore target. Nothing is computed (the params do not depend on sequence length)."""
   dummy = jnp.ones((1, 8), jnp.int32)
   boxed = jax.eval_shape(lambda: model.init(jax.random.key(0), dummy)["params"])
-  shardings = shd.tree_shardings(boxed, mesh, rules)
-  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                      nn.unbox(boxed), shardings)
+  return shd.abstract(nn.unbox(boxed), shd.tree_shardings(boxed, mesh, rules))
 
 
 def load_lm_params(path: str, model_cfg: ml_collections.ConfigDict, mesh, rules,

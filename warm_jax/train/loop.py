@@ -75,8 +75,7 @@ def build_setup(config: ml_collections.ConfigDict, model: nn.Module, devices=Non
 def abstract_state(setup: Setup) -> state_lib.TrainState:
   """ShapeDtypeStructs of the unboxed state, carrying the target shardings (restore targets)."""
   boxed = state_lib.abstract_boxed_state(setup.init_params, setup.tx)
-  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                      nn.unbox(boxed), setup.shardings)
+  return shd.abstract(nn.unbox(boxed), setup.shardings)
 
 
 def weighted_means(eval_fn: Callable, state, batches, batch_sharding,

@@ -105,3 +105,11 @@ def save_figure(fig, path: str, dpi: int = 110) -> None:
     fig.savefig(tmp, dpi=dpi)
     os.replace(tmp, path)
   plt.close(fig)
+
+
+def format_bytes(n: float) -> str:
+  for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+    if abs(n) < 1024 or unit == "TiB":
+      return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+    n /= 1024
+  return f"{n:.1f} TiB"

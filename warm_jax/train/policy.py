@@ -8,16 +8,16 @@ Algorithms (config.rl.algorithm):
 - 'ppo': PPO with a value head on the policy's backbone, per-token KL penalty, GAE and clipped
   policy and value losses, several epochs of minibatch updates per rollout (the RLP paper's RL).
 
-One train step = one rollout + its update(s): `prepare(state, prompts)` samples k responses per
-prompt from the current policy (KV-cached decoding), scores them with the reward function (host
-side: any callable on strings, e.g. a reward model, a WARM average, an ENS, or the gold reward),
-and adds the reference log-probs; then the pure `step(state, batch)` computes the loss and updates.
-Metrics every step: proxy reward, gold reward, KL to the reference, entropy, response length.
+One train step = one rollout + its update(s): `prepare(state, prompts)` (a `rollout.Rollout`)
+samples k responses per prompt from the current policy, scores them with the reward function and
+adds the reference log-probs; then the pure `step(state, batch)` computes the loss (the pieces
+are in `warm_jax.losses`) and updates. Metrics every step: proxy reward, gold reward, KL to the
+reference, entropy, response length.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -26,100 +26,15 @@ import ml_collections
 import numpy as np
 import optax
 
-from warm_jax import configs, sampling
+from warm_jax import configs, losses
 from warm_jax import sharding as shd
 from warm_jax.data import pipeline
 from warm_jax.models import LanguageModel
-from warm_jax.models.transformer import PAD_ID, default_positions
 from warm_jax.train import loop
 from warm_jax.train import state as state_lib
+from warm_jax.train.rollout import Rollout, RewardFn, response_logps
 
-Array = jax.Array
-RewardFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 ALGORITHMS = ("reinforce", "rloo", "ppo")
-
-
-# ---------------------------------------------------------------- pure objective pieces
-
-def sequence_kl(sample_logp: Array, ref_logp: Array, mask: Array) -> Array:
-  """Per-sequence KL estimate sum_t [log pi(y_t) - log pi_ref(y_t)] over real tokens: [B]."""
-  return jnp.sum((sample_logp - ref_logp) * mask, axis=-1)
-
-
-def reinforce_advantages(returns: Array) -> Array:
-  """REINFORCE with the batch-mean baseline."""
-  return returns - jnp.mean(returns)
-
-
-def rloo_advantages(returns: Array, k: int) -> Array:
-  """Leave-one-out baseline: rows are grouped k per prompt (prompt-major); each row's baseline
-  is the mean of the other k - 1 rows of its group."""
-  g = returns.reshape(-1, k)
-  baseline = (jnp.sum(g, axis=1, keepdims=True) - g) / (k - 1)
-  return (g - baseline).reshape(-1)
-
-
-def gae(rewards: Array, values: Array, mask: Array, gamma: float, lam: float):
-  """Generalised advantage estimation over [B, N] token rewards/values (mask: real tokens,
-  a prefix of each row). Returns (advantages, returns), zero on padding."""
-  n = rewards.shape[1]
-  next_values = jnp.concatenate([values[:, 1:] * mask[:, 1:], jnp.zeros_like(values[:, :1])], 1)
-  deltas = (rewards + gamma * next_values - values) * mask
-
-  def back(carry, t):
-    adv = deltas[:, t] + gamma * lam * carry * mask[:, t]
-    return adv, adv
-
-  _, advs = jax.lax.scan(back, jnp.zeros_like(rewards[:, 0]), jnp.arange(n - 1, -1, -1))
-  advantages = advs[::-1].T * mask
-  return advantages, (advantages + values) * mask
-
-
-def masked_whiten(x: Array, mask: Array, eps: float = 1e-8) -> Array:
-  n = jnp.maximum(jnp.sum(mask), 1.0)
-  mean = jnp.sum(x * mask) / n
-  var = jnp.sum(jnp.square(x - mean) * mask) / n
-  return (x - mean) * jax.lax.rsqrt(var + eps) * mask
-
-
-def ppo_losses(logp: Array, old_logp: Array, advantages: Array, values: Array, old_values: Array,
-               returns: Array, mask: Array, clip_eps: float, value_clip: float):
-  """Clipped surrogate policy loss and clipped value loss, token means over real tokens."""
-  n = jnp.maximum(jnp.sum(mask), 1.0)
-  ratio = jnp.exp(logp - old_logp)
-  pg = jnp.maximum(-advantages * ratio, -advantages * jnp.clip(ratio, 1 - clip_eps, 1 + clip_eps))
-  v_clipped = old_values + jnp.clip(values - old_values, -value_clip, value_clip)
-  vf = 0.5 * jnp.maximum(jnp.square(values - returns), jnp.square(v_clipped - returns))
-  clip_frac = jnp.sum((jnp.abs(ratio - 1) > clip_eps) * mask) / n
-  return jnp.sum(pg * mask) / n, jnp.sum(vf * mask) / n, clip_frac
-
-
-# ---------------------------------------------------------------- model pieces
-
-def response_logps(model: LanguageModel, params, prompts: Array, responses: Array,
-                   response_mask: Array, with_values: bool = False):
-  """Log-probs [B, N] of the response tokens given left-padded prompts, the policy's per-token
-  entropy [B, N], and (PPO) the value of the state before each response token."""
-  p = prompts.shape[1]
-  seq = jnp.concatenate([prompts, responses], axis=1)
-  mask = jnp.concatenate([prompts != PAD_ID, response_mask.astype(bool)], axis=1)
-  positions = default_positions(mask)
-  args = (seq[:, :-1], mask[:, :-1], positions[:, :-1])
-  if with_values:
-    logits, values = model.apply({"params": params}, *args, method=model.logits_and_values)
-    values = values[:, p - 1:]
-  else:
-    logits, values = model.apply({"params": params}, *args), None
-  logp_all = jax.nn.log_softmax(logits[:, p - 1:], axis=-1)
-  logp = jnp.take_along_axis(logp_all, responses[..., None], axis=-1)[..., 0]
-  entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
-  return logp, entropy, values
-
-
-def _seq_reward_tokens(reward: Array, mask: Array) -> Array:
-  """Places each sequence's reward on its last real token: [B] -> [B, N]."""
-  last = jnp.maximum(jnp.sum(mask, axis=1).astype(jnp.int32) - 1, 0)
-  return jax.nn.one_hot(last, mask.shape[1]) * reward[:, None] * (jnp.sum(mask, 1) > 0)[:, None]
 
 
 def make_train_step(model: LanguageModel, tx: optax.GradientTransformation,
@@ -134,9 +49,10 @@ def make_train_step(model: LanguageModel, tx: optax.GradientTransformation,
 
   def pg_step(state, batch):
     m = batch["mask"].astype(jnp.float32)
-    seq_kl = sequence_kl(batch["sample_logp"], batch["ref_logp"], m)
+    seq_kl = losses.sequence_kl(batch["sample_logp"], batch["ref_logp"], m)
     returns = batch["reward"] - beta * seq_kl
-    adv = rloo_advantages(returns, k) if rl.algorithm == "rloo" else reinforce_advantages(returns)
+    adv = (losses.rloo_advantages(returns, k) if rl.algorithm == "rloo"
+           else losses.reinforce_advantages(returns))
     if rl.whiten_advantages:
       adv = adv / (jnp.std(adv) + 1e-8)
 
@@ -155,9 +71,9 @@ def make_train_step(model: LanguageModel, tx: optax.GradientTransformation,
   def ppo_step(state, batch):
     m = batch["mask"].astype(jnp.float32)
     kl_t = (batch["sample_logp"] - batch["ref_logp"]) * m
-    token_rewards = -beta * kl_t + _seq_reward_tokens(batch["reward"], m)
-    adv, returns = gae(token_rewards, batch["old_values"] * m, m, rl.gamma, rl.gae_lambda)
-    adv = masked_whiten(adv, m) if rl.whiten_advantages else adv
+    token_rewards = -beta * kl_t + losses.sequence_reward_tokens(batch["reward"], m)
+    adv, returns = losses.gae(token_rewards, batch["old_values"] * m, m, rl.gamma, rl.gae_lambda)
+    adv = losses.masked_whiten(adv, m) if rl.whiten_advantages else adv
     b = m.shape[0]
     mb = b // rl.ppo_minibatches
     rng = jax.random.fold_in(jax.random.key(rl.seed), state.step)
@@ -166,7 +82,7 @@ def make_train_step(model: LanguageModel, tx: optax.GradientTransformation,
       take = lambda x: x[idx]
       logp, entropy, values = response_logps(model, params, take(batch["prompt"]),
                                              take(batch["response"]), take(m), with_values=True)
-      pg, vf, clip_frac = ppo_losses(logp, take(batch["sample_logp"]), take(adv), values,
+      pg, vf, clip_frac = losses.ppo_losses(logp, take(batch["sample_logp"]), take(adv), values,
                                      take(batch["old_values"]), take(returns), take(m),
                                      rl.clip_eps, rl.value_clip)
       ent = jnp.sum(entropy * take(m)) / jnp.maximum(jnp.sum(take(m)), 1.0)
@@ -189,47 +105,6 @@ def make_train_step(model: LanguageModel, tx: optax.GradientTransformation,
     return state_lib.TrainState(step=state.step + 1, params=params, opt_state=opt_state), out
 
   return ppo_step if rl.algorithm == "ppo" else pg_step
-
-
-# ---------------------------------------------------------------- rollouts
-
-class Rollout:
-  """`prepare(state, batch)`: samples the current policy on the batch's prompts and scores it.
-
-  The prompt batch (B prompts) becomes a rollout of B * k rows, prompt-major (the k samples of a
-  prompt are adjacent). Rewards come from host-side callables on strings.
-  """
-
-  def __init__(self, model: LanguageModel, rl: ml_collections.ConfigDict, tokenizer,
-               reward_fn: RewardFn, gold_fn: RewardFn, ref_params, batch_sharding, seed: int):
-    self.model, self.rl, self.tok = model, rl, tokenizer
-    self.reward_fn, self.gold_fn, self.ref_params = reward_fn, gold_fn, ref_params
-    self.batch_sharding, self.seed = batch_sharding, seed
-    self.generate = sampling.make_generate(model, max_new_tokens=rl.max_new_tokens,
-                                           temperature=rl.temperature, eos_id=tokenizer.eos_id)
-    self.ref_logps = jax.jit(lambda p, pr, r, m: response_logps(model, p, pr, r, m)[0])
-    self.values = jax.jit(lambda p, pr, r, m: response_logps(model, p, pr, r, m, True)[2])
-    self.last_texts: list[tuple[str, str]] = []
-
-  def __call__(self, state, batch: dict, k: int | None = None, salt: int = 0) -> dict:
-    k = self.rl.samples_per_prompt if k is None else k
-    prompts = jnp.repeat(batch["prompt"], k, axis=0)
-    rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.seed), salt), state.step)
-    out = self.generate(state.params, prompts, rng)
-    prompt_np, tokens, mask = (np.asarray(x) for x in (prompts, out["tokens"], out["mask"]))
-    prompt_texts = [self.tok.decode([int(t) for t in row if t not in (PAD_ID, self.tok.bos_id)])
-                    for row in prompt_np]
-    texts = sampling.decode_texts(self.tok, tokens, mask, self.tok.eos_id)
-    self.last_texts = list(zip(prompt_texts, texts))
-    put = lambda x: jax.device_put(np.asarray(x, np.float32), self.batch_sharding)
-    rollout = {"prompt": prompts, "response": out["tokens"], "mask": out["mask"],
-               "sample_logp": out["logprobs"],
-               "ref_logp": self.ref_logps(self.ref_params, prompts, out["tokens"], out["mask"]),
-               "reward": put(self.reward_fn(prompt_texts, texts)),
-               "gold": put(self.gold_fn(prompt_texts, texts))}
-    if self.rl.algorithm == "ppo":
-      rollout["old_values"] = self.values(state.params, prompts, out["tokens"], out["mask"])
-    return rollout
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -321,7 +196,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, prompts: dict, tokeni
         w = batch.pop("weight")
         r = rollout(state, shd.to_global(batch, setup.batch_sharding), k=1, salt=1)
         m = np.asarray(r["mask"], np.float32)
-        kl = np.asarray(sequence_kl(r["sample_logp"], r["ref_logp"], m))
+        kl = np.asarray(losses.sequence_kl(r["sample_logp"], r["ref_logp"], m))
         rows.append((w, np.asarray(r["reward"]), np.asarray(r["gold"]), kl, m.sum(1)))
       w = np.concatenate([r[0] for r in rows])
       mean = lambda i: float(np.sum(w * np.concatenate([r[i] for r in rows])) / np.sum(w))
