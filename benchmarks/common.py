@@ -18,12 +18,11 @@ import sys
 import time
 from typing import Callable
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "experiments"))
+from warm_jax import xla_flags
+
+xla_flags.apply()  # warm_jax's XLA defaults, before jax starts a backend (as its entry points do)
 
 import numpy as np  # noqa: E402
-import warm_jax  # noqa: E402,F401  (its XLA defaults must be set before jax starts a backend)
 
 SHAPE = dict(n_layers=4, d_model=256, n_heads=4, d_ff=768, vocab_size=8192, seq=256)
 PAD, EOS, UNK = 0, 1, 2  # ids shared by both sides; words are ids 3 .. vocab_size - 1
@@ -141,10 +140,10 @@ def ratio_table(title: str, unit: str, results: dict[str, list[float]], ours: st
 def warm_train_setup(experiment: str, trainer, args, lr: float):
   """The `tiny` config of experiments/<experiment>.py at the benchmark's shape and batch
   (AdamW, constant lr, clipping at 1.0, as the peers), its setup and a fresh sharded state."""
-  import importlib
   import jax
+  from warm_jax import configs
   from warm_jax.train import state as state_lib
-  c = importlib.import_module(experiment).get_config("tiny")
+  c = configs.load_experiment(experiment).get_config("tiny")
   c.model = warm_model_config(args)
   c.data.max_len = args.seq
   c.data.batch_size = c.data.eval_batch_size = args.batch

@@ -20,13 +20,12 @@ out: the utilisation of the projection and MLP matmuls alone, a lower bound.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from warm_jax import xla_flags
 
-import warm_jax  # noqa: E402,F401  (its XLA defaults must be set before jax starts a backend)
+xla_flags.apply()  # warm_jax's XLA defaults, before jax starts a backend (as its entry points do)
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -99,10 +98,8 @@ def main():
   p.add_argument("--matmul_n", type=int, default=0, help="size of the peak matmul (default by backend)")
   args = p.parse_args()
 
-  sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                  "experiments"))
-  import reward_model as rm_experiment
-  base = rm_experiment.get_config(args.variant)
+  from warm_jax import configs
+  base = configs.load_experiment("reward_model").get_config(args.variant)
   dtype = args.dtype or base.model.dtype
   backend = jax.default_backend()
   n = args.matmul_n or (8192 if backend == "gpu" else 2048)
@@ -114,7 +111,7 @@ def main():
         "TFLOP/s | MFU vs measured peak | matmuls only |")
   print("|---|---|---|---|---|---|---|---|---|---|---|")
   for w in widths:
-    c = rm_experiment.get_config(args.variant)
+    c = configs.load_experiment("reward_model").get_config(args.variant)
     c.model.dtype = dtype
     c.model.dropout_rate = 0.0
     if w != c.model.d_model:

@@ -11,11 +11,11 @@ generates exactly --new_tokens tokens. Reported: generated tokens per second aft
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from warm_jax import xla_flags
+
+xla_flags.apply()  # warm_jax's XLA defaults, before jax starts a backend (as its entry points do)
 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402

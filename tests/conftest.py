@@ -6,6 +6,10 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+from warm_jax import xla_flags  # noqa: E402
+
+xla_flags.apply()  # as every entry point does, before any test starts jax
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -38,6 +42,22 @@ def toy_data():
   return {"tokenizer": ToyTokenizer(),
           "sources": {"train": toy_pairs(64, 0), "validation": toy_pairs(32, 1),
                       "ood": toy_pairs(16, 2)}}
+
+
+def experiment(name: str):
+  """The config module of experiments/<name>.py (as `warm_jax.configs.load_experiment` loads it)."""
+  from warm_jax import configs
+  return configs.load_experiment(name)
+
+
+def script(relpath: str):
+  """A script of this checkout (e.g. 'launch/sweep.py') imported as a module, by its path."""
+  import importlib.util
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), relpath)
+  spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 @contextlib.contextmanager

@@ -32,11 +32,15 @@ def test_only_for_the_measured_jaxlib_versions():
   assert xla_flags.default_flags("", None) == []
 
 
-def test_import_sets_the_flag_before_jax_starts_and_jax_accepts_it():
-  code = ("import os, warm_jax, jax, jax.numpy as jnp; "
+def test_import_changes_nothing_and_jax_accepts_the_flag_an_entry_point_sets():
+  code = ("import os, warm_jax, warm_jax.scoring, warm_jax.studies.rl; "
+          "print(os.environ.get('XLA_FLAGS', '<unset>')); "
+          "from warm_jax import xla_flags; xla_flags.apply(); "
+          "import jax, jax.numpy as jnp; "
           "print(float(jnp.ones((4, 4)) @ jnp.ones(4) @ jnp.ones(4))); print(os.environ['XLA_FLAGS'])")
   env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", xla_flags.OPT_OUT)}
   out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
                        text=True, check=True).stdout.split("\n")
-  assert out[0] == "16.0"
-  assert out[1].split() == xla_flags.default_flags("", xla_flags._jaxlib_version())
+  assert out[0] == "<unset>"
+  assert out[1] == "16.0"
+  assert out[2].split() == xla_flags.default_flags("", xla_flags._jaxlib_version())

@@ -1,24 +1,34 @@
-"""Command-line entry point shared by `experiments/*.py` (big_vision style).
+"""The command-line entry point of every experiment (big_vision style).
 
     python experiments/X.py --config=experiments/X.py:variant --workdir=DIR [--config.a.b=value ...]
         [--distributed]
 
-`--distributed` (or WARM_JAX_DISTRIBUTED=1) joins a multi-host run first (`warm_jax.distributed`).
+An experiment file is a config (`get_config(variant)`) and one line naming the study it runs:
 
-`main(config, workdir)` of the experiment receives the parsed, overridden and locked config.
-Orbax and absl log every checkpoint at INFO; unless --verbosity is given, only warnings are shown
-(progress bars and results are printed separately).
+    if __name__ == "__main__":
+      cli.run(label_noise.main)        # main(config, workdir) -> dict
+
+Before anything else `run` sets warm_jax's XLA defaults (`warm_jax.xla_flags`; the process has
+not started jax yet) and, with `--distributed` (or WARM_JAX_DISTRIBUTED=1), joins a multi-host run
+(`warm_jax.distributed`). `main` receives the parsed, overridden and locked config. Bad input
+(`warm_jax.errors.InputError`: a config value, a missing run) ends the command with its message
+and exit status 2, without a traceback. Orbax and absl log every checkpoint at INFO; unless
+--verbosity is given, only warnings are shown (progress bars and results are printed separately).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Callable
 
 import ml_collections
 
+from warm_jax import errors, xla_flags
 
-def run(main: Callable[[ml_collections.ConfigDict, str], None]) -> None:
+
+def run(main: Callable[[ml_collections.ConfigDict, str], object]) -> None:
+  xla_flags.apply()  # before the config file (or anything else) can start a jax backend
   from absl import app, flags, logging
   from ml_collections import config_flags
   config_flags.DEFINE_config_file("config", None, "experiment config: path.py:variant",
@@ -38,6 +48,10 @@ def run(main: Callable[[ml_collections.ConfigDict, str], None]) -> None:
       info = distributed.initialize()
       print(f"process {info['process_index']} of {info['process_count']}: "
             f"{info['local_devices']} of {info['devices']} devices", flush=True)
-    main(flags.FLAGS.config, flags.FLAGS.workdir)
+    try:
+      main(flags.FLAGS.config, flags.FLAGS.workdir)
+    except errors.InputError as e:
+      print(f"error: {e}", file=sys.stderr, flush=True)
+      sys.exit(errors.EXIT_BAD_INPUT)
 
   app.run(_main)

@@ -7,9 +7,37 @@ names the offending field (e.g. `config.optim.lr`).
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
+import types
 
 import ml_collections
+
+from warm_jax.errors import InputError
+
+# experiments/ of this checkout (the config files; `load_experiment` finds them by name).
+EXPERIMENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "experiments")
+_LOADED: dict[str, types.ModuleType] = {}
+
+
+def load_experiment(name: str) -> types.ModuleType:
+  """The config module of an experiment: a name ('reward_model': experiments/reward_model.py of
+  this checkout) or the path of a config file, loaded as ml_collections' `--config=path.py` loads
+  it (by path; nothing is added to sys.path). Configs that build on others (the WARM job on its
+  stages, RLP on RL and the reward model) call `load_experiment(name).get_config(variant)`."""
+  path = name if name.endswith(".py") else os.path.join(EXPERIMENTS_DIR, f"{name}.py")
+  path = os.path.realpath(path)
+  if path not in _LOADED:
+    if not os.path.exists(path):
+      raise InputError(f"no experiment config {name!r} ({path} does not exist)")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(f"warm_jax_experiments.{stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _LOADED[path] = module
+  return _LOADED[path]
 
 # Logical axis name -> mesh axis (or tuple of mesh axes, or None = replicated).
 # Parameters use 'embed', 'mlp', 'heads', 'kv_heads', 'head_dim', 'vocab', 'scalar';
@@ -62,7 +90,7 @@ def mesh_config(shape=(-1, 1, 1), axes=("data", "fsdp", "tensor")) -> ml_collect
 def experiment_config(variant: str, variants: tuple[str, ...], name: str) -> ml_collections.ConfigDict:
   """The head every experiment config shares: variant (checked), seed, mesh, sharding rules."""
   if variant not in variants:
-    raise ValueError(f"unknown variant {variant!r} of {name}; choose one of {variants}")
+    raise InputError(f"unknown variant {variant!r} of {name}; choose one of {variants}")
   return ml_collections.ConfigDict(dict(
       variant=variant, seed=0, mesh=mesh_config(),
       sharding=ml_collections.ConfigDict({"rules": DEFAULT_RULES})))
@@ -111,7 +139,7 @@ def rl_config(algorithm: str = "reinforce", kl_coef: float = 0.05, samples_per_p
 
 
 def _fail(field: str, value, why: str):
-  raise ValueError(f"config.{field}={value!r}: {why}")
+  raise InputError(f"config.{field}={value!r}: {why}")
 
 
 def is_int(x) -> bool:

@@ -1,19 +1,18 @@
-"""XLA flags warm_jax sets by default, before jax starts a backend (`import warm_jax` applies them).
+"""XLA flags warm_jax sets by default, before jax starts a backend.
 
-XLA:CPU hands dot, elementwise and reduction fusions to its YNNPACK library by default. For this
-project's models, giving it only the dots and leaving elementwise and reduction fusions to XLA's
-own emitters takes 13-23% off the reward-model train step on the development machine (2-core
-x86_64, jax 0.10.2: 686 -> 527 ms at width 256, 5,999 -> 5,234 ms at width 1024, from
-`python benchmarks/rm_step.py --widths=256,512,1024 --layers=4 --vocab=8192 --seq=256 --batch=8`
-with and without `WARM_JAX_XLA_DEFAULTS=0`; see benchmarks/README.md).
-The flag only concerns CPU compilations; GPU and TPU programs are unchanged.
+The command-line entry points apply them first thing (`warm_jax.cli.run`, the benchmarks, the
+test suite's conftest); importing warm_jax changes nothing. XLA:CPU hands dot, elementwise and
+reduction fusions to its YNNPACK library by default; for this project's models, giving it only
+the dots and leaving elementwise and reduction fusions to XLA's own emitters makes the CPU train
+steps faster (benchmarks/README.md has the measurements, `benchmarks/rm_step.py` with and without
+`WARM_JAX_XLA_DEFAULTS=0`). The flag only concerns CPU compilations; GPU and TPU programs are
+unchanged.
 
 - A flag already named in the environment's XLA_FLAGS is left as the user set it.
 - `WARM_JAX_XLA_DEFAULTS=0` turns the defaults off.
 - The flag is experimental in XLA, and an XLA that does not know a flag aborts at start-up, so it
   is only added for the jaxlib versions it was measured with (`MEASURED_JAXLIB`).
-- It takes effect only if no jax backend has started yet in the process: import warm_jax (or any
-  of its modules) before the first jax computation.
+- It takes effect only if no jax backend has started yet in the process.
 """
 
 from __future__ import annotations
