@@ -41,8 +41,6 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "experiments"))
 PY = sys.executable
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
 
@@ -221,9 +219,9 @@ class Data:
     self.root = root
 
   def cmd(self, workdir: str) -> list[str]:
-    code = ("import sys; sys.path.insert(0, 'experiments'); import reward_model as e; "
+    code = ("from warm_jax import configs; "
             "from warm_jax.data.builders import embedded_tldr as b; "
-            "c = e.get_config('cpu').data.task; "
+            "c = configs.load_experiment('reward_model').get_config('cpu').data.task; "
             f"b.get_builder(c, data_dir={os.path.join(workdir, 'data')!r})")
     return [PY, "-c", code]
 

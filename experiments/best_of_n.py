@@ -18,19 +18,11 @@ paper variant: real TL;DR, where a larger RM plays the oracle). Sampling runs on
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-
 import ml_collections
-import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from warm_jax import configs  # noqa: E402
+from warm_jax import configs
 
 VARIANTS = ("tiny", "cpu", "paper")
-COMBINE = ("single", "average", "ensemble")
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
@@ -67,119 +59,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   return c
 
 
-def validate_sampling(config) -> None:
-  """The judge (config.gold) and the sampling settings (config.bon)."""
-  from warm_jax import evaluation
-  b = config.bon
-  evaluation.validate_gold(config)
-  ns = list(b.ns)
-  if not ns or any(n < 1 for n in ns) or any(max(ns) % n for n in ns):
-    raise ValueError(f"config.bon.ns={tuple(ns)}: must be positive and each must divide max(ns)")
-  if b.prompt_len + b.max_new_tokens > config.model.max_len:
-    raise ValueError(f"config.bon.prompt_len + max_new_tokens = {b.prompt_len + b.max_new_tokens}"
-                     f" exceeds config.model.max_len={config.model.max_len}")
-  if b.prompts < 1:
-    raise ValueError(f"config.bon.prompts={b.prompts}: must be >= 1")
-
-
-def validate(config) -> None:
-  validate_sampling(config)
-  if config.reward.combine not in COMBINE:
-    raise ValueError(f"config.reward.combine={config.reward.combine!r}: must be one of {COMBINE}")
-  paths = [p for p in config.reward.paths if p]
-  if not paths:
-    raise ValueError("config.reward.paths is empty: give the reward-model run(s) to select with")
-  if config.reward.combine == "single" and len(paths) != 1:
-    raise ValueError(f"config.reward.combine='single' needs exactly one path, got {len(paths)}")
-
-
-def load_reward(config):
-  """A scorer with .score(prompts, responses) for config.reward, and its display name."""
-  import warm_jax
-  paths = [p for p in config.reward.paths if p]
-  combine = config.reward.combine
-  if combine == "single":
-    rm = warm_jax.load_reward_model(paths[0])
-  elif combine == "average":
-    rm = warm_jax.load_averaged(paths)
-  else:
-    rm = warm_jax.load_ensemble(paths)
-  name = config.reward.name or (f"{combine} of {len(paths)}" if combine != "single" else "single RM")
-  return rm, name
-
-
-def best_of_n_curve(scores: np.ndarray, gold: np.ndarray, ns) -> list[dict]:
-  """scores, gold: [prompts, max_n]. For each N: mean gold and score of the argmax-score sample
-  over max_n / N disjoint groups per prompt (`evaluation.best_of_n_kept`)."""
-  from warm_jax import evaluation
-  return [{"n": int(n), "gold": float(evaluation.best_of_n_kept(scores, gold, n).mean()),
-           "score": float(evaluation.best_of_n_kept(scores, scores, n).mean()),
-           "kl_bound": float(np.log(n) - (n - 1) / n)} for n in ns]
-
-
-def plot(result: dict, path: str) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  from warm_jax.train import metrics
-  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-  for key, label in (("proxy", result["reward_name"]), ("oracle", "gold (oracle selection)")):
-    rows = result[key]
-    axes[0].plot([r["n"] for r in rows], [r["gold"] for r in rows], "o-", label=label)
-    axes[1].plot([r["kl_bound"] for r in rows], [r["gold"] for r in rows], "o-", label=label)
-  axes[0].set(xscale="log", xlabel="N", ylabel="gold reward of the kept response",
-              title="best-of-N: gold vs N")
-  axes[1].set(xlabel="KL bound log N - (N-1)/N [nats]", ylabel="gold reward",
-              title="best-of-N: gold vs KL")
-  axes[0].legend(fontsize=8)
-  fig.tight_layout()
-  metrics.save_figure(fig, path, dpi=110)
-
-
-def sample_candidates(config: ml_collections.ConfigDict) -> tuple[list[str], list[str], list[str]]:
-  """The SFT policy's max(bon.ns) samples for each of bon.prompts prompts of bon.split:
-  (prompts, flat prompts [prompts * max_n], responses [prompts * max_n]), prompt-major."""
-  from warm_jax import data as data_lib
-  from warm_jax import sampling
-  b = config.bon
-  sampler = sampling.PolicySampler(config.model, data_lib.load_tokenizer(config.data),
-                                   prompt_len=b.prompt_len, max_new_tokens=b.max_new_tokens,
-                                   temperature=b.temperature, batch_size=b.batch_size)
-  source = data_lib.load_split(config.data, b.split)
-  prompts = [source[i]["prompt"] for i in range(min(b.prompts, len(source)))]
-  m = max(b.ns)
-  texts = sampler.sample_n(config.init_from, prompts, m, seed=config.seed, desc="best-of-N sampling")
-  return prompts, [p for p in prompts for _ in range(m)], [t for ts in texts for t in ts]
-
-
-def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  from warm_jax import evaluation
-  if not config.init_from:
-    raise SystemExit("config.init_from is empty: best-of-N samples the SFT policy, e.g. "
-                     "--config.init_from=runs/sft")
-  validate(config)
-  b = config.bon
-  rm, reward_name = load_reward(config)
-  prompts, flat_prompts, texts = sample_candidates(config)
-  m = max(b.ns)
-  proxy = np.asarray(rm.score(flat_prompts, texts)).reshape(len(prompts), m)
-  gold = np.asarray(evaluation.gold_fn(config)(flat_prompts, texts)).reshape(len(prompts), m)
-  result = {"reward_name": reward_name, "reward_paths": list(config.reward.paths),
-            "combine": config.reward.combine, "prompts": len(prompts), "max_n": m,
-            "proxy": best_of_n_curve(proxy, gold, b.ns),
-            "oracle": best_of_n_curve(gold, gold, b.ns),
-            "mean_length": float(np.mean([len(t.split()) for t in texts]))}
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "bon.json"), "w") as f:
-    json.dump(result, f, indent=1)
-  plot(result, os.path.join(workdir, "bon.png"))
-  print(f"{'N':>4} {'KL bound':>9} {'gold (' + reward_name + ')':>24} {'proxy':>8} {'gold (oracle)':>14}")
-  for r, o in zip(result["proxy"], result["oracle"]):
-    print(f"{r['n']:>4} {r['kl_bound']:>9.3f} {r['gold']:>24.3f} {r['score']:>+8.3f} {o['gold']:>14.3f}")
-  print(f"wrote {workdir}/bon.json and {workdir}/bon.png")
-  return result
-
-
 if __name__ == "__main__":
   from warm_jax import cli
-  cli.run(main)
+  from warm_jax.studies import best_of_n
+  cli.run(best_of_n.main)

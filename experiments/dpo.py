@@ -20,15 +20,9 @@ accuracy and margins), the end of the run samples the DPO policy and the SFT pol
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-
 import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from warm_jax import configs  # noqa: E402
+from warm_jax import configs
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
@@ -92,71 +86,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   return c
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """The trainer's fields and config.gold_eval (used after training: checked before it); raises
-  ValueError naming the field."""
-  from warm_jax.train import dpo
-  dpo.validate_config(config)
-  g = config.gold_eval
-  configs.check_int(g.n, "gold_eval.n", lo=0)
-  configs.check_float(g.temperature, "gold_eval.temperature", 0.0, lo_open=True)
-  configs.check_int(g.prompt_len, "gold_eval.prompt_len")
-  configs.check_int(g.max_new_tokens, "gold_eval.max_new_tokens")
-  configs.check_seed(g.seed, "gold_eval.seed")
-  if not isinstance(g.split, str) or not g.split:
-    raise ValueError(f"config.gold_eval.split={g.split!r}: must be a split name")
-  if g.prompt_len + g.max_new_tokens > config.model.max_len:
-    raise ValueError(f"config.gold_eval.prompt_len={g.prompt_len} + config.gold_eval.max_new_tokens="
-                     f"{g.max_new_tokens} exceeds config.model.max_len={config.model.max_len}")
-
-
-def main(config: ml_collections.ConfigDict, workdir: str) -> None:
-  from warm_jax import checkpoints
-  from warm_jax import data as data_lib
-  from warm_jax.train import dpo, init
-  if not config.dpo.ref_checkpoint:
-    raise SystemExit("config.dpo.ref_checkpoint is empty: pass the checkpoints/ directory of an SFT "
-                     "run (experiments/sft.py) on the same config.model, e.g. "
-                     "--config.dpo.ref_checkpoint=runs/sft")
-  validate(config)
-  setup = dpo.build(config)
-  ref_params = checkpoints.restore_params(init.resolve(config.dpo.ref_checkpoint),
-                                          target=dpo.abstract_state(setup).params)
-  tokenizer = data_lib.load_tokenizer(config.data)
-  sources = {s: data_lib.load_split(config.data, s) for s in ("train", *config.train.eval_splits)}
-  result = dpo.train(config, workdir, sources, tokenizer, ref_params)
-  state = result.pop("state")
-  print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
-  if config.gold_eval.n and config.data.name == "embedded_tldr":
-    gold = gold_eval(config, setup.model, state.params, ref_params, tokenizer,
-                     data_lib.load_split(config.data, config.gold_eval.split))
-    with open(os.path.join(workdir, "gold_eval.json"), "w") as f:
-      json.dump(gold, f, indent=1)
-    print(f"gold win rate of DPO over SFT on {gold['n']} {config.gold_eval.split} prompts: "
-          f"{gold['win_rate']:.3f} +- {gold['win_rate_stderr']:.3f} (gold DPO {gold['gold_a']:.3f}, "
-          f"SFT {gold['gold_b']:.3f})")
-
-
-def gold_eval(config, model, params, ref_params, tokenizer, source) -> dict:
-  """Samples the DPO and SFT policies on the same prompts; the gold-judged win rate of DPO."""
-  from warm_jax import evaluation, sampling
-  from warm_jax.data import embedded
-  g = config.gold_eval
-  prompts = [source[i]["prompt"] for i in range(min(g.n, len(source)))]
-  fn = sampling.make_generate(model, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
-                              eos_id=tokenizer.eos_id)
-  kw = dict(prompt_len=g.prompt_len, max_new_tokens=g.max_new_tokens, seed=g.seed,
-            batch_size=config.data.eval_batch_size, generate_fn=fn)
-  texts_dpo = sampling.sample_texts(model, params, tokenizer, prompts, **kw)
-  texts_sft = sampling.sample_texts(model, ref_params, tokenizer, prompts, **kw)
-  gold_fn = lambda p, r: embedded.gold_reward_batch(p, r, config.data.task)["total"]
-  out = evaluation.gold_comparison(prompts, texts_dpo, texts_sft, gold_fn)
-  out.update(split=g.split, temperature=g.temperature,
-             examples=[{"prompt": p, "dpo": a, "sft": b}
-                       for p, a, b in list(zip(prompts, texts_dpo, texts_sft))[:3]])
-  return out
-
-
 if __name__ == "__main__":
   from warm_jax import cli
-  cli.run(main)
+  from warm_jax.studies import dpo
+  cli.run(dpo.main)

@@ -16,15 +16,9 @@ Writes <workdir>/interpolate.json. Variants: tiny, cpu, paper (set the data spli
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-
 import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from warm_jax import configs  # noqa: E402
+from warm_jax import configs
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
@@ -44,31 +38,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   return c
 
 
-def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  import warm_jax
-  from warm_jax import checkpoints, evaluation
-  from warm_jax import data as data_lib
-  if not config.a or not config.b:
-    raise ValueError("config.a and config.b must both name reward-model runs")
-  if not 0.0 <= config.lam <= 1.0:
-    raise ValueError(f"config.lam={config.lam}: must be in [0, 1] (an interpolation)")
-  rm = warm_jax.load_averaged([config.a, config.b], weights=[1.0 - config.lam, config.lam],
-                              batch_size=config.batch_size)
-  data_cfg = rm.config.data
-  out = {"a": config.a, "b": config.b, "lam": config.lam, "accuracy": {}, "pairs": {}}
-  for split in config.splits:
-    src = data_lib.load_split(data_cfg, split)
-    recs = [src[i] for i in range(min(config.pairs, len(src)) if config.pairs else len(src))]
-    p = [r["prompt"] for r in recs]
-    rc, rr = rm.score(p, [r["chosen"] for r in recs]), rm.score(p, [r["rejected"] for r in recs])
-    out["accuracy"][split] = evaluation.pair_accuracy(rc, rr)
-    out["pairs"][split] = len(recs)
-  os.makedirs(workdir, exist_ok=True)
-  checkpoints.write_atomic(os.path.join(workdir, "interpolate.json"), json.dumps(out, indent=1))
-  print(json.dumps(out))
-  return out
-
-
 if __name__ == "__main__":
   from warm_jax import cli
-  cli.run(main)
+  from warm_jax.studies import interpolate
+  cli.run(interpolate.main)

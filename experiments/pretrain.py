@@ -12,15 +12,9 @@ Re-running the same command resumes from the latest checkpoint in --workdir.
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-
 import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from warm_jax import configs  # noqa: E402
+from warm_jax import configs
 
 VARIANTS = ("tiny", "cpu", "paper")
 
@@ -56,21 +50,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   return c
 
 
-def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  from warm_jax import data as data_lib
-  from warm_jax.train import init, lm
-  setup = lm.build(config)  # validates the config before anything is read
-  init_params = (init.load_lm_params(config.init_from, config.model, setup.mesh, setup.rules)
-                 if config.init_from else None)
-  tokenizer = data_lib.load_tokenizer(config.data)
-  sources = {"train": data_lib.load_split(config.data, config.data.train_split)}
-  sources.update({s: data_lib.load_split(config.data, s) for s in config.train.eval_splits})
-  result = lm.train(config, workdir, sources, tokenizer, init_params=init_params)
-  result.pop("state")
-  print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
-  return result
-
-
 if __name__ == "__main__":
   from warm_jax import cli
-  cli.run(main)
+  from warm_jax.studies import lm
+  cli.run(lm.pretrain)

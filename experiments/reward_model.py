@@ -11,15 +11,9 @@ Re-running the same command resumes from the latest checkpoint in --workdir.
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-
 import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from warm_jax import configs  # noqa: E402
+from warm_jax import configs
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
@@ -59,26 +53,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   return c
 
 
-def initial_params(config: ml_collections.ConfigDict, setup):
-  """The RM's starting params: the decoder of config.init_from (at config.init_step) with a fresh
-  (zero) head, or None (a fresh initialisation) when init_from is empty."""
-  from warm_jax.train import init
-  if not config.init_from:
-    return None
-  step = None if config.init_step < 0 else config.init_step
-  return init.reward_model_from_lm(config.init_from, setup, step=step)
-
-
-def main(config: ml_collections.ConfigDict, workdir: str, sources: dict | None = None,
-         tokenizer=None) -> dict:
-  from warm_jax.train import reward_model
-  init_params = initial_params(config, reward_model.build(config))
-  result = reward_model.train(config, workdir, sources, tokenizer, init_params=init_params)
-  result.pop("state")
-  print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
-  return result
-
-
 if __name__ == "__main__":
   from warm_jax import cli
-  cli.run(main)
+  from warm_jax.studies import reward_model
+  cli.run(reward_model.main)

@@ -3,59 +3,32 @@ r"""Rewarded soups (Rame et al. 2023, arXiv 2306.04488) against multi-objective 
     python experiments/rewarded_soups.py --config=experiments/rewarded_soups.py:cpu \
         --config.init_from=runs/warm/sft --workdir=runs/soups
 
-Two criteria of the embedded task's gold reward (`objectives.names`, default coverage and
-brevity) pull against each other: covering a post's facts takes words, a short TL;DR drops them.
-The pipeline, each stage in its own directory of the workdir (`warm_jax.stages`: finished stages
-are reused, changed ones refused, unfinished ones resume):
-  rm_<criterion>/   a Bradley-Terry reward model per criterion, from the SFT decoder, on the first
-                    `pairs` preference pairs relabelled by that criterion alone
-                    (`multi_objective.relabel`: the task's Bradley-Terry rule on the criterion's
-                    scores, ties dropped);
-  norm/             each reward model's mean and standard deviation on the SFT policy's responses
-                    to `norm.prompts` prompts: every RL run optimises standardised rewards, so one
-                    weight means the same for every method;
-  rl_<criterion>/   RL from the SFT policy against each criterion's reward model alone: the
-                    soups' ingredients (and MORL's end points, lambda = 1 and 0);
-  morl_<lambda>/    RL against lambda * r_1 + (1 - lambda) * r_2 for each `morl_lambdas`.
-Then every policy answers the same `final.prompts` prompts (same sampling seed) and the gold
-criteria judge them: the soups (1 - lambda) * theta_2 + lambda * theta_1 for each `lambdas`, and
-the MORL policies. The fronts of (criterion 1, criterion 2) are compared point by point (same
-lambda) and by their hypervolume above (0, 0), next to what each costs: the soups need two RL
-runs for any number of lambdas, MORL one RL run per lambda. Writes soups.json, soups.md, soups.png.
-
-The default second criterion judges brevity against a fixed budget (`objectives.brevity`: 8 words
-whatever the post, where the task's total reward grows the budget with the post's facts), so that
-the two criteria conflict on every post; set objectives.brevity to the task's own
-(base=6, per_fact=4, scale=0.75) to use the task's criterion as it is.
-
+Two criteria of the embedded task's gold reward that pull against each other (`objectives.names`,
+default coverage and brevity): a reward model per criterion, RL against each (the soups'
+ingredients), MORL against weighted sums, and the soups (1 - lambda) theta_2 + lambda theta_1
+judged next to MORL's policies (`warm_jax.studies.rewarded_soups`). Set objectives.brevity to
+the task's own (base=6, per_fact=4, scale=0.75) to use the task's criterion as it is.
 Variants: tiny (tests), cpu (the embedded task on 2 CPU cores), paper (the paper's TL;DR
 summarisation setting: reward models of two criteria given in `objectives.rm_paths`, which also
-judge, as the paper's axes are the rewards themselves; PPO, as the paper's trl runs).
+judge; PPO, as the paper's trl runs).
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import time
-
 import ml_collections
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import reward_model  # noqa: E402
-import rl  # noqa: E402
+from warm_jax import configs
 
 VARIANTS = ("tiny", "cpu", "paper")
-SOUP_FIELDS = ("rm", "pairs", "objectives", "norm", "lambdas", "morl_lambdas", "final")
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
+  rl = configs.load_experiment("rl")
   c = rl.get_config(variant)  # every RL run: policy, prompts, algorithm
   del c.reward  # the rewards are this experiment's reward models
-  c.rm = reward_model.get_config(variant)  # each criterion's reward model (from the SFT decoder)
+  # each criterion's reward model (from the SFT decoder)
+  c.rm = configs.load_experiment("reward_model").get_config(variant)
   c.pairs = 2048  # the first `pairs` pairs of the rm data's train split, relabelled (0: all)
   # names: the two criteria (of `warm_jax.data.embedded.CRITERIA`, or free names with rm_paths);
   # brevity: the budget of the brevity criterion as judged here (see the module docstring);
@@ -92,314 +65,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   return c
 
 
-# ---------------------------------------------------------------- configs of the stages
-
-def embedded_task(config) -> bool:
-  return config.data.name == "embedded_tldr"
-
-
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Every stage's settings, before any compute; raises ValueError naming the field."""
-  from warm_jax.data import embedded
-  from warm_jax.train import policy
-  from warm_jax.train import reward_model as rm_lib
-  o = config.objectives
-  if len(o.names) != 2 or o.names[0] == o.names[1]:
-    raise ValueError(f"config.objectives.names={tuple(o.names)}: two different criteria")
-  if o.rm_paths:
-    if len(o.rm_paths) != 2 or not all(o.rm_paths):
-      raise ValueError(f"config.objectives.rm_paths={tuple(o.rm_paths)}: one run per criterion")
-  else:
-    if not embedded_task(config):
-      raise ValueError("config.objectives.rm_paths is empty: without the embedded task's gold "
-                       "criteria the two reward models must be given")
-    bad = [n for n in o.names if n not in embedded.CRITERIA]
-    if bad:
-      raise ValueError(f"config.objectives.names has {bad}: not criteria of the embedded task "
-                       f"{embedded.CRITERIA}")
-    rm_lib.validate_config(config.rm)
-    if config.pairs < 0:
-      raise ValueError(f"config.pairs={config.pairs}: must be >= 0 (0: the whole train split)")
-  b = o.brevity
-  if not (b.base + b.per_fact > 0 and b.base >= 0 and b.per_fact >= 0 and b.scale > 0):
-    raise ValueError(f"config.objectives.brevity={b.to_dict()}: base, per_fact >= 0 (not both 0) "
-                     "and scale > 0")
-  for name in ("lambdas", "morl_lambdas"):
-    lams = tuple(config[name])
-    if any(not 0.0 <= x <= 1.0 for x in lams) or len(set(lams)) != len(lams):
-      raise ValueError(f"config.{name}={lams}: distinct values in [0, 1]")
-  if len(config.lambdas) < 2:
-    raise ValueError(f"config.lambdas={tuple(config.lambdas)}: at least two soups")
-  if config.norm.prompts < 2 or config.final.prompts < 1:
-    raise ValueError("config.norm.prompts must be >= 2 and config.final.prompts >= 1")
-  policy.validate_config(rl_config(config, (0.5, 0.5), ("<a>", "<b>"), (0.0, 0.0), (1.0, 1.0)))
-
-
-def judge_task(config):
-  """The embedded task's config as this experiment judges the criteria (its brevity budget)."""
-  task = ml_collections.ConfigDict(config.data.task.to_dict())
-  task.brevity = ml_collections.ConfigDict(config.objectives.brevity.to_dict())
-  return task
-
-
-def criteria_fn(config):
-  """(prompts, responses) -> float32 [N, 2]: the two criteria of each response (the embedded
-  task's gold criteria, or the given reward models on real data)."""
-  names = tuple(config.objectives.names)
-  if config.objectives.rm_paths:
-    scorers = [rl.load_scorer(p, config) for p in config.objectives.rm_paths]
-    return lambda p, r: np.stack([np.asarray(s.score(p, r), np.float32) for s in scorers], 1)
-  from warm_jax.data import embedded
-  task = judge_task(config)
-
-  def fn(prompts, responses):
-    g = embedded.gold_reward_batch(prompts, responses, task)
-    return np.stack([g[n] for n in names], axis=1)
-  return fn
-
-
-def rm_config(config) -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict(config.rm.to_dict())
-  c.init_from = config.init_from
-  return c
-
-
-def rl_config(config, weights, paths, offsets, scales) -> ml_collections.ConfigDict:
-  """An rl.py config: this one's RL settings against sum_i weights[i] * standardised RM_i."""
-  c = ml_collections.ConfigDict(config.to_dict())
-  for field in SOUP_FIELDS:
-    del c[field]
-  c.reward = ml_collections.ConfigDict(dict(
-      kind="rms", path="", paths=tuple(paths), weights=tuple(float(w) for w in weights),
-      offsets=tuple(float(x) for x in offsets), scales=tuple(float(x) for x in scales)))
-  return c
-
-
-def criterion_sources(config, name: str) -> dict:
-  """The reward model's data for criterion `name`: the train pairs (first `pairs`) and each eval
-  split, relabelled by that criterion."""
-  from warm_jax import data as data_lib
-  from warm_jax.data import embedded
-  from warm_jax import multi_objective
-  d, task = config.rm.data, judge_task(config)
-  out = {}
-  for split in (d.get("train_split", "train"), *config.rm.train.eval_splits):
-    src = data_lib.load_split(d, split)
-    n = len(src) if split != d.get("train_split", "train") or not config.pairs else min(
-        config.pairs, len(src))
-    recs = [src[i] for i in range(n)]
-    prompts = [r["prompt"] for r in recs]
-    sc = embedded.gold_reward_batch(prompts, [r["chosen"] for r in recs], task)[name]
-    sr = embedded.gold_reward_batch(prompts, [r["rejected"] for r in recs], task)[name]
-    out["train" if split == d.get("train_split", "train") else split] = multi_objective.relabel(
-        recs, sc, sr, d.task.bt_temperature, config.objectives.label_seed)
-  return out
-
-
-def prompts_of(data_config, split: str, n: int) -> list[str]:
-  from warm_jax import data as data_lib
-  source = data_lib.load_split(data_config, split)
-  return [source[i]["prompt"] for i in range(min(n, len(source)))]
-
-
-def sampler_of(config):
-  from warm_jax import data as data_lib
-  from warm_jax import sampling
-  f = config.final
-  return sampling.PolicySampler(config.model, data_lib.load_tokenizer(config.data),
-                                prompt_len=f.prompt_len, max_new_tokens=f.max_new_tokens,
-                                temperature=config.rl.temperature, batch_size=f.batch_size)
-
-
-def lam_name(lam: float) -> str:
-  return f"morl_{lam:.2f}"
-
-
-def upstream_of(config) -> dict:
-  a, b = config.objectives.names
-  rms = () if config.objectives.rm_paths else (f"rm_{a}", f"rm_{b}")
-  up = {s: () for s in rms}
-  up["norm"] = rms
-  up.update({f"rl_{a}": ("norm",), f"rl_{b}": ("norm",)})
-  up.update({lam_name(x): ("norm",) for x in config.morl_lambdas if x not in (0.0, 1.0)})
-  return up
-
-
-# ---------------------------------------------------------------- evaluation
-
-def judge_policy(config, sampler, params, prompts, judge) -> dict:
-  """Mean criteria (and, on the embedded task, gold total) of one response per prompt."""
-  texts = sampler.sample(params, prompts, seed=config.final.seed)
-  scores = judge(prompts, texts)
-  out = {"criteria": [float(x) for x in scores.mean(0)],
-         "length": float(np.mean([len(t.split()) for t in texts])), "example": texts[0]}
-  if embedded_task(config):
-    from warm_jax.data import embedded
-    out["gold_total"] = float(embedded.gold_reward_batch(prompts, texts, config.data.task)["total"].mean())
-  return out
-
-
-def fronts(config, job, rl_runs: dict, morl_runs: dict) -> dict:
-  """The soups over `lambdas` and the MORL policies, judged on the same prompts."""
-  from warm_jax import averaging, multi_objective
-  a, b = config.objectives.names
-  prompts = prompts_of(config.data, config.final.split, config.final.prompts)
-  sampler, judge = sampler_of(config), criteria_fn(config)
-  out = {"prompts": len(prompts), "sft": judge_policy(config, sampler, config.init_from, prompts,
-                                                      judge)}
-  theta_a, theta_b = sampler.load(rl_runs[a]), sampler.load(rl_runs[b])
-  out["soups"], t0 = {}, time.time()
-  for lam in config.lambdas:
-    out["soups"][f"{lam:.2f}"] = judge_policy(
-        config, sampler, averaging.interpolate(theta_b, theta_a, lam), prompts, judge)
-  soup_eval_s = time.time() - t0
-  out["morl"] = {f"{lam:.2f}": judge_policy(config, sampler, path, prompts, judge)
-                 for lam, path in sorted(morl_runs.items())}
-  pts = {k: np.asarray([p["criteria"] for p in out[k].values()]) for k in ("soups", "morl")}
-  shared = sorted(set(out["soups"]) & set(out["morl"]))
-  out["hypervolume"] = {k: multi_objective.hypervolume_2d(v) for k, v in pts.items()}
-  out["hypervolume_shared_lambdas"] = {
-      k: multi_objective.hypervolume_2d([out[k][s]["criteria"] for s in shared])
-      for k in ("soups", "morl")}
-  out["shared_lambdas"] = shared
-  rl_s = {n: job.seconds(f"rl_{n}") for n in (a, b)}
-  morl_s = {f"{lam:.2f}": (rl_s[a] if lam == 1.0 else rl_s[b] if lam == 0.0 else
-                           job.seconds(lam_name(lam))) for lam in morl_runs}
-  out["cost"] = {"soups_rl_runs": 2, "soups_rl_seconds": sum(rl_s.values()),
-                 "soups_lambdas": len(config.lambdas),
-                 "soups_seconds_per_lambda": sum(rl_s.values()) / len(config.lambdas),
-                 "soup_eval_seconds": soup_eval_s,
-                 "morl_rl_runs": len(morl_runs), "morl_rl_seconds": sum(morl_s.values()),
-                 "morl_seconds_per_lambda": morl_s}
-  return out
-
-
-def plot(result: dict, names, path: str, extra: dict | None = None) -> None:
-  """Criterion 2 vs criterion 1: the soups' line (lambda labelled), the MORL points, SFT, and any
-  `extra` fronts {label: {lambda: point}} (e.g. MODPO's)."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  from warm_jax.train import metrics
-  fig, ax = plt.subplots(figsize=(5.5, 4.5))
-  series = {"rewarded soups": ("soups", "-o", "tab:blue"), "MORL": ("morl", "s", "tab:red")}
-  for label, (key, style, color) in series.items():
-    pts = result[key]
-    xy = np.asarray([pts[k]["criteria"] for k in sorted(pts)])
-    ax.plot(xy[:, 0], xy[:, 1], style, color=color, label=label, ms=5)
-    for k, (x, y) in zip(sorted(pts), xy):
-      ax.annotate(k, (x, y), fontsize=7, color=color, xytext=(3, 3), textcoords="offset points")
-  for label, pts in (extra or {}).items():
-    xy = np.asarray([pts[k]["criteria"] for k in sorted(pts)])
-    ax.plot(xy[:, 0], xy[:, 1], "^--", color="tab:green", label=label, ms=5)
-    for k, (x, y) in zip(sorted(pts), xy):
-      ax.annotate(k, (x, y), fontsize=7, color="tab:green", xytext=(3, -9), textcoords="offset points")
-  sx, sy = result["sft"]["criteria"]
-  ax.plot([sx], [sy], "*", color="black", ms=10, label="SFT")
-  ax.set_xlabel(f"{names[0]} (gold, mean)")
-  ax.set_ylabel(f"{names[1]} (gold, mean)")
-  ax.set_title("Fronts: labels are the weight on " + names[0])
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  metrics.save_figure(fig, path, dpi=120)
-
-
-def tables(result: dict, names) -> str:
-  f = result["fronts"]
-  a, b = names
-  lines = [f"Mean gold criteria of one response to each of {f['prompts']} held-out prompts "
-           f"(same prompts and sampling seed for every policy); lambda = the weight on {a}.", "",
-           f"| lambda | soup {a} | soup {b} | soup gold total | MORL {a} | MORL {b} | MORL gold total |",
-           "|---|---|---|---|---|---|---|"]
-  fmt = lambda p, i: f"{p['criteria'][i]:.3f}"  # noqa: E731
-  tot = lambda p: f"{p['gold_total']:.3f}" if "gold_total" in p else "-"  # noqa: E731
-  for lam in sorted(set(f["soups"]) | set(f["morl"])):
-    s, m = f["soups"].get(lam), f["morl"].get(lam)
-    row = [lam] + ([fmt(s, 0), fmt(s, 1), tot(s)] if s else ["-"] * 3)
-    row += [fmt(m, 0), fmt(m, 1), tot(m)] if m else ["-"] * 3
-    lines.append("| " + " | ".join(row) + " |")
-  sft = f["sft"]
-  lines += ["", f"SFT: {a} {sft['criteria'][0]:.3f}, {b} {sft['criteria'][1]:.3f}"
-            + (f", gold total {sft['gold_total']:.3f}" if "gold_total" in sft else "") + ".", "",
-            f"Hypervolume above (0, 0) (higher is better): soups {f['hypervolume']['soups']:.4f} "
-            f"({len(f['soups'])} lambdas), MORL {f['hypervolume']['morl']:.4f} ({len(f['morl'])} "
-            f"lambdas); on the lambdas both have ({', '.join(f['shared_lambdas'])}): soups "
-            f"{f['hypervolume_shared_lambdas']['soups']:.4f}, MORL "
-            f"{f['hypervolume_shared_lambdas']['morl']:.4f}."]
-  c = f["cost"]
-  lines += ["", f"Cost: the soups took {c['soups_rl_runs']} RL runs ({c['soups_rl_seconds']:.0f} s) "
-            f"for {c['soups_lambdas']} lambdas ({c['soups_seconds_per_lambda']:.0f} s of RL per "
-            f"lambda; interpolating and judging all of them {c['soup_eval_seconds']:.0f} s); MORL "
-            f"took {c['morl_rl_runs']} RL runs ({c['morl_rl_seconds']:.0f} s) for "
-            f"{c['morl_rl_runs']} lambdas ({c['morl_rl_seconds'] / c['morl_rl_runs']:.0f} s per "
-            "lambda)."]
-  return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- the job
-
-def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  import warm_label_noise
-  from warm_jax import multi_objective, stages
-  from warm_jax import data as data_lib
-  if not config.init_from:
-    raise SystemExit("config.init_from is empty: the policies start from the SFT run, e.g. "
-                     "--config.init_from=runs/warm/sft (made by launch/quickstart.sh)")
-  validate(config)
-  warm_label_noise.write_config(config, workdir)
-  job = stages.Job(workdir, upstream_of(config))
-  d = job.dir
-  a, b = config.objectives.names
-  o = config.objectives
-  if o.rm_paths:
-    rms = dict(zip((a, b), o.rm_paths))
-  else:
-    tokenizer = data_lib.load_tokenizer(config.rm.data)
-    rms = {}
-    for name in (a, b):
-      rc = rm_config(config)
-      job.run(f"rm_{name}", {"rm": rc, "objectives": o.to_dict(), "pairs": config.pairs},
-              lambda: reward_model.main(rc, d(f"rm_{name}"), criterion_sources(config, name),
-                                        tokenizer),
-              f"reward model of {name}")
-      rms[name] = d(f"rm_{name}")
-
-  def standardise():
-    prompts = prompts_of(config.data, config.norm.split, config.norm.prompts)
-    texts = sampler_of(config).sample(config.init_from, prompts, seed=config.norm.seed)
-    stats = [multi_objective.standardisation(rl.load_scorer(rms[n], config).score(prompts, texts))
-             for n in (a, b)]
-    return {"offsets": [s[0] for s in stats], "scales": [s[1] for s in stats], "prompts": len(prompts)}
-  norm = job.run("norm", {"norm": config.norm.to_dict(), "rms": [rms[a], rms[b]],
-                          "policy": config.init_from, "final": config.final.to_dict()},
-                 standardise, "reward standardisation on the SFT policy's responses")
-  paths, off, sc = (rms[a], rms[b]), norm["offsets"], norm["scales"]
-
-  rl_runs = {}
-  for name, w in ((a, (1.0, 0.0)), (b, (0.0, 1.0))):
-    c = rl_config(config, w, paths, off, sc)
-    rl_runs[name] = d(f"rl_{name}")
-    job.run(f"rl_{name}", c, lambda: rl.main(c, rl_runs[name]), f"RL against the {name} reward model")
-  morl_runs = {1.0: rl_runs[a], 0.0: rl_runs[b]}
-  for lam in config.morl_lambdas:
-    if lam in (0.0, 1.0):
-      continue
-    c = rl_config(config, (lam, 1.0 - lam), paths, off, sc)
-    morl_runs[lam] = d(lam_name(lam))
-    job.run(lam_name(lam), c, lambda: rl.main(c, morl_runs[lam]),
-            f"MORL: RL against {lam:.2f} x {a} + {1 - lam:.2f} x {b}")
-
-  print("== the fronts", flush=True)
-  result = {"names": [a, b], "reward_models": rms, "standardisation": norm,
-            "rl_runs": rl_runs, "morl_runs": {f"{k:.2f}": v for k, v in morl_runs.items()},
-            "fronts": fronts(config, job, rl_runs, morl_runs),
-            "seconds": {st: job.seconds(st) for st in job.rows}}
-  stages.write_report(workdir, "soups", result, tables(result, (a, b)),
-                      lambda path: plot(result["fronts"], (a, b), path))
-  return result
-
-
 if __name__ == "__main__":
   from warm_jax import cli
-  cli.run(main)
+  from warm_jax.studies import rewarded_soups
+  cli.run(rewarded_soups.main)

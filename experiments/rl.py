@@ -4,7 +4,7 @@ r"""KL-regularised RL of the SFT policy against a reward: the gold reward or a p
         --config.reward.kind=gold --workdir=runs/rl_gold
     python experiments/rl.py --config=experiments/rl.py:cpu --config.init_from=runs/sft \
         --config.reward.kind=rm --config.reward.path=runs/rm --workdir=runs/rl_proxy
-    python experiments/plot_rl.py runs/rl_gold runs/rl_proxy     # reward vs KL of both
+    python -m warm_jax.studies.rl_curves runs/rl_gold runs/rl_proxy   # reward vs KL of both
 
 `config.rl.algorithm`: 'reinforce' (with a batch-mean baseline: the WARM paper's RL), 'rloo' or 'ppo'
 (value head, GAE, clipping: the RLP paper's). The policy maximises reward - kl_coef * KL(policy ||
@@ -16,18 +16,11 @@ written by `python -m warm_jax.average`). Variants: tiny, cpu, paper.
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-
 import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from warm_jax import configs  # noqa: E402
+from warm_jax import configs
 
 VARIANTS = ("tiny", "cpu", "paper")
-REWARDS = ("gold", "rm", "rms")
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
@@ -87,60 +80,7 @@ def fast_cpu_rl(c: ml_collections.ConfigDict) -> None:
   c.train.update(num_steps=150, eval_every=50, ckpt_every=50)
 
 
-def make_reward_fns(config: ml_collections.ConfigDict):
-  """(reward_fn, gold_fn): host callables (prompts, responses) -> float32 [N]."""
-  from warm_jax import evaluation
-  if config.reward.kind not in REWARDS:
-    raise ValueError(f"config.reward.kind={config.reward.kind!r}: must be one of {REWARDS}")
-  evaluation.validate_gold(config)
-  if config.reward.kind == "rm" and not config.reward.path:
-    raise ValueError("config.reward.path is empty: reward.kind='rm' needs a reward-model run")
-  gold_fn = evaluation.gold_fn(config)
-  if config.reward.kind == "gold":
-    return gold_fn, gold_fn
-  if config.reward.kind == "rms":
-    return weighted_reward(config).score, gold_fn
-  return load_scorer(config.reward.path, config).score, gold_fn
-
-
-def weighted_reward(config: ml_collections.ConfigDict):
-  """reward.kind='rms': the weighted sum of standardised reward models (zero weights not loaded)."""
-  from warm_jax import multi_objective
-  r = config.reward
-  if not r.paths or len(r.weights) != len(r.paths):
-    raise ValueError(f"config.reward.paths={tuple(r.paths)} and weights={tuple(r.weights)}: "
-                     "reward.kind='rms' needs one weight per reward-model run (at least one)")
-  scorers = [load_scorer(p, config) if w > 0 else None for p, w in zip(r.paths, r.weights)]
-  return multi_objective.WeightedReward(scorers, r.weights, r.offsets, r.scales)
-
-
-def load_scorer(path: str, config: ml_collections.ConfigDict):
-  """A reward-model run as a scorer of this run's rollouts: wide enough for the longest prompt
-  plus response (its own training max_len may be shorter), so no prompt is cut."""
-  import warm_jax
-  rm = warm_jax.load_reward_model(path, batch_size=config.data.batch_size)
-  rm.max_len = max(rm.max_len, config.data.max_len + config.rl.max_new_tokens + 2)
-  return rm
-
-
-def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  from warm_jax import data as data_lib
-  from warm_jax.train import init, policy
-  if not config.init_from:
-    raise SystemExit("config.init_from is empty: RL starts from the SFT policy, e.g. "
-                     "--config.init_from=runs/sft (python experiments/sft.py ...)")
-  setup = policy.build(config)  # validates the config before anything is read
-  reward_fn, gold_fn = make_reward_fns(config)
-  ref_params = init.load_lm_params(config.init_from, config.model, setup.mesh, setup.rules)
-  tokenizer = data_lib.load_tokenizer(config.data)
-  prompts = {"train": data_lib.load_split(config.data, config.data.train_split)}
-  prompts.update({s: data_lib.load_split(config.data, s) for s in config.train.eval_splits})
-  result = policy.train(config, workdir, prompts, tokenizer, reward_fn, gold_fn, ref_params)
-  result.pop("state")
-  print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
-  return result
-
-
 if __name__ == "__main__":
   from warm_jax import cli
-  cli.run(main)
+  from warm_jax.studies import rl
+  cli.run(rl.main)

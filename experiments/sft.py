@@ -9,18 +9,13 @@ pre-training run (required). Variants as in `pretrain.py`.
 
 from __future__ import annotations
 
-import os
-import sys
-
 import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import pretrain  # noqa: E402
+from warm_jax import configs
 
 
 def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
-  c = pretrain.get_config(variant)
+  c = configs.load_experiment("pretrain").get_config(variant)
   c.data.train_split = "sft"
   c.train.objective = "sft"
   c.train.eval_splits = ("sft_validation",)
@@ -34,13 +29,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   return c
 
 
-def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  if not config.init_from:
-    raise SystemExit("config.init_from is empty: SFT starts from a pre-trained LM, e.g. "
-                     "--config.init_from=runs/pretrain (python experiments/pretrain.py ...)")
-  return pretrain.main(config, workdir)
-
-
 if __name__ == "__main__":
   from warm_jax import cli
-  cli.run(main)
+  from warm_jax.studies import lm
+  cli.run(lm.sft)

@@ -218,5 +218,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.path.insert(0, ROOT)
   sys.exit(main())

@@ -17,23 +17,20 @@ if N > 1:
   os.environ.update(WARM_JAX_COORDINATOR=f"127.0.0.1:{PORT}", WARM_JAX_NUM_PROCESSES=str(N),
                     WARM_JAX_PROCESS_ID=str(PID))
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "experiments"))
 
-from warm_jax import distributed  # noqa: E402
+from warm_jax import distributed
 
 if N > 1:
   distributed.initialize()
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from jax.experimental import multihost_utils  # noqa: E402
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
-import reward_model as rm_experiment  # noqa: E402
-from conftest import ToyTokenizer, toy_pairs  # noqa: E402
-from warm_jax import checkpoints  # noqa: E402
-from warm_jax.train import loop, reward_model as rm  # noqa: E402
-from warm_jax.train.metrics import read_metrics  # noqa: E402
+from conftest import ToyTokenizer, experiment, toy_pairs
+from warm_jax import checkpoints
+from warm_jax.train import loop, reward_model as rm
+from warm_jax.train.metrics import read_metrics
 
 
 def flat(tree):
@@ -43,7 +40,7 @@ def flat(tree):
 
 def main(workdir):
   assert jax.process_count() == N and jax.device_count() == 8
-  c = rm_experiment.get_config("tiny")
+  c = experiment("reward_model").get_config("tiny")
   c.model.vocab_size = 64
   c.model.dropout_rate = 0.1
   c.mesh.shape = (2, 2, 2)

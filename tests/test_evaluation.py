@@ -1,4 +1,4 @@
-"""Gold-judged comparisons: win rates, best-of-n selection, pairwise accuracy."""
+"""Gold-judged comparisons: win rates, pairwise accuracy."""
 
 import numpy as np
 import pytest
@@ -10,18 +10,6 @@ def test_win_rate_counts_ties_as_half():
   assert evaluation.win_rate([1, 2, 3, 4], [0, 2, 5, 1]) == pytest.approx((1 + 0.5 + 0 + 1) / 4)
   with pytest.raises(ValueError, match="one shape"):
     evaluation.win_rate([1, 2], [1])
-
-
-def test_best_of_n_kept_takes_each_groups_argmax():
-  scores = np.array([[0.0, 1.0, 3.0, 2.0], [5.0, 4.0, 0.0, 1.0]])
-  gold = np.array([[10, 11, 12, 13], [20, 21, 22, 23]], np.float64)
-  np.testing.assert_array_equal(evaluation.best_of_n_kept(scores, gold, 1), gold)
-  np.testing.assert_array_equal(evaluation.best_of_n_kept(scores, gold, 2), [[11, 12], [20, 23]])
-  np.testing.assert_array_equal(evaluation.best_of_n_kept(scores, gold, 4), [[12], [20]])
-  with pytest.raises(ValueError, match="divide"):
-    evaluation.best_of_n_kept(scores, gold, 3)
-  with pytest.raises(ValueError, match="shape"):
-    evaluation.best_of_n_kept(scores, gold[:, :2], 2)
 
 
 def test_pair_accuracy_counts_ties_as_wrong():

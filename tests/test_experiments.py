@@ -3,23 +3,19 @@ model from the pre-trained LM -> reward-hacking check -> RL against the RM -> pl
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
+from conftest import data_dir, experiment, script
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
-sys.path.insert(0, os.path.dirname(__file__))
-
-import dpo as dpo_exp  # noqa: E402
-import plot_rl  # noqa: E402
-import pretrain  # noqa: E402
-import reward_hacking_check  # noqa: E402
-import reward_model as rm_exp  # noqa: E402
-import rl as rl_exp  # noqa: E402
-import sft  # noqa: E402
-from conftest import data_dir  # noqa: E402
-from warm_jax.train.metrics import read_metrics  # noqa: E402
+from warm_jax import errors
+from warm_jax.studies import active_queries as aq
+from warm_jax.studies import best_of_n as bon_study
+from warm_jax.studies import dpo as dpo_study
+from warm_jax.studies import lm, model_written_evals as mwe, modpo, reward_hacking
+from warm_jax.studies import reward_model as rm_study
+from warm_jax.studies import rewarded_soups as rs, rl as rl_study, rl_curves, rlp
+from warm_jax.train.metrics import read_metrics
 
 
 def set_field(config, dotted: str, value) -> None:
@@ -35,14 +31,14 @@ def pipeline_runs(tmp_path_factory):
   root = tmp_path_factory.mktemp("pipeline")
   runs = {k: str(root / k) for k in ("pretrain", "sft", "rm", "rl", "dpo")}
   with data_dir(root / "data"):
-    c = pretrain.get_config("tiny")
-    pretrain.main(c, runs["pretrain"])
-    c = sft.get_config("tiny")
+    c = experiment("pretrain").get_config("tiny")
+    lm.pretrain(c, runs["pretrain"])
+    c = experiment("sft").get_config("tiny")
     c.init_from = runs["pretrain"]
-    sft.main(c, runs["sft"])
-    c = rm_exp.get_config("tiny")
+    lm.sft(c, runs["sft"])
+    c = experiment("reward_model").get_config("tiny")
     c.init_from = runs["pretrain"]
-    rm_exp.main(c, runs["rm"])
+    rm_study.main(c, runs["rm"])
     yield runs
 
 
@@ -52,7 +48,7 @@ def test_lm_runs_log_held_out_losses(pipeline_runs):
   post = read_metrics(pipeline_runs["sft"], "sft_validation")
   assert pre and post and np.isfinite(pre[-1]["loss"]) and np.isfinite(post[-1]["loss"])
   # SFT evaluates its starting point (the pre-trained LM) at step 0, and improves on it.
-  assert post[0]["step"] == 0 and post[-1]["step"] == sft.get_config("tiny").train.num_steps
+  assert post[0]["step"] == 0 and post[-1]["step"] == experiment("sft").get_config("tiny").train.num_steps
   assert post[-1]["loss"] < post[0]["loss"]
 
 
@@ -63,7 +59,7 @@ def test_reward_model_starts_from_the_pretrained_decoder(pipeline_runs):
   assert first["config"]["init_from"] == pipeline_runs["pretrain"]
   # A model shape other than the LM's fails naming the parameter.
   from warm_jax.train import init, reward_model
-  c = rm_exp.get_config("tiny")
+  c = experiment("reward_model").get_config("tiny")
   c.model.d_model = 48
   with pytest.raises(ValueError, match="decoder"):
     init.reward_model_from_lm(pipeline_runs["pretrain"], reward_model.build(c))
@@ -74,8 +70,8 @@ def test_reward_model_starts_from_the_pretrained_decoder(pipeline_runs):
 @pytest.mark.slow
 def test_reward_hacking_check_writes_its_report(pipeline_runs, tmp_path):
   out = str(tmp_path / "hack")
-  s = reward_hacking_check.main(["--rm", pipeline_runs["rm"], "--n", "6", "--out", out])
-  assert len(s["rows"]) == 3 * len(reward_hacking_check.STRENGTHS)
+  s = reward_hacking.main(["--rm", pipeline_runs["rm"], "--n", "6", "--out", out])
+  assert len(s["rows"]) == 3 * len(reward_hacking.STRENGTHS)
   assert all(0.0 <= r["fooled"] <= 1.0 for r in s["rows"])
   # Strength 0 is the good response itself: never 'fooled' against itself.
   assert all(r["fooled"] == 0.0 for r in s["rows"] if r["strength"] == 0)
@@ -85,51 +81,50 @@ def test_reward_hacking_check_writes_its_report(pipeline_runs, tmp_path):
 
 @pytest.mark.slow
 def test_rl_against_the_reward_model_and_plot(pipeline_runs, tmp_path):
-  c = rl_exp.get_config("tiny")
+  c = experiment("rl").get_config("tiny")
   c.init_from = pipeline_runs["sft"]
   c.reward.kind = "rm"
   c.reward.path = pipeline_runs["rm"]
-  result = rl_exp.main(c, pipeline_runs["rl"])
+  result = rl_study.main(c, pipeline_runs["rl"])
   assert np.isfinite(result["validation/kl"]) and np.isfinite(result["validation/reward/gold"])
   png = str(tmp_path / "rl.png")
-  runs = plot_rl.main([pipeline_runs["rl"], "--out", png, "--smooth", "1"])
+  runs = rl_curves.main([pipeline_runs["rl"], "--out", png, "--smooth", "1"])
   assert os.path.getsize(png) > 0 and len(runs["rl"]["kl"]) == 2
 
 
 @pytest.mark.slow
 def test_dpo_from_the_sft_policy_reports_gold_win_rate(pipeline_runs):
-  c = dpo_exp.get_config("tiny")
+  c = experiment("dpo").get_config("tiny")
   c.dpo.ref_checkpoint = pipeline_runs["sft"]
-  dpo_exp.main(c, pipeline_runs["dpo"])
+  dpo_study.main(c, pipeline_runs["dpo"])
   win = json.load(open(os.path.join(pipeline_runs["dpo"], "gold_eval.json")))
   assert 0.0 <= win["win_rate"] <= 1.0 and win["n"] > 0
 
 
 def test_missing_required_inputs_fail_clearly(tmp_path):
-  c = sft.get_config("tiny")
-  with pytest.raises(SystemExit, match="init_from"):
-    sft.main(c, str(tmp_path / "a"))
-  c = rl_exp.get_config("tiny")
-  with pytest.raises(SystemExit, match="init_from"):
-    rl_exp.main(c, str(tmp_path / "b"))
+  c = experiment("sft").get_config("tiny")
+  with pytest.raises(errors.MissingInput, match="init_from"):
+    lm.sft(c, str(tmp_path / "a"))
+  c = experiment("rl").get_config("tiny")
+  with pytest.raises(errors.MissingInput, match="init_from"):
+    rl_study.main(c, str(tmp_path / "b"))
   c.reward.kind = "oracle"
   with pytest.raises(ValueError, match="reward.kind"):
-    rl_exp.make_reward_fns(c)
+    rl_study.make_reward_fns(c)
   c.reward.kind = "rm"
   with pytest.raises(ValueError, match="reward.path"):
-    rl_exp.make_reward_fns(c)
+    rl_study.make_reward_fns(c)
   with pytest.raises(SystemExit):
-    reward_hacking_check.main(["--rm", str(tmp_path / "nothing")])
+    reward_hacking.main(["--rm", str(tmp_path / "nothing")])
 
 
 @pytest.mark.slow
 def test_best_of_n_gold_and_kl_bound(pipeline_runs):
-  import best_of_n
-  c = best_of_n.get_config("tiny")
+  c = experiment("best_of_n").get_config("tiny")
   c.init_from = pipeline_runs["sft"]
   c.reward.paths = (pipeline_runs["rm"],)
   out = os.path.join(os.path.dirname(pipeline_runs["rm"]), "bon")
-  res = best_of_n.main(c, out)
+  res = bon_study.main(c, out)
   assert [r["n"] for r in res["proxy"]] == [1, 2, 4]
   assert res["proxy"][0]["kl_bound"] == 0.0
   # Selecting by gold itself can only help gold: the oracle curve is non-decreasing in N.
@@ -138,39 +133,29 @@ def test_best_of_n_gold_and_kl_bound(pipeline_runs):
   assert os.path.getsize(os.path.join(out, "bon.png")) > 0
 
 
-def test_best_of_n_curve_picks_the_argmax_per_group():
-  import best_of_n
-  scores = np.array([[0.0, 1.0, 3.0, 2.0]])
-  gold = np.array([[10.0, 11.0, 13.0, 12.0]])
-  rows = best_of_n.best_of_n_curve(scores, gold, (1, 2, 4))
-  assert [r["gold"] for r in rows] == [11.5, 12.0, 13.0]  # N=2: groups (0,1)->11, (3,2)->13
-  assert rows[2]["kl_bound"] == pytest.approx(np.log(4) - 3 / 4)
-
-
 def test_best_of_n_config_errors():
-  import best_of_n
-  c = best_of_n.get_config("tiny")
+  c = experiment("best_of_n").get_config("tiny")
   with pytest.raises(ValueError, match="reward.paths"):
-    best_of_n.validate(c)
+    bon_study.validate(c)
   c.reward.paths = ("a", "b")
   with pytest.raises(ValueError, match="exactly one"):
-    best_of_n.validate(c)
+    bon_study.validate(c)
   c.reward.combine = "average"
   c.bon.ns = (1, 3, 4)
   with pytest.raises(ValueError, match="divide"):
-    best_of_n.validate(c)
+    bon_study.validate(c)
 
 
 @pytest.mark.slow
 def test_sample_policy_prints_each_runs_responses_with_gold(pipeline_runs, capsys):
-  import sample_policy
+  from warm_jax import sampling
   runs = [pipeline_runs["sft"], pipeline_runs["pretrain"]]
-  out = sample_policy.main([*runs, "--n", "2", "--prompt_len", "40", "--max_new_tokens", "16"])
+  out = sampling.main([*runs, "--n", "2", "--prompt_len", "40", "--max_new_tokens", "16"])
   assert set(out) == set(runs) and all(len(v) == 2 for v in out.values())
   assert all(0.0 <= g <= 1.0 for v in out.values() for _, g in v)
   assert capsys.readouterr().out.count("prompt: ") == 2
   with pytest.raises(SystemExit):
-    sample_policy.main([pipeline_runs["sft"] + "_missing"])
+    sampling.main([pipeline_runs["sft"] + "_missing"])
 
 
 @pytest.mark.slow
@@ -179,7 +164,7 @@ def test_reward_model_from_a_kept_step(pipeline_runs):
 
   from warm_jax import checkpoints
   from warm_jax.train import init, reward_model
-  setup = reward_model.build(rm_exp.get_config("tiny"))
+  setup = reward_model.build(experiment("reward_model").get_config("tiny"))
   steps = checkpoints.complete_steps(os.path.join(pipeline_runs["pretrain"], "checkpoints"))
   assert len(steps) == 2
   early = init.reward_model_from_lm(pipeline_runs["pretrain"], setup, step=steps[0])
@@ -198,11 +183,9 @@ def test_reward_model_from_a_kept_step(pipeline_runs):
 
 @pytest.mark.slow
 def test_rlp_pipeline_end_to_end(pipeline_runs):
-  import rlp
-
   import warm_jax
   from warm_jax import checkpoints
-  c = rlp.get_config("tiny")
+  c = experiment("rlp").get_config("tiny")
   c.init_from = pipeline_runs["sft"]
   wd = os.path.join(os.path.dirname(pipeline_runs["rm"]), "rlp")
   res = rlp.main(c, wd)
@@ -233,23 +216,22 @@ def test_rlp_pipeline_end_to_end(pipeline_runs):
   again = rlp.main(c, wd)
   assert again["policy_accuracy"] == res["policy_accuracy"] and again["final"] == res["final"]
   c.spg.gamma = 0.9
-  with pytest.raises(SystemExit, match="stage spg_pairs"):
+  with pytest.raises(errors.InputError, match="stage spg_pairs"):
     rlp.main(c, wd)
 
 
 def test_rlp_config_errors():
-  import rlp
   for field, value, match in (("unlabeled.start", 10, "overlaps"), ("spg.gamma", 0.0, "spg.gamma"),
                               ("spg.meaning", "nli", "spg.meaning"), ("warm.members", ("uml",), "warm.members"),
                               ("samples.n", 1, "samples.n"), ("rl.algorithm", "reinforce", "'ppo'"),
                               ("uml.z_dim", 0, "uml.z_dim")):
-    c = rlp.get_config("tiny")
+    c = experiment("rlp").get_config("tiny")
     set_field(c, field, value)
     with pytest.raises(ValueError, match=match):
       rlp.validate(c)
   # The policy's prompts and the reward models' pairs share one task object (an override of
   # config.data.task reaches both); two different tasks are refused.
-  c = rlp.get_config("tiny")
+  c = experiment("rlp").get_config("tiny")
   c.data.task.flip_fraction = 0.1
   assert c.rm.data.task.flip_fraction == 0.1
   import ml_collections
@@ -258,19 +240,15 @@ def test_rlp_config_errors():
   with pytest.raises(ValueError, match="task differ"):
     rlp.validate(c)
   for variant in ("cpu", "paper"):
-    c = rlp.get_config(variant)
+    c = experiment("rlp").get_config(variant)
     c.gold.path = "oracle" if variant == "paper" else ""
     rlp.validate(c)
 
 
 @pytest.mark.slow
 def test_rewarded_soups_modpo_and_model_written_evals_end_to_end(pipeline_runs):
-  import model_written_evals as mwe
-  import modpo
-  import rewarded_soups as rs
-
   from warm_jax.data import embedded
-  c = rs.get_config("tiny")
+  c = experiment("rewarded_soups").get_config("tiny")
   c.init_from = pipeline_runs["sft"]
   wd = os.path.join(os.path.dirname(pipeline_runs["rm"]), "soups")
   res = rs.main(c, wd)
@@ -298,10 +276,10 @@ def test_rewarded_soups_modpo_and_model_written_evals_end_to_end(pipeline_runs):
   assert again.pop("cost")["morl_rl_seconds"] == f["cost"]["morl_rl_seconds"]
   assert again == {k: v for k, v in f.items() if k != "cost"}
   c.objectives.brevity.base = 9
-  with pytest.raises(SystemExit, match="stage rm_coverage"):
+  with pytest.raises(errors.InputError, match="stage rm_coverage"):
     rs.main(c, wd)
 
-  m = modpo.get_config("tiny")
+  m = experiment("modpo").get_config("tiny")
   m.soups = wd
   out = modpo.main(m, os.path.join(os.path.dirname(wd), "modpo"))
   assert sorted(out["modpo"]) == ["0.00", "0.50"]
@@ -311,7 +289,7 @@ def test_rewarded_soups_modpo_and_model_written_evals_end_to_end(pipeline_runs):
   assert set(out["hypervolume_shared_lambdas"]) == {"modpo", "morl", "soups"}
   assert os.path.getsize(os.path.join(os.path.dirname(wd), "modpo", "modpo.png")) > 0
 
-  e = mwe.get_config("tiny")
+  e = experiment("model_written_evals").get_config("tiny")
   e.generator, e.soups, e.pm.path = pipeline_runs["pretrain"], wd, pipeline_runs["rm"]
   e.pm.threshold = -1e9  # the tiny preference model knows nothing: keep every item
   ev = mwe.main(e, os.path.join(os.path.dirname(wd), "mwe"))
@@ -324,13 +302,11 @@ def test_rewarded_soups_modpo_and_model_written_evals_end_to_end(pipeline_runs):
   # The soup at lambda 1 is the coverage policy itself, its last RL step.
   assert ev["evals"]["soup 1.00"] == ev["evals"]["rl_coverage step 4"]
   e.pm.threshold = 1e9
-  with pytest.raises(SystemExit, match="kept none"):
+  with pytest.raises(errors.InputError, match="kept none"):
     mwe.main(e, os.path.join(os.path.dirname(wd), "mwe"))
 
 
 def test_rewarded_soups_and_modpo_config_errors(tmp_path):
-  import modpo
-  import rewarded_soups as rs
   for field, value, match in (("objectives.names", ("coverage",), "two different"),
                               ("objectives.names", ("coverage", "fluency"), "not criteria"),
                               ("objectives.rm_paths", ("a",), "one run per criterion"),
@@ -338,28 +314,28 @@ def test_rewarded_soups_and_modpo_config_errors(tmp_path):
                               ("lambdas", (0.0, 1.5), "config.lambdas"),
                               ("morl_lambdas", (0.5, 0.5), "config.morl_lambdas"),
                               ("norm.prompts", 1, "norm.prompts")):
-    c = rs.get_config("tiny")
+    c = experiment("rewarded_soups").get_config("tiny")
     set_field(c, field, value)
     with pytest.raises(ValueError, match=match):
       rs.validate(c)
   for variant in ("cpu", "paper"):
-    c = rs.get_config(variant)
+    c = experiment("rewarded_soups").get_config(variant)
     if variant == "paper":
       c.objectives.rm_paths = ("rm_a", "rm_b")
       c.gold.path = "oracle"
     rs.validate(c)
-  c = rs.get_config("paper")
+  c = experiment("rewarded_soups").get_config("paper")
   with pytest.raises(ValueError, match="rm_paths is empty"):
     rs.validate(c)
-  m = modpo.get_config("tiny")
+  m = experiment("modpo").get_config("tiny")
   m.soups = str(tmp_path)
-  with pytest.raises(SystemExit, match="not a finished rewarded_soups.py workdir"):
+  with pytest.raises(errors.MissingInput, match="not a finished rewarded_soups.py workdir"):
     modpo.main(m, str(tmp_path / "modpo"))
-  soups_cfg = rs.get_config("tiny")
+  soups_cfg = experiment("rewarded_soups").get_config("tiny")
   m.lambdas = (0.5, 2.0)
   with pytest.raises(ValueError, match="config.lambdas"):
     modpo.validate(m, soups_cfg)
-  m = modpo.get_config("tiny")
+  m = experiment("modpo").get_config("tiny")
   m.model.n_layers += 1
   with pytest.raises(ValueError, match="policy model"):
     modpo.validate(m, soups_cfg)
@@ -367,8 +343,7 @@ def test_rewarded_soups_and_modpo_config_errors(tmp_path):
 
 @pytest.mark.slow
 def test_active_queries_end_to_end(pipeline_runs):
-  import active_queries as aq
-  c = aq.get_config("tiny")
+  c = experiment("active_queries").get_config("tiny")
   c.init_from = pipeline_runs["sft"]
   wd = os.path.join(os.path.dirname(pipeline_runs["rm"]), "active")
   res = aq.main(c, wd)
@@ -391,21 +366,19 @@ def test_active_queries_end_to_end(pipeline_runs):
 
 
 def test_active_queries_config_errors():
-  import active_queries as aq
   for field, value, match in (("schedule", (16, 8), "config.schedule"),
                               ("schedule", (8, 64), "more than the pool"),
                               ("strategies", ("random", "margin"), "config.strategies"),
                               ("members", 1, "config.members"), ("epochs", 0.0, "config.epochs")):
-    c = aq.get_config("tiny")
+    c = experiment("active_queries").get_config("tiny")
     c[field] = value
     with pytest.raises(ValueError, match=match):
       aq.validate(c)
   for variant in ("cpu", "paper"):
-    aq.validate(aq.get_config(variant))
+    aq.validate(experiment("active_queries").get_config(variant))
 
 
 def test_model_written_evals_items_and_config_errors():
-  import model_written_evals as mwe
   assert mwe.split_post("my friend tom lives in oslo . tldr : tom lives in oslo .") == \
       "my friend tom lives in oslo ."
   assert mwe.split_post("no marker here") is None and mwe.split_post("tldr : x") is None
@@ -415,7 +388,7 @@ def test_model_written_evals_items_and_config_errors():
   for field, value, match in (("generator", "", "config.generator"), ("pm.path", "", "pm.path"),
                               ("writing.posts", 0, "config.writing"), ("lambdas", (0.5, 0.5), "lambdas"),
                               ("hand.n_items", -1, "hand.n_items")):
-    c = mwe.get_config("tiny")
+    c = experiment("model_written_evals").get_config("tiny")
     c.generator, c.soups, c.pm.path = "g", "s", "p"
     set_field(c, field, value)
     with pytest.raises(ValueError, match=match):
@@ -423,8 +396,6 @@ def test_model_written_evals_items_and_config_errors():
 
 
 def test_model_written_evals_label_check_and_correlation():
-  import model_written_evals as mwe
-
   from warm_jax.data import embedded
   task = embedded.default_config()
   post = "my friend tom moved to oslo last year . he works as a chef ."
@@ -448,13 +419,12 @@ def test_model_written_evals_label_check_and_correlation():
 def test_local_lambda_sweep_over_a_reward_model_pair(pipeline_runs, capsys):
   import warm_jax
   from warm_jax import evaluation
-  sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "launch"))
-  import sweep
+  sweep = script("launch/sweep.py")
   root = os.path.dirname(pipeline_runs["rm"])
   b = os.path.join(root, "rm_seed1")
-  c = rm_exp.get_config("tiny")
+  c = experiment("reward_model").get_config("tiny")
   c.init_from, c.seed = pipeline_runs["pretrain"], 1
-  rm_exp.main(c, b)
+  rm_study.main(c, b)
   wd = os.path.join(root, "sweep")
   args = ["--experiment=experiments/interpolate.py", "--variant=tiny", f"--workdir={wd}",
           f"--set=config.a={pipeline_runs['rm']}", f"--set=config.b={b}",

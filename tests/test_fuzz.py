@@ -20,24 +20,19 @@ import json
 import lzma
 import math
 import os
-import sys
 
 import pytest
+from conftest import experiment
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
-
-import dpo as dpo_experiment  # noqa: E402
-import pretrain as pretrain_experiment  # noqa: E402
-import reward_model as rm_experiment  # noqa: E402
-import rl as rl_experiment  # noqa: E402
-import rlp as rlp_experiment  # noqa: E402
-from warm_jax.data import schema  # noqa: E402
-from warm_jax.train import lm as lm_lib  # noqa: E402
-from warm_jax.train import policy as policy_lib  # noqa: E402
-from warm_jax.train import reward_model as rm_lib  # noqa: E402
-from warm_jax.train import rlp as rlp_lib  # noqa: E402
+from warm_jax.data import schema
+from warm_jax.studies import dpo as dpo_study
+from warm_jax.studies import rlp as rlp_study
+from warm_jax.train import lm as lm_lib
+from warm_jax.train import policy as policy_lib
+from warm_jax.train import reward_model as rm_lib
+from warm_jax.train import rlp as rlp_lib
 
 # Examples per run (hypothesis stops at max_examples): CONFIG_EXAMPLES fuzzed values for each of
 # the 6 trainer configs, RECORD_EXAMPLES records (+ the explicit @examples), FILE_EXAMPLES
@@ -246,19 +241,19 @@ NOT_VALIDATED_HERE = {
 
 
 def _rl_ppo():
-  c = rl_experiment.get_config("tiny")
+  c = experiment("rl").get_config("tiny")
   c.rl.algorithm = "ppo"
   return c
 
 
 # name -> (tiny config, the trainer's validate_config)
 BASES = {
-    "pretrain": (lambda: pretrain_experiment.get_config("tiny"), lm_lib.validate_config),
-    "reward_model": (lambda: rm_experiment.get_config("tiny"), rm_lib.validate_config),
-    "dpo": (lambda: dpo_experiment.get_config("tiny"), dpo_experiment.validate),
-    "rl": (lambda: rl_experiment.get_config("tiny"), policy_lib.validate_config),
+    "pretrain": (lambda: experiment("pretrain").get_config("tiny"), lm_lib.validate_config),
+    "reward_model": (lambda: experiment("reward_model").get_config("tiny"), rm_lib.validate_config),
+    "dpo": (lambda: experiment("dpo").get_config("tiny"), dpo_study.validate),
+    "rl": (lambda: experiment("rl").get_config("tiny"), policy_lib.validate_config),
     "rl_ppo": (_rl_ppo, policy_lib.validate_config),
-    "rlp": (lambda: rlp_experiment.uml_config(rlp_experiment.get_config("tiny")),
+    "rlp": (lambda: rlp_study.uml_config(experiment("rlp").get_config("tiny")),
             rlp_lib.validate_config),
 }
 _CACHE = {}

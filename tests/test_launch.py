@@ -1,14 +1,13 @@
 """The launchers' --dry-run commands, exactly, and their refusals of bad input."""
 
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "launch"))
 
-import gpu  # noqa: E402
-import tpu  # noqa: E402
+from conftest import script
+
+gpu, tpu = script("launch/gpu.py"), script("launch/tpu.py")
 
 TPU = ["--name=warm-v4", "--zone=us-central2-b", "--accelerator=v4-32", "--bucket=my-bucket",
        "--workdir=runs/rm", "--experiment=experiments/reward_model.py", "--spot"]

@@ -4,24 +4,22 @@ stops naming the step (on_nonfinite='stop', the last good checkpoint kept) or sk
 
 import json
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
 
-import reward_model as rm_experiment  # noqa: E402
-from warm_jax import checkpoints  # noqa: E402
-from warm_jax.train import loop  # noqa: E402
-from warm_jax.train import reward_model as rm  # noqa: E402
-from warm_jax.train import state as state_lib  # noqa: E402
+from conftest import experiment
+from warm_jax import checkpoints
+from warm_jax.train import loop
+from warm_jax.train import reward_model as rm
+from warm_jax.train import state as state_lib
 
 
 def _config(num_steps=8, mode="stop", max_skips=10):
-  c = rm_experiment.get_config("tiny")
+  c = experiment("reward_model").get_config("tiny")
   c.model.vocab_size = 64
   c.mesh.shape = (2, 2, 2)
   c.optim.lr = 1e-3

@@ -1,19 +1,15 @@
-"""Notebook API (load_reward_model / load_averaged / load_ensemble: strings in, rewards out) and
-the demo notebook notebooks/averaging_demo.ipynb, executed end to end."""
+"""The scoring API (load_reward_model / load_averaged / load_ensemble: strings in, rewards out).
+The notebook built on it, notebooks/warm.ipynb, runs in tests/test_warm.py on a tiny main job."""
 
 import os
-import sys
 
 import jax
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-from test_averaging import close, rm_params, save_run, tiny_config  # noqa: E402
-from warm_jax import averaging, checkpoints, notebook_api  # noqa: E402
-from warm_jax.data import pipeline  # noqa: E402
-from warm_jax.models import RewardModel  # noqa: E402
+from test_averaging import close, rm_params, save_run, tiny_config
+from warm_jax import averaging, checkpoints, scoring
+from warm_jax.data import pipeline
+from warm_jax.models import RewardModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,7 +31,7 @@ def _reference(config, params, tok, prompts, responses):
 def test_load_reward_model_scores_strings_in_batches(two_runs, toy_data):
   config, runs = two_runs
   tok = toy_data["tokenizer"]
-  rm = notebook_api.load_reward_model(runs[0], tokenizer=tok, batch_size=4)
+  rm = scoring.load_reward_model(runs[0], tokenizer=tok, batch_size=4)
   prompts = ["xyz", "zz", "x", "yyx", "zy"]
   responses = ["aaab", "ab", "aaaaab", "abb", "b"]
   scores = rm.score(prompts, responses)  # 5 pairs: a full batch of 4 and a padded one
@@ -55,7 +51,7 @@ def test_load_averaged_is_the_weight_average_and_ensemble_averages_predictions(t
   config, runs = two_runs
   tok = toy_data["tokenizer"]
   prompts, responses = ["xy", "zzz", "x"], ["aab", "abb", "aaaab"]
-  warm = notebook_api.load_averaged(runs, [0.25, 0.75], tokenizer=tok, batch_size=4)
+  warm = scoring.load_averaged(runs, [0.25, 0.75], tokenizer=tok, batch_size=4)
   params = averaging.average([checkpoints.restore_params(r) for r in runs], [0.25, 0.75])
   np.testing.assert_allclose(warm.score(prompts, responses),
                              _reference(config, params, tok, prompts, responses), rtol=1e-5, atol=1e-6)
@@ -63,10 +59,10 @@ def test_load_averaged_is_the_weight_average_and_ensemble_averages_predictions(t
   assert sorted(os.listdir(tmp_path)) == ["rm0", "rm1"]  # load_averaged writes nothing
   # A written average loads like any other checkpoint.
   averaging.average_checkpoints(runs, [0.25, 0.75], out=str(tmp_path / "warm"))
-  again = notebook_api.load_reward_model(str(tmp_path / "warm"), tokenizer=tok, batch_size=4)
+  again = scoring.load_reward_model(str(tmp_path / "warm"), tokenizer=tok, batch_size=4)
   close(again.params, warm.params)
   # ENS: mean and variance of the members' rewards.
-  ens = notebook_api.load_ensemble(runs, tokenizer=tok, batch_size=4)
+  ens = scoring.load_ensemble(runs, tokenizer=tok, batch_size=4)
   each = np.stack([_reference(config, checkpoints.restore_params(r), tok, prompts, responses)
                    for r in runs])
   mean, var = ens.score(prompts, responses, return_variance=True)
@@ -77,33 +73,20 @@ def test_load_averaged_is_the_weight_average_and_ensemble_averages_predictions(t
 
 def test_load_onto_a_sharded_mesh(two_runs, toy_data):
   _, runs = two_runs
-  rm = notebook_api.load_reward_model(runs[0], tokenizer=toy_data["tokenizer"], batch_size=8,
+  rm = scoring.load_reward_model(runs[0], tokenizer=toy_data["tokenizer"], batch_size=8,
                                       devices=jax.devices(), mesh_shape=(2, 2, 2))
   q = rm.params["decoder"]["block_0"]["attn"]["query"]
   assert len({s.device for s in q.addressable_shards}) == 8
-  single = notebook_api.load_reward_model(runs[0], tokenizer=toy_data["tokenizer"], batch_size=8)
+  single = scoring.load_reward_model(runs[0], tokenizer=toy_data["tokenizer"], batch_size=8)
   np.testing.assert_allclose(rm.score(["xy", "z"], ["ab", "aab"]),
                              single.score(["xy", "z"], ["ab", "aab"]), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow
-def test_demo_notebook_executes():
-  nbformat = pytest.importorskip("nbformat")
-  nbclient = pytest.importorskip("nbclient")
-  path = os.path.join(ROOT, "notebooks", "averaging_demo.ipynb")
-  nb = nbformat.read(path, as_version=4)
-  client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                   resources={"metadata": {"path": ROOT}})
-  client.execute()
-  outputs = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code"
-                    for o in cell.get("outputs", []))
-  assert "DEMO OK" in outputs
-
-
 def test_load_reward_models_share_one_scorer_and_trimming_changes_no_reward(two_runs, toy_data):
   config, runs = two_runs
   tok = toy_data["tokenizer"]
-  rms = notebook_api.load_reward_models(runs, tokenizer=tok, batch_size=4)
+  rms = scoring.load_reward_models(runs, tokenizer=tok, batch_size=4)
   prompts, responses = ["xy", "zzz", "x"], ["aab", "abb", "aaaab"]
   for rm, run in zip(rms, runs):
     np.testing.assert_allclose(rm.score(prompts, responses),

@@ -1,24 +1,21 @@
 """Reward-model trainer: sharded == unsharded, real sharding, restore across meshes, bad configs."""
 
 import os
-import sys
 
 import jax
 import numpy as np
 import pytest
+from conftest import experiment
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
-
-import reward_model as rm_experiment  # noqa: E402
-from warm_jax import checkpoints  # noqa: E402
-from warm_jax import sharding as shd  # noqa: E402
-from warm_jax.data import pipeline  # noqa: E402
-from warm_jax.train import reward_model as rm  # noqa: E402
-from warm_jax.train import state as state_lib  # noqa: E402
+from warm_jax import checkpoints
+from warm_jax import sharding as shd
+from warm_jax.data import pipeline
+from warm_jax.train import reward_model as rm
+from warm_jax.train import state as state_lib
 
 
 def tiny_config(mesh_shape=(-1, 1, 1)):
-  c = rm_experiment.get_config("tiny")
+  c = experiment("reward_model").get_config("tiny")
   c.model.vocab_size = 64  # the toy tokenizer's vocabulary
   c.mesh.shape = mesh_shape
   c.model.dropout_rate = 0.1

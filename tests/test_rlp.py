@@ -1,21 +1,15 @@
 """RLP: the UML train step (BT + lambda * MIB on views) and SPG's pair selection rule."""
 
-import os
-import sys
-
 import jax
-
 import numpy as np
 import pytest
+from conftest import experiment
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
-
-import reward_model as rm_experiment  # noqa: E402
-from warm_jax import sharding as shd  # noqa: E402
-from warm_jax.data import pipeline  # noqa: E402
-from warm_jax.train import reward_model as rm  # noqa: E402
-from warm_jax.train import rlp  # noqa: E402
-from warm_jax.train import state as state_lib  # noqa: E402
+from warm_jax import sharding as shd
+from warm_jax.data import pipeline
+from warm_jax.train import reward_model as rm
+from warm_jax.train import rlp
+from warm_jax.train import state as state_lib
 
 
 # ---------------------------------------------------------------- SPG
@@ -55,7 +49,7 @@ def test_cluster_and_synthetic_pairs():
 # ---------------------------------------------------------------- UML
 
 def uml_config(weight: float):
-  c = rm_experiment.get_config("tiny")
+  c = experiment("reward_model").get_config("tiny")
   c.model.vocab_size = 64  # the toy tokenizer's vocabulary
   c.model.dropout_rate = 0.0
   c.mesh.shape = (-1, 1, 1)
@@ -135,7 +129,6 @@ def test_bad_uml_settings_are_named(toy_data):
     rlp.views_from_samples(["p"], [["a"]])
   with pytest.raises(ValueError, match="both must be non-empty"):
     rlp.ViewPairs(toy_data["sources"]["train"], [])
-
 
 
 def test_bottleneck_learns_what_two_views_share():

@@ -59,15 +59,6 @@ def test_too_long_request_is_an_error(lm):
                       max_new_tokens=10)
 
 
-def test_best_of_n_and_kl_bound():
-  kept, idx = sampling.best_of_n([["a", "b", "c"], ["d", "e", "f"]], np.array([[0, 2, 1], [5, 1, 0]]))
-  assert kept == ["b", "d"] and idx.tolist() == [1, 0]
-  assert sampling.bon_kl_bound(1) == 0.0
-  np.testing.assert_allclose(sampling.bon_kl_bound(4), np.log(4) - 0.75)
-  with pytest.raises(ValueError, match="does not match"):
-    sampling.best_of_n([["a", "b"]], np.zeros((1, 3)))
-
-
 def test_policy_sampler_answers_like_sample_texts_and_checks_lengths():
   from warm_jax import data as data_lib
   tok = data_lib.load_tokenizer(configs.embedded_data_config())

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from warm_jax import stages
+from warm_jax import errors, stages
 
 
 def test_check_reusable(tmp_path):
@@ -18,9 +18,9 @@ def test_check_reusable(tmp_path):
   (d / "stage_result.json").write_text("{}")
   assert stages.check_reusable("s", done, "abc", str(d)) is True
   assert stages.check_reusable("s", {"fingerprint": "abc", "finished": False}, "abc", str(d)) is False
-  with pytest.raises(SystemExit, match="another config"):
+  with pytest.raises(errors.InputError, match="another config"):
     stages.check_reusable("s", done, "xyz", str(d))
-  with pytest.raises(SystemExit, match="does not record"):
+  with pytest.raises(errors.InputError, match="does not record"):
     stages.check_reusable("s", None, "abc", str(d))
 
 
@@ -50,12 +50,12 @@ def test_job_reuses_refuses_and_reruns_downstream(tmp_path):
   first = _job(tmp_path, calls)
   assert calls == ["a", "b", "c"] and first[0] == {"name": "a", "cfg": {"lr": 0.1}}
   assert _job(tmp_path, calls) == first and calls == ["a", "b", "c"]  # all reused
-  with pytest.raises(SystemExit, match="stage a"):
+  with pytest.raises(errors.InputError, match="stage a"):
     _job(tmp_path, calls, lr=0.2)
   # Removing a re-runs it; b read it, so b's directory is stale and refused until removed too.
   import shutil
   shutil.rmtree(tmp_path / "a")
-  with pytest.raises(SystemExit, match="does not record"):
+  with pytest.raises(errors.InputError, match="does not record"):
     _job(tmp_path, calls, lr=0.2)
   shutil.rmtree(tmp_path / "b")
   _job(tmp_path, calls, lr=0.2)

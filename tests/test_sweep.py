@@ -1,13 +1,13 @@
 """launch/sweep.py: grid expansion, run names, the exact commands (--dry-run), bad input."""
 
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "launch"))
 
-import sweep  # noqa: E402
+from conftest import script
+
+sweep = script("launch/sweep.py")
 
 
 def test_grid_expansion_and_names():

@@ -2,19 +2,15 @@
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
+from conftest import data_dir, experiment
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
-sys.path.insert(0, os.path.dirname(__file__))
+from warm_jax import errors
+from warm_jax.studies.warm import bon, job as warm_job, label_noise, lmc, publish
 
-import warm  # noqa: E402
-from conftest import data_dir  # noqa: E402
-import warm_bon  # noqa: E402
-import warm_label_noise  # noqa: E402
-import warm_lmc  # noqa: E402
+warm = experiment("warm")
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +19,7 @@ def job(tmp_path_factory):
   root = tmp_path_factory.mktemp("warm")
   with data_dir(root / "data"):
     workdir = str(root / "job")
-    results = warm.main(warm.get_config("tiny"), workdir)
+    results = warm_job.main(warm.get_config("tiny"), workdir)
     yield {"workdir": workdir, "results": results}
 
 
@@ -37,13 +33,13 @@ def test_main_job_writes_report_plots_configs_and_checkpoints(job):
   # Every claim row says whether it held, from the numbers (never left blank).
   claim_rows = [line for line in report.splitlines() if line.startswith("| ") and
                 ("| yes |" in line or "| **no** |" in line)]
-  assert len(claim_rows) == len(warm.claims(job["results"]))
-  for name in warm.PLOTS.values():
-    assert os.path.getsize(os.path.join(w, "plots", name)) > 0
-  for stage in warm.STAGES:
+  assert len(claim_rows) == len(warm_job.claims(job["results"]))
+  for stage in warm_job.STAGES:
+    assert not stage.plot or os.path.getsize(os.path.join(w, "plots", stage.plot)) > 0
+  for stage in warm_job.NAMES:
     assert os.path.exists(os.path.join(w, "configs", f"{stage}.json"))
   ledger = json.load(open(os.path.join(w, "stages.json")))
-  assert all(ledger[s]["finished"] for s in warm.STAGES)
+  assert all(ledger[s]["finished"] for s in warm_job.NAMES)
   # The stages are wired to each other's outputs.
   sft_cfg = json.load(open(os.path.join(w, "configs", "sft.json")))
   assert sft_cfg["init_from"] == os.path.join(w, "pretrain")
@@ -55,35 +51,35 @@ def test_main_job_writes_report_plots_configs_and_checkpoints(job):
 @pytest.mark.slow
 def test_rerun_reuses_finished_stages_and_refuses_a_changed_one(job, capsys):
   w = job["workdir"]
-  again = warm.main(warm.get_config("tiny"), w)
+  again = warm_job.main(warm.get_config("tiny"), w)
   out = capsys.readouterr().out
-  assert out.count("reusing the finished stage") == len(warm.STAGES)
+  assert out.count("reusing the finished stage") == len(warm_job.STAGES)
   assert again["warm_bon"] == job["results"]["warm_bon"]
   changed = warm.get_config("tiny")
   changed.warm_bon.bon.temperature = 0.7
-  with pytest.raises(SystemExit, match="warm_bon"):
-    warm.main(changed, w)
+  with pytest.raises(errors.InputError, match="warm_bon"):
+    warm_job.main(changed, w)
   # An upstream change invalidates everything after it: the first changed stage is named.
   changed = warm.get_config("tiny")
   changed.sft.optim.lr = 5e-4
-  with pytest.raises(SystemExit, match="stage sft"):
-    warm.main(changed, w)
+  with pytest.raises(errors.InputError, match="stage sft"):
+    warm_job.main(changed, w)
   # Following the advice (remove the stage) re-runs it alone: best-of-N feeds no other stage.
   import shutil
   shutil.rmtree(os.path.join(w, "warm_bon"))
   changed = warm.get_config("tiny")
   changed.warm_bon.bon.temperature = 0.7
   capsys.readouterr()
-  warm.main(changed, w)
+  warm_job.main(changed, w)
   out = capsys.readouterr().out
-  assert out.count("reusing the finished stage") == len(warm.STAGES) - 1
+  assert out.count("reusing the finished stage") == len(warm_job.STAGES) - 1
   assert json.load(open(os.path.join(w, "stages.json")))["warm_bon"]["finished"]
 
 
 @pytest.mark.slow
 def test_warm_checkpoint_is_the_average_of_the_members(job):
   from warm_jax import checkpoints
-  ln, _ = warm_lmc.load_label_noise(os.path.join(job["workdir"], "warm_label_noise"))
+  ln, _ = label_noise.load(os.path.join(job["workdir"], "warm_label_noise"))
   members = [checkpoints.restore_params(m["path"] + "/checkpoints") for m in ln["members"]]
   avg = checkpoints.restore_params(ln["warm"])
   import jax
@@ -117,38 +113,38 @@ def test_members_are_diverse_and_start_from_the_kept_sft_checkpoints(job):
 
 @pytest.mark.slow
 def test_lmc_endpoints_are_the_members_and_ens_is_linear(job):
-  lmc = job["results"]["warm_lmc"]
+  res = job["results"]["warm_lmc"]
   ln = job["results"]["warm_label_noise"]
-  a, b = lmc["pair"]
-  first, last = lmc["path"][0], lmc["path"][-1]
-  for s in lmc["subsets"]:
+  a, b = res["pair"]
+  first, last = res["path"][0], res["path"][-1]
+  for s in res["subsets"]:
     assert first["wa"][s] == first["ens"][s] == first["diag"][s] == ln["rows"][f"member_{a}"][s]
     assert last["wa"][s] == last["diag"][s] == ln["rows"][f"member_{b}"][s]
   # An interior lambda: WA is the accuracy of the interpolated weights, ENS of the interpolated
   # predictions, both recomputed here from the members.
   import warm_jax
   from warm_jax import averaging, evaluation
-  mid = lmc["path"][len(lmc["path"]) // 2]
+  mid = res["path"][len(res["path"]) // 2]
   lam = mid["lambda"]
   assert 0 < lam < 1
   ln_dir = os.path.join(job["workdir"], "warm_label_noise")
-  ln_res, ln_cfg = warm_lmc.load_label_noise(ln_dir)
-  rewards = warm_label_noise.load_rewards(os.path.join(ln_dir, "rewards.npz"))
+  ln_res, ln_cfg = label_noise.load(ln_dir)
+  rewards = label_noise.load_rewards(os.path.join(ln_dir, "rewards.npz"))
   ra, rb = rewards[f"member_{a}"], rewards[f"member_{b}"]
-  for s in lmc["subsets"]:
+  for s in res["subsets"]:
     ens = evaluation.pair_accuracy(*((1 - lam) * ra[s][j] + lam * rb[s][j] for j in (0, 1)))
     assert mid["ens"][s] == pytest.approx(ens)
   scorers = warm_jax.load_reward_models([ln_res["members"][a]["path"], ln_res["members"][b]["path"]])
   scorers[0].max_len = ln_cfg.eval.max_len
-  train, held_out, _ = warm_label_noise.training_sources(ln_cfg)
-  sets = warm_label_noise.evaluation_sets(ln_cfg, scorers[0], train, held_out)
+  train, held_out, _ = label_noise.training_sources(ln_cfg)
+  sets = label_noise.evaluation_sets(ln_cfg, scorers[0], train, held_out)
   wa = scorers[0].with_params(averaging.interpolate(scorers[0].params, scorers[1].params, lam))
-  for s in lmc["subsets"]:
+  for s in res["subsets"]:
     assert mid["wa"][s] == pytest.approx(evaluation.pair_accuracy(
         wa.score_tokens(sets[s][0]), wa.score_tokens(sets[s][1])))
   # M = all members: the label-noise run's WARM and ENS.
-  full = lmc["by_m"][-1]
-  for s in lmc["subsets"]:
+  full = res["by_m"][-1]
+  for s in res["subsets"]:
     assert full["wa"][s] == ln["rows"]["warm"][s] and full["ens"][s] == ln["rows"]["ens"][s]
 
 
@@ -189,10 +185,28 @@ def _fake_results(warm_acc, ens_acc, ind_acc, barrier, bon_end, rl_end, win):
                                        "ties": 0.0}}}}
 
 
+@pytest.mark.slow
+def test_notebook_opens_the_main_jobs_outputs(job, monkeypatch):
+  nbformat = pytest.importorskip("nbformat")
+  nbclient = pytest.importorskip("nbclient")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  nb = nbformat.read(os.path.join(root, "notebooks", "warm.ipynb"), as_version=4)
+  monkeypatch.setenv("WARM_RUN", job["workdir"])  # the kernel inherits the environment
+  monkeypatch.setenv("WARM_PAIRS", "16")
+  nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                          resources={"metadata": {"path": root}}).execute()
+  outputs = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+                    for o in cell.get("outputs", []))
+  assert "NOTEBOOK OK" in outputs and "max over lambda of Diag - WA" in outputs
+  images = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
+            if "image/png" in o.get("data", {})]
+  assert len(images) == 2  # the lambda path and WARM vs ENS
+
+
 def test_claims_are_decided_by_the_numbers():
-  good = warm.claims(_fake_results(0.8, 0.7, 0.6, -0.01, 0.7, 0.6, 0.6))
+  good = warm_job.claims(_fake_results(0.8, 0.7, 0.6, -0.01, 0.7, 0.6, 0.6))
   assert all(held for _, held, _ in good)
-  bad = warm.claims(_fake_results(0.6, 0.7, 0.8, 0.02, 0.5, 0.4, 0.4))
+  bad = warm_job.claims(_fake_results(0.6, 0.7, 0.8, 0.02, 0.5, 0.4, 0.4))
   assert len(bad) == len(good) == 8 and not any(held for _, held, _ in bad)
   # The numbers are quoted next to each verdict.
   assert "WARM 0.600, ENS 0.700" in bad[0][2]
@@ -200,24 +214,24 @@ def test_claims_are_decided_by_the_numbers():
 
 def test_main_job_stages_read_only_earlier_stages():
   from warm_jax import stages
-  job = stages.Job("unused", warm.UPSTREAM)
-  assert list(job.upstream) == list(warm.STAGES)
+  job = stages.Job("unused", {s.name: s.upstream for s in warm_job.STAGES})
+  assert list(job.upstream) == list(warm_job.NAMES)
   assert job.downstream("warm_label_noise") == ["warm_lmc", "warm_bon", "warm_rl"]
   assert job.downstream("warm_bon") == []
 
 
 def test_member_configs_draw_from_the_diversity_lists():
-  c = warm_label_noise.get_config("cpu")
+  c = experiment("warm_label_noise").get_config("cpu")
   c.init_from = "runs/sft"
-  ms = warm_label_noise.member_configs(c)
+  ms = label_noise.member_configs(c)
   assert len(ms) == c.members
   assert [m.seed for m in ms] == list(range(c.members))
   assert [m.data.seed for m in ms] == list(range(c.members))
   assert all(m.optim.lr in c.diversity.lrs and m.model.dropout_rate in c.diversity.dropouts
              and m.init_step in c.diversity.init_steps and m.init_from == "runs/sft" for m in ms)
   # Deterministic from the seed, and the base config is left untouched.
-  assert [m.optim.lr for m in warm_label_noise.member_configs(c)] == [m.optim.lr for m in ms]
-  assert c.rm.optim.lr == warm_label_noise.get_config("cpu").rm.optim.lr
+  assert [m.optim.lr for m in label_noise.member_configs(c)] == [m.optim.lr for m in ms]
+  assert c.rm.optim.lr == experiment("warm_label_noise").get_config("cpu").rm.optim.lr
 
 
 @pytest.mark.parametrize("field, value, match", [
@@ -228,40 +242,39 @@ def test_member_configs_draw_from_the_diversity_lists():
     ("flip_fraction", 0.1, "flip_fraction"),
 ])
 def test_label_noise_config_errors_name_the_field(field, value, match):
-  c = warm_label_noise.get_config("tiny")
+  c = experiment("warm_label_noise").get_config("tiny")
   node, _, leaf = field.rpartition(".")
   (c[node] if node else c)[leaf] = value
   with pytest.raises(ValueError, match=match):
-    warm_label_noise.validate(c)
+    label_noise.validate(c)
 
 
 def test_study_inputs_fail_clearly(tmp_path):
-  with pytest.raises(SystemExit, match="init_from"):
-    warm_label_noise.main(warm_label_noise.get_config("tiny"), str(tmp_path / "a"))
-  c = warm_lmc.get_config("tiny")
-  with pytest.raises(SystemExit, match="label_noise"):
-    warm_lmc.main(c, str(tmp_path / "b"))
+  with pytest.raises(errors.MissingInput, match="init_from"):
+    label_noise.main(experiment("warm_label_noise").get_config("tiny"), str(tmp_path / "a"))
+  c = experiment("warm_lmc").get_config("tiny")
+  with pytest.raises(errors.MissingInput, match="label_noise"):
+    lmc.main(c, str(tmp_path / "b"))
   c.label_noise = str(tmp_path / "nothing")
   with pytest.raises(FileNotFoundError, match="label_noise.json"):
-    warm_lmc.main(c, str(tmp_path / "b"))
-  c = warm_bon.get_config("tiny")
-  with pytest.raises(SystemExit, match="init_from"):
-    warm_bon.main(c, str(tmp_path / "c"))
+    lmc.main(c, str(tmp_path / "b"))
+  c = experiment("warm_bon").get_config("tiny")
+  with pytest.raises(errors.MissingInput, match="init_from"):
+    bon.main(c, str(tmp_path / "c"))
   with pytest.raises(ValueError, match="config.ms"):
     c.ms = (2, 9)
-    warm_bon.validate(c, 3)
+    bon.validate(c, 3)
 
 
 def test_publish_splices_the_report_between_the_markers(tmp_path):
-  import publish_warm
-  readme = f"# title\nbefore\n{publish_warm.BEGIN}\nold\n{publish_warm.END}\nafter\n"
+  page = f"# title\nbefore\n{publish.BEGIN}\nold\n{publish.END}\nafter\n"
   report = "# WARM\n\n## 1. x\n\n| a |\n\n![p](plots/bon.png)\n"
-  out = publish_warm.splice(readme, report, "docs/warm")
+  out = publish.splice(page, report, "warm")
   assert "old" not in out and out.startswith("# title\nbefore\n") and out.endswith("after\n")
-  assert "### WARM" in out and "#### 1. x" in out and "](docs/warm/bon.png)" in out
-  assert publish_warm.splice(out, report, "docs/warm") == out  # idempotent
+  assert "## WARM" in out and "### 1. x" in out and "](warm/bon.png)" in out
+  assert publish.splice(out, report, "warm") == out  # idempotent
   with pytest.raises(ValueError, match="markers|once"):
-    publish_warm.splice("no markers", report, "docs/warm")
+    publish.splice("no markers", report, "warm")
 
 
 def test_every_variant_validates_before_any_compute():
@@ -269,22 +282,22 @@ def test_every_variant_validates_before_any_compute():
     c = warm.get_config(variant)
     if variant == "paper":  # the oracle reward model of real data must be given
       with pytest.raises(ValueError, match="gold.path"):
-        warm.validate(c)
+        warm_job.validate(c)
       c.warm_bon.gold.path = c.warm_rl.gold.path = "runs/oracle_rm"
-    warm.validate(c)
+    warm_job.validate(c)
   c = warm.get_config("cpu")
   c.warm_bon.ms = (2, 7)  # a study's own check, before the training stages
   with pytest.raises(ValueError, match="config.ms"):
-    warm.validate(c)
+    warm_job.validate(c)
   c = warm.get_config("cpu")
   c.warm_label_noise.diversity.init_steps = (0, 200)
   with pytest.raises(ValueError, match="init_steps"):
-    warm.validate(c)
+    warm_job.validate(c)
   c = warm.get_config("cpu")
   c.warm_label_noise.diversity.init_steps = (200, 275)
   with pytest.raises(ValueError, match="275"):
-    warm.validate(c)
+    warm_job.validate(c)
   c = warm.get_config("cpu")
   c.sft.train.keep = 1
   with pytest.raises(ValueError, match="keep"):
-    warm.validate(c)
+    warm_job.validate(c)

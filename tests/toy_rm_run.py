@@ -10,15 +10,12 @@ import time
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "experiments"))
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import numpy as np
 
-import reward_model as rm_experiment  # noqa: E402
-from conftest import ToyTokenizer, toy_pairs  # noqa: E402
-from warm_jax.train import reward_model as rm  # noqa: E402
+from conftest import ToyTokenizer, experiment, toy_pairs
+from warm_jax.train import reward_model as rm
 
 
 class Slow:
@@ -34,7 +31,7 @@ class Slow:
 
 
 def main(workdir, num_steps, delay=0.0):
-  c = rm_experiment.get_config("tiny")
+  c = experiment("reward_model").get_config("tiny")
   c.model.vocab_size = 64
   c.model.dropout_rate = 0.1
   c.mesh.shape = (2, 2, 2)

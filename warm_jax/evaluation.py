@@ -1,5 +1,5 @@
 """Judging policies with a gold reward: the judge of a config, side-by-side win rates on shared
-prompts, best-of-N selection and pair accuracy.
+prompts and pair accuracy (best-of-N selection: `warm_jax.best_of_n`).
 
     gold = evaluation.gold_fn(config)                      # (prompts, responses) -> rewards [N]
     texts_a = sampling.sample_texts(model, params_a, tok, prompts, ...)
@@ -61,23 +61,6 @@ def gold_comparison(prompts: Sequence[str], texts_a: Sequence[str], texts_b: Seq
   return {"n": len(prompts), "gold_a": float(ga.mean()), "gold_b": float(gb.mean()),
           "win_rate": w, "win_rate_stderr": float(np.sqrt(w * (1 - w) / len(prompts))),
           "ties": float(np.mean(ga == gb))}
-
-
-def best_of_n_kept(scores: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-  """Best-of-n selection by `scores`, reporting `values` (e.g. the gold reward) of the kept samples.
-
-  scores, values: [prompts, m] (m samples per prompt, m divisible by n). Each prompt's samples are
-  cut into m / n disjoint groups of n; returns [prompts, m / n]: the value of each group's
-  highest-scoring sample (first one on ties). Averaging over the groups gives an unbiased estimate
-  of best-of-n with less variance than one group per prompt."""
-  scores, values = np.asarray(scores), np.asarray(values)
-  if scores.shape != values.shape or scores.ndim != 2:
-    raise ValueError(f"scores {scores.shape} and values {values.shape} must be one [prompts, m] shape")
-  p, m = scores.shape
-  if n < 1 or m % n:
-    raise ValueError(f"n={n} must be positive and divide the {m} samples per prompt")
-  idx = scores.reshape(p, m // n, n).argmax(axis=-1)[..., None]
-  return np.take_along_axis(values.reshape(p, m // n, n), idx, -1)[..., 0]
 
 
 def pair_accuracy(r_chosen: np.ndarray, r_rejected: np.ndarray) -> float:

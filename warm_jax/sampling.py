@@ -1,4 +1,4 @@
-"""Batched autoregressive decoding with a KV cache, and best-of-N.
+"""Batched autoregressive decoding with a KV cache; `PolicySampler` for comparing policies.
 
 `generate(model, params, prompts, rng, ...)` takes left-padded prompt tokens [B, P] (see
 `left_pad`) and returns the sampled continuation [B, N], the log-probabilities of each sampled
@@ -7,6 +7,9 @@ tokens (up to and including the first EOS; later slots are PAD). Decoding runs i
 `lax.while_loop` that stops once every row has emitted EOS. With `use_cache=False` every step re-runs
 the full prefix instead (the reference the cache is tested against, and the benchmark's baseline).
 Sharding follows the inputs: put the prompts on the batch sharding and the params on theirs.
+
+As a command, `python -m warm_jax.sampling runs/sft runs/rl ...` prints what each policy run
+writes for the same prompts, with the gold reward (`main`).
 """
 
 from __future__ import annotations
@@ -201,6 +204,16 @@ class PolicySampler:
     self.generate = make_generate(self.model, max_new_tokens=max_new_tokens,
                                   temperature=temperature, eos_id=tokenizer.eos_id)
 
+  @classmethod
+  def of(cls, config, section, temperature: float | None = None) -> "PolicySampler":
+    """A sampler of config.model with config.data's tokenizer and the lengths of `section` (a
+    sub-config with prompt_len, max_new_tokens, batch_size and, unless `temperature` is given,
+    temperature): `PolicySampler.of(config, config.final, config.rl.temperature)`."""
+    from warm_jax import data as data_lib
+    return cls(config.model, data_lib.load_tokenizer(config.data), prompt_len=section.prompt_len,
+               max_new_tokens=section.max_new_tokens, batch_size=section.batch_size,
+               temperature=section.temperature if temperature is None else temperature)
+
   def load(self, run: str, step: int | None = None):
     """The params of a language-model run (latest step unless `step`) on this sampler's device."""
     from warm_jax.train import init
@@ -228,22 +241,64 @@ class PolicySampler:
     return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
-def best_of_n(candidates: Sequence[Sequence[str]], scores: np.ndarray) -> tuple[list[str], np.ndarray]:
-  """Keeps, for each prompt, the candidate with the highest score.
+def main(argv=None) -> dict:
+  """`python -m warm_jax.sampling RUN [RUN ...] [--split validation] [--n 4] [--temperature 1.0]
+  [--seed 1]`: each LM run (pre-training, SFT, RL or DPO) of the embedded task answers the same
+  prompts; its model and data settings are read from its own checkpoint's config. Prints, per
+  prompt, each run's response and its gold total; returns {run: [(response, gold), ...]}."""
+  import argparse
+  import os
+  ap = argparse.ArgumentParser(prog="python -m warm_jax.sampling",
+                               description="What policies write: each LM run's response to the "
+                               "same prompts, with its gold reward (embedded task).")
+  ap.add_argument("runs", nargs="+", help="LM run directories (SFT, RL, DPO, pre-training)")
+  ap.add_argument("--split", default="validation")
+  ap.add_argument("--n", type=int, default=4, help="number of prompts")
+  ap.add_argument("--prompt_len", type=int, default=72)
+  ap.add_argument("--max_new_tokens", type=int, default=40)
+  ap.add_argument("--temperature", type=float, default=1.0)
+  ap.add_argument("--seed", type=int, default=1)
+  args = ap.parse_args(argv)
+  if args.n < 1:
+    ap.error(f"--n must be >= 1, got {args.n}")
+  for r in args.runs:
+    if not os.path.exists(r):
+      ap.error(f"run {r} does not exist")
 
-  candidates: [num_prompts][N] texts; scores: [num_prompts, N] from any reward function.
-  Returns the kept texts and their indices.
-  """
-  scores = np.asarray(scores)
-  if scores.shape != (len(candidates), len(candidates[0])):
-    raise ValueError(f"scores shape {scores.shape} does not match {len(candidates)} prompts x "
-                     f"{len(candidates[0])} candidates")
-  idx = np.argmax(scores, axis=1)
-  return [c[i] for c, i in zip(candidates, idx)], idx
+  import ml_collections
+
+  from warm_jax import checkpoints
+  from warm_jax import data as data_lib
+  from warm_jax.data import embedded
+  from warm_jax.train import init
+
+  out, prompts = {}, None
+  for run in args.runs:
+    meta = checkpoints.read_meta(init.resolve(run))
+    config = ml_collections.ConfigDict(meta["config"])
+    if prompts is None:
+      source = data_lib.load_split(config.data, args.split)
+      prompts = [source[i]["prompt"] for i in range(min(args.n, len(source)))]
+      tokenizer = data_lib.load_tokenizer(config.data)
+    model_cfg = config.model.copy_and_resolve_references()
+    model_cfg.max_len = max(model_cfg.max_len, args.prompt_len + args.max_new_tokens)
+    sampler = PolicySampler(model_cfg, tokenizer, prompt_len=args.prompt_len,
+                                     max_new_tokens=args.max_new_tokens,
+                                     temperature=args.temperature, batch_size=len(prompts))
+    texts = sampler.sample(run, prompts, seed=args.seed)
+    gold = embedded.gold_reward_batch(prompts, texts, config.data.task)["total"]
+    out[run] = [(t, float(g)) for t, g in zip(texts, gold)]
+  for i, p in enumerate(prompts):
+    print(f"prompt: {p}")
+    for run in args.runs:
+      t, g = out[run][i]
+      print(f"  {run:<24} [gold {g:.2f}] {t}")
+  return out
 
 
-def bon_kl_bound(n: int) -> float:
-  """The analytic KL(best-of-N || base) bound: log N - (N - 1) / N."""
-  return float(np.log(n) - (n - 1) / n)
+if __name__ == "__main__":
+  main()
 
 
+if __name__ == "__main__":
+  main()

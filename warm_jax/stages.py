@@ -1,9 +1,19 @@
-"""Jobs of several stages in one workdir (the WARM main job, the RLP pipeline): what ran, with
-which config, and whether it finished.
+"""Jobs of several stages in one workdir (the WARM main job, RLP, the soups, ...): declared as a
+list of stages, run in order; what ran, with which config, and whether it finished.
 
-    job = stages.Job(workdir, upstream={"rm": (), "ppo": ("rm",)})
-    rm = job.run("rm", rm_config, lambda: train_rm(...))          # JSON-able result
-    ppo = job.run("ppo", ppo_config, lambda: train_ppo(...))
+    STAGES = [
+        stages.study("pretrain", lm.pretrain),
+        stages.study("sft", lm.sft, inputs={"init_from": "pretrain"}),
+        stages.Stage("samples", run=make_samples, config=lambda ctx: {...}, upstream=("sft",)),
+    ]
+    ctx = stages.run_job(config, workdir, STAGES)      # ctx.results[name]: each stage's result
+
+A `Stage` names what it runs (`run(ctx)`), what its fingerprint covers (`config(ctx)`), the
+stages it reads (`upstream`) and, optionally, its section of the job's report (`report`, with
+`plot` and `claims`); `study(name, main, inputs)` makes the common one: a study's
+`main(config, workdir)` on the job config's section `name`, with the directories of the stages it
+reads filled into its path fields. Adding a stage to a job is adding one entry to its list (and
+its section to the job's config).
 
 Each stage writes into `<workdir>/<stage>/` and its result into `<stage>/stage_result.json`. The
 ledger `<workdir>/stages.json` records per stage the fingerprint of its config and, through
@@ -16,15 +26,17 @@ stage runs again, and its trainers resume from their checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import ml_collections
 
 from warm_jax import checkpoints
+from warm_jax.errors import InputError
 
 RESULT = "stage_result.json"
 
@@ -46,10 +58,10 @@ def check_reusable(stage: str, row: dict | None, fingerprint: str, stage_dir: st
   if not (os.path.isdir(stage_dir) and os.listdir(stage_dir)):
     return False
   if row is None:
-    raise SystemExit(f"{stage_dir} holds a run that this workdir's stages.json does not record "
+    raise InputError(f"{stage_dir} holds a run that this workdir's stages.json does not record "
                      "(or an upstream stage was re-run since): remove it, or use another --workdir")
   if row["fingerprint"] != fingerprint:
-    raise SystemExit(f"stage {stage} in {stage_dir} was run with another config (or other "
+    raise InputError(f"stage {stage} in {stage_dir} was run with another config (or other "
                      f"upstream stages) than this one: remove {stage_dir} (and the stages after "
                      "it) to re-run it, or use another --workdir")
   return bool(row.get("finished")) and os.path.exists(os.path.join(stage_dir, RESULT))
@@ -123,6 +135,117 @@ class Job:
     self.rows[stage].update(finished=True, seconds=self.rows[stage]["seconds"] + time.time() - t0)
     self._write()
     return result
+
+
+@dataclasses.dataclass
+class Context:
+  """What a stage sees: the job's config and workdir, and the results of the stages run so far."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  job: "Job"
+  results: dict = dataclasses.field(default_factory=dict)
+
+  def dir(self, stage: str) -> str:
+    return self.job.dir(stage)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One stage of a job.
+
+  name: its directory under the workdir and its key in `Context.results`.
+  run: ctx -> the stage's JSON-able result (it writes into ctx.dir(name)).
+  config: ctx -> what the stage's fingerprint covers (a ConfigDict or a JSON-able dict); the
+    fingerprints of its upstream stages are added, so re-running one of them re-runs this one.
+  upstream: the stages it reads (they come before it in the list).
+  header: what the progress line says (default: the name).
+  report: results -> its markdown section of the job's report (it may summarise its upstream
+    stages' results too); plot: a file of its directory the report shows (copied to
+    <workdir>/plots/); claims: results -> [(claim, held, the numbers)] checked against a paper.
+  """
+  name: str
+  run: Callable[[Context], Any]
+  config: Callable[[Context], Any]
+  upstream: tuple[str, ...] = ()
+  header: str = ""
+  report: Callable[[dict], str] | None = None
+  plot: str | None = None
+  claims: Callable[[dict], list] | None = None
+
+
+def study(name: str, main: Callable[[ml_collections.ConfigDict, str], Any],
+          inputs: dict[str, str] | None = None, **kwargs) -> Stage:
+  """A stage running `main(config, workdir)` of a study on the job config's section `name`, with
+  each field of `inputs` (config field -> upstream stage) set to that stage's directory and the
+  job's seed added to the section's seed. `kwargs`: the other fields of `Stage`."""
+  inputs = dict(inputs or {})
+
+  def config(ctx: Context) -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict(ctx.config[name].to_dict())
+    c.seed = ctx.config[name].seed + ctx.config.get("seed", 0)
+    for field, stage in inputs.items():
+      c[field] = ctx.dir(stage)
+    return c
+
+  upstream = tuple(dict.fromkeys([*inputs.values(), *kwargs.pop("upstream", ())]))
+  return Stage(name, run=lambda ctx: main(config(ctx), ctx.dir(name)), config=config,
+               upstream=upstream, **kwargs)
+
+
+def run_job(config: ml_collections.ConfigDict, workdir: str, stages: Sequence[Stage]) -> Context:
+  """Runs `stages` in order in `workdir` (see the module docstring: a finished stage with an
+  unchanged fingerprint is reused, a changed one refused, an unfinished one resumed), each with a
+  "[k/n] header" progress line; each stage's config is written to <workdir>/configs/<name>.json.
+  Returns the context: `ctx.results` holds every stage's result, `ctx.job` the ledger."""
+  job = Job(workdir, {s.name: tuple(s.upstream) for s in stages})
+  ctx = Context(config, workdir, job)
+  os.makedirs(os.path.join(workdir, "configs"), exist_ok=True)
+  for k, stage in enumerate(stages):
+    cfg = stage.config(ctx)
+    if not isinstance(cfg, ml_collections.ConfigDict):
+      cfg = ml_collections.ConfigDict(cfg)
+    checkpoints.write_atomic(os.path.join(workdir, "configs", f"{stage.name}.json"),
+                             cfg.to_json_best_effort(indent=2))
+    ctx.results[stage.name] = job.run(stage.name, cfg, lambda: stage.run(ctx),
+                                      header=f"[{k + 1}/{len(stages)}] {stage.header or stage.name}")
+  return ctx
+
+
+def report_sections(stages: Sequence[Stage], results: dict) -> list[str]:
+  """The report sections of the stages that have one, in order."""
+  return [s.report(results) for s in stages if s.report is not None]
+
+
+def claims(stages: Sequence[Stage], results: dict) -> list[tuple[str, bool, str]]:
+  """Every stage's claims, in order: (claim, held, the numbers)."""
+  return [c for s in stages if s.claims for c in s.claims(results)]
+
+
+def claims_table(stages: Sequence[Stage], results: dict) -> str:
+  """Markdown: every stage's claims, checked against the results (held: yes / **no**)."""
+  lines = ["| claim | held? | numbers |", "|---|---|---|"]
+  for claim, held, numbers in claims(stages, results):
+    lines.append(f"| {claim} | {'yes' if held else '**no**'} | {numbers} |")
+  return "\n".join(lines)
+
+
+def copy_plots(stages: Sequence[Stage], workdir: str) -> str:
+  """Copies each stage's plot to <workdir>/plots/; returns that directory."""
+  import shutil
+  plots = os.path.join(workdir, "plots")
+  os.makedirs(plots, exist_ok=True)
+  for s in stages:
+    if s.plot:
+      shutil.copyfile(os.path.join(workdir, s.name, s.plot), os.path.join(plots, s.plot))
+  return plots
+
+
+def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """<workdir>/config.json: the config of the latest run of a study or job whose outputs are
+  recomputed on every run (so the file is replaced, atomically; a trainer's own run keeps the
+  config of its first start, see `loop.write_config`)."""
+  from warm_jax.train import loop
+  loop.write_config(config, workdir, "config.json", overwrite=True)
 
 
 def write_report(workdir: str, name: str, result: dict, markdown: str,

@@ -16,6 +16,16 @@ def load_split(data_config, split: str):
   return registry.load_split(data_config.name, split, data_dir=data_config.get("data_dir"))
 
 
+def load_prompts(data_config, split: str, n: int, start: int = 0) -> list[str]:
+  """The prompts of records [start, start + n) of `split` (fewer when the split ends sooner)."""
+  from warm_jax.errors import InputError
+  source = load_split(data_config, split)
+  if start and start >= len(source):
+    raise InputError(f"split {split!r} of {data_config.name} has {len(source)} records; none "
+                     f"from index {start}")
+  return [source[i]["prompt"] for i in range(start, min(start + n, len(source)))]
+
+
 def load_tokenizer(data_config):
   """The sentencepiece model at config.data.tokenizer; '' = the embedded task's committed model,
   which only the embedded task may use (its 1024 pieces know nothing of real text)."""

@@ -1,13 +1,13 @@
 r"""Can a proxy reward model be fooled? Off-distribution attacks scored by a trained RM and by gold.
 
-    python experiments/reward_hacking_check.py --rm runs/main [--split validation] [--n 256] \
-        [--out runs/main/hacking]
+    python -m warm_jax.studies.reward_hacking --rm runs/rm [--split validation] [--n 256] \
+        [--out runs/rm/hacking]
 
-`--rm` is a run (or checkpoint) directory of `experiments/reward_model.py`, e.g. the quick start's
-`runs/main` (a proxy trained on the embedded task's noisy pairs: 25% flipped labels). For `--n`
-prompts of `--split`, a good response is written (`embedded.sample_response(kind='good')`) and each
-attack of `embedded.ATTACKS` is applied at strengths 0..max (`embedded.attack_response`). Both the
-proxy and the gold reward score every candidate. Reported per (attack, strength):
+`--rm` is a run (or checkpoint) directory of `experiments/reward_model.py` on the embedded task
+(the attacks are the task's). For `--n` prompts of `--split` a good response is written
+(`embedded.sample_response(kind='good')`) and each attack of `embedded.ATTACKS` is applied at
+strengths 0..max (`embedded.attack_response`). The proxy and the gold reward score every
+candidate. Reported per (attack, strength):
 
 * mean proxy and mean gold reward;
 * `fooled`: fraction of prompts where the proxy prefers the attacked response to the good one while
@@ -16,7 +16,7 @@ proxy and the gold reward score every candidate. Reported per (attack, strength)
   candidates (an upper bound on what best-of-candidates selection by the proxy would pick), next to
   the gold reward of the good response.
 
-Writes `hacking.json` and `hacking.png` (proxy and gold vs attack strength) under --out.
+Writes `hacking.json` and `hacking.png` under --out (default: RM/hacking).
 """
 
 from __future__ import annotations
@@ -24,12 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
+SPLITS = ("train", "validation", "test", "ood")
 STRENGTHS = (0, 1, 2, 4, 8, 16)
 
 
@@ -49,10 +47,10 @@ def candidates(split: str, n: int, seed: int, task_cfg) -> tuple[list[str], list
 
 
 def check(rm_path: str, split: str, n: int, seed: int) -> dict:
-  import warm_jax
+  from warm_jax import scoring
   from warm_jax.data import embedded as E
 
-  rm = warm_jax.load_reward_model(rm_path)
+  rm = scoring.load_reward_model(rm_path)
   task_cfg = rm.config.data.task
   prompts, goods, attacked = candidates(split, n, seed, task_cfg)
   k = len(attacked[0])
@@ -128,9 +126,10 @@ def report(summary: dict) -> str:
 
 
 def main(argv=None) -> dict:
-  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap = argparse.ArgumentParser(prog="python -m warm_jax.studies.reward_hacking",
+                               description=__doc__.split("\n\n")[0])
   ap.add_argument("--rm", required=True, help="run or checkpoint dir of experiments/reward_model.py")
-  ap.add_argument("--split", default="validation", choices=("train", "validation", "test", "ood"))
+  ap.add_argument("--split", default="validation", choices=SPLITS)
   ap.add_argument("--n", type=int, default=256, help="number of prompts")
   ap.add_argument("--seed", type=int, default=1)
   ap.add_argument("--out", default=None, help="output dir (default: RM/hacking)")
@@ -138,7 +137,8 @@ def main(argv=None) -> dict:
   if args.n < 1:
     ap.error(f"--n must be >= 1, got {args.n}")
   if not os.path.exists(args.rm):
-    ap.error(f"--rm {args.rm} does not exist; train a proxy first, e.g. `bash launch/quickstart.sh`")
+    ap.error(f"--rm {args.rm} does not exist; train a proxy first, e.g. python "
+             "experiments/reward_model.py --config=experiments/reward_model.py:cpu --workdir=runs/rm")
   out = args.out or os.path.join(args.rm, "hacking")
   os.makedirs(out, exist_ok=True)
   summary = check(args.rm, args.split, args.n, args.seed)

@@ -1,6 +1,6 @@
-r"""Reward vs KL (and vs step) of RL runs, from their metrics.jsonl.
+r"""Reward vs KL (and vs step) of RL runs, from their metrics.jsonl; a library and a command.
 
-    python experiments/plot_rl.py runs/rl_gold runs/rl_proxy [--out runs/rl.png]
+    python -m warm_jax.studies.rl_curves runs/rl_gold runs/rl_proxy [--out runs/rl.png]
 
 For each run: the proxy reward (what the policy optimised) and the gold reward against the KL to the
 reference policy, on the training rollouts (smoothed over `--smooth` logged steps) and at the
@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _smooth(x: np.ndarray, k: int) -> np.ndarray:
@@ -84,7 +81,8 @@ def plot(runs: dict, path: str) -> None:
 
 
 def main(argv=None) -> dict:
-  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap = argparse.ArgumentParser(prog="python -m warm_jax.studies.rl_curves",
+                               description=__doc__.split("\n\n")[0])
   ap.add_argument("runs", nargs="+", help="RL run directories")
   ap.add_argument("--out", default=None, help="PNG path (default: <first run>/../rl_reward_vs_kl.png)")
   ap.add_argument("--smooth", type=int, default=3, help="moving average over logged steps")

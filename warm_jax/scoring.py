@@ -1,4 +1,5 @@
-"""Reward models as plain Python objects for notebooks: strings in, numpy rewards out.
+"""Reward models as plain Python objects (notebooks, studies, the evaluation command): strings in,
+numpy rewards out.
 
     rm = warm_jax.load_reward_model("runs/rm_a")                 # a run dir or a checkpoint dir
     rm.score(["tldr: ..."], ["a summary"])                         # -> np.ndarray [1] (float32)

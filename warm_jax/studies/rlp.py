@@ -1,0 +1,351 @@
+"""RLP (reward learning on policy, Lang et al. 2024, arXiv 2403.19279): refine the reward model on
+the PPO policy's own samples, then run PPO again from the SFT policy with the refined reward model.
+
+`main(config, workdir)` runs the pipeline (`STAGES_OF(config)`), every stage in its own directory of the workdir (`warm_jax.stages`: a finished
+stage is reused when its config and its inputs' are unchanged, a changed one is refused, an
+unfinished one resumes):
+  rm/         Bradley-Terry reward model on the first `pairs` preference pairs (gold-labelled on the
+              embedded task: no label flips), its decoder from the SFT run;
+  ppo/        PPO from the SFT policy against rm/;
+  samples/    `samples.n` responses of the ppo/ policy to each of `unlabeled.prompts` prompts
+              that no reward model was trained on (the paper's unlabelled split);
+  uml/        RLP-UML: rm/'s training (same init, data and steps) plus `uml.weight` x the
+              multi-view information bottleneck on two responses per unlabelled prompt
+              (`warm_jax.train.rlp`); uml/reward_model holds its reward model without the
+              bottleneck modules;
+  spg_pairs/  RLP-SPG's synthetic pairs from the samples (the largest group of equal meaning
+              must hold >= `spg.gamma` of a prompt's samples; chosen = its best by rm/, rejected =
+              a random sample of another group);
+  spg/        rm/'s training on the union of the preference pairs and the synthetic ones;
+  warm_rm/    WARM of the RLP-refined reward models (`warm.members`; they share the SFT init, so
+              their weights average): a combination no paper reports;
+  ppo_uml/, ppo_spg/, ppo_warm/   PPO from the SFT policy again, against each refined model.
+
+Then it measures (a) each reward model's accuracy on the ppo/ policy's own distribution: pairs of
+its responses to held-out prompts (`eval`), ordered by the gold reward (ties dropped), next to its
+accuracy on the held-out human(-style) pairs; (b) the gold-judged win rate of every final policy
+against the SFT policy on the same prompts (`final`), the paper's simulated win-rate table in
+this setting. Writes rlp.json, rlp.md (tables) and rlp.png (gold and proxy vs KL of the PPO runs).
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+import numpy as np
+
+from warm_jax import errors, stages
+from warm_jax.studies import reward_model, rl, rl_curves
+
+MEANINGS = ("entities", "text")  # spg.meaning: what makes two responses "say the same"
+REFINED = ("uml", "spg")
+RLP_FIELDS = ("rm", "pairs", "unlabeled", "samples", "uml", "spg", "warm", "eval", "final")
+
+
+# ---------------------------------------------------------------- configs of the stages
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Every stage's settings, before any compute; raises ValueError naming the field."""
+  from warm_jax import evaluation
+  from warm_jax.train import policy, rlp as rlp_lib
+  from warm_jax.train import reward_model as rm_lib
+  evaluation.validate_gold(config)
+  policy.validate_config(ppo_config(config, "<rm>"))
+  rm_lib.validate_config(config.rm)
+  rlp_lib.validate_uml(config.uml, config.rm.data.batch_size)
+  if config.data.name == "embedded_tldr" and config.data.task != config.rm.data.task:
+    raise errors.InputError("config.data.task and config.rm.data.task differ: the policy's prompts and the "
+                     "reward models' pairs must come from one embedded task (set both)")
+  if config.rl.algorithm != "ppo":
+    raise errors.InputError(f"config.rl.algorithm={config.rl.algorithm!r}: RLP's RL is 'ppo'")
+  if config.pairs < 0:
+    raise errors.InputError(f"config.pairs={config.pairs}: must be >= 0 (0: the whole train split)")
+  u, s = config.unlabeled, config.samples
+  if u.prompts < 1 or u.start < 0:
+    raise errors.InputError(f"config.unlabeled.prompts={u.prompts}, start={u.start}: need prompts >= 1 "
+                     "and start >= 0")
+  if (u.split == config.rm.data.get("train_split", "train") and config.data.name == config.rm.data.name
+      and u.start < config.pairs):
+    raise errors.InputError(f"config.unlabeled.start={u.start} overlaps the {config.pairs} preference "
+                     "pairs: the unlabelled prompts must be ones no reward model was trained on")
+  if s.n < 2:
+    raise errors.InputError(f"config.samples.n={s.n}: UML needs two views and SPG several samples")
+  if s.prompt_len + s.max_new_tokens > config.model.max_len:
+    raise errors.InputError(f"config.samples.prompt_len + max_new_tokens exceeds config.model.max_len="
+                     f"{config.model.max_len}")
+  if not 0.0 < config.spg.gamma <= 1.0:
+    raise errors.InputError(f"config.spg.gamma={config.spg.gamma}: must be in (0, 1] (the paper: 0.5)")
+  if config.spg.meaning not in MEANINGS:
+    raise errors.InputError(f"config.spg.meaning={config.spg.meaning!r}: must be one of {MEANINGS}")
+  if config.spg.meaning == "entities" and config.data.name != "embedded_tldr":
+    raise errors.InputError("config.spg.meaning='entities' needs the embedded task (use 'text')")
+  members = tuple(config.warm.members)
+  if members and (len(members) < 2 or not set(members) <= set(REFINED)):
+    raise errors.InputError(f"config.warm.members={members}: two or more of {REFINED}, or () for no WARM")
+  if config.eval.samples < 2 or min(config.eval.prompts, config.final.prompts) < 1 or config.eval.pairs < 0:
+    raise errors.InputError("config.eval.samples must be >= 2, eval.prompts and final.prompts >= 1, and "
+                     "eval.pairs >= 0")
+
+
+def rm_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict(config.rm.to_dict())
+  c.init_from = config.init_from
+  return c
+
+
+def uml_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  c = rm_config(config)
+  c.uml = ml_collections.ConfigDict(config.uml.to_dict())
+  return c
+
+
+def ppo_config(config: ml_collections.ConfigDict, reward_path: str) -> ml_collections.ConfigDict:
+  """An RL run's config: this one's PPO settings against the reward-model run at reward_path."""
+  c = ml_collections.ConfigDict(config.to_dict())
+  for field in RLP_FIELDS:
+    del c[field]
+  c.reward = ml_collections.ConfigDict(dict(kind="rm", path=reward_path))
+  return c
+
+
+# ---------------------------------------------------------------- data
+
+def meaning_fn(name: str):
+  """What makes two responses equal in meaning (SPG's groups). 'entities': the set of the embedded
+  task's entity words (names, cities, pets, ...) a TL;DR states, the facts it asserts, as
+  bi-directional entailment would judge them; 'text': the whitespace-normalised lower-cased text."""
+  if name == "entities":
+    from warm_jax.data import embedded
+    return lambda text: frozenset(embedded.key_facts(text))
+  return lambda text: " ".join(text.lower().split())
+
+
+def preference_sources(config) -> dict:
+  from warm_jax import data as data_lib
+  from warm_jax.data import pipeline
+  d = config.rm.data
+  train = pipeline.Head(data_lib.load_split(d, d.get("train_split", "train")), config.pairs)
+  return {"train": train, **{s: data_lib.load_split(d, s) for s in config.rm.train.eval_splits}}
+
+
+def sampler_of(config, temperature: float):
+  """A PolicySampler of the policy architecture with the `samples` lengths and batch."""
+  from warm_jax import sampling
+  return sampling.PolicySampler.of(config, config.samples, temperature)
+
+
+# ---------------------------------------------------------------- stages
+
+def train_uml(config, workdir: str, sources: dict, views: list[dict]) -> dict:
+  """RLP-UML from the SFT decoder; returns its final metrics and 'reward_model': the directory of
+  its reward model (the bottleneck dropped)."""
+  from warm_jax import checkpoints
+  from warm_jax import data as data_lib
+  from warm_jax.train import init, rlp as rlp_lib
+  out = os.path.join(workdir, "reward_model")
+  if checkpoints.complete_steps(out):  # exported before the stage was recorded as finished
+    return {"reward_model": out}
+  c = uml_config(config)
+  setup = rlp_lib.build_uml(c)
+  init_params = init.reward_model_from_lm(c.init_from, setup, step=None)
+  result = rlp_lib.train_uml(c, workdir, sources, views, data_lib.load_tokenizer(c.data),
+                             {k: v for k, v in init_params.items() if k != rlp_lib.MIB})
+  params = rlp_lib.reward_model_params(result["state"].params)
+  checkpoints.save_params(out, params, {"config": c.to_dict(), "rlp": "uml", "run": workdir,
+                                        "trained_steps": result["step"]})
+  result.pop("state")
+  return {"reward_model": out, **result}
+
+
+def policy_accuracy(config, scorers: dict, policy_run: str) -> dict:
+  """Each reward model's accuracy on pairs of the policy's own responses to held-out prompts,
+  ordered by the judge (pairs the judge ties are dropped), and on the held-out preference pairs."""
+  from warm_jax import data as data_lib
+  from warm_jax import evaluation
+  e = config.eval
+  prompts = data_lib.load_prompts(config.data, e.split, e.prompts)
+  samples = sampler_of(config, config.samples.temperature).sample_n(
+      policy_run, prompts, e.samples, seed=e.seed, desc="held-out samples")
+  flat_p = [p for p, ys in zip(prompts, samples) for _ in ys]
+  flat_y = [y for ys in samples for y in ys]
+  gold = np.asarray(evaluation.gold_fn(config)(flat_p, flat_y)).reshape(len(prompts), e.samples)
+  i, j = np.triu_indices(e.samples, k=1)
+  g = gold[:, i] - gold[:, j]
+  keep = g != 0
+  hp = []
+  if e.pairs:
+    human = data_lib.load_split(config.rm.data, e.split)
+    hp = [human[k] for k in range(min(len(human), e.pairs))]
+  out = {"prompts": len(prompts), "pairs": int(keep.sum()), "gold_ties": int((~keep).sum()),
+         "accuracy": {}, "human_pairs_accuracy": {}, "human_pairs": len(hp)}
+  for name, scorer in scorers.items():
+    r = np.asarray(scorer.score(flat_p, flat_y)).reshape(len(prompts), e.samples)
+    d = r[:, i] - r[:, j]
+    out["accuracy"][name] = float(np.mean((np.sign(d) == np.sign(g))[keep]))
+    if hp:
+      rc = scorer.score([x["prompt"] for x in hp], [x["chosen"] for x in hp])
+      rr = scorer.score([x["prompt"] for x in hp], [x["rejected"] for x in hp])
+      out["human_pairs_accuracy"][name] = evaluation.pair_accuracy(rc, rr)
+  return out
+
+
+def final_win_rates(config, runs: dict[str, str]) -> dict:
+  """Every policy's responses to the same prompts (same seed), judged against the SFT policy's
+  and against PPO's."""
+  from warm_jax import data as data_lib
+  from warm_jax import evaluation
+  f = config.final
+  prompts = data_lib.load_prompts(config.data, f.split, f.prompts)
+  sampler = sampler_of(config, config.rl.temperature)
+  texts = {name: sampler.sample(path, prompts, seed=f.seed) for name, path in runs.items()}
+  gold = evaluation.gold_fn(config)
+  out = {}
+  for name in runs:
+    if name == "sft":
+      continue
+    out[name] = {"vs_sft": evaluation.gold_comparison(prompts, texts[name], texts["sft"], gold)}
+    if name != "ppo":
+      out[name]["vs_ppo"] = evaluation.gold_comparison(prompts, texts[name], texts["ppo"], gold)
+  out["examples"] = [{"prompt": prompts[k], **{n: texts[n][k] for n in runs}}
+                     for k in range(min(3, len(prompts)))]
+  return out
+
+
+def stages_of(config: ml_collections.ConfigDict, sources: dict, tokenizer) -> list:
+  """The pipeline's stages (see the module docstring); WARM of the refined models only when
+  config.warm.members names them."""
+  S = stages.Stage
+  u, s = config.unlabeled, config.samples
+  uml_rm = lambda ctx: os.path.join(ctx.dir("uml"), "reward_model")  # noqa: E731
+  refined = {"uml": ("uml", uml_rm), "spg": ("spg", lambda ctx: ctx.dir("spg"))}
+
+  def make_samples(ctx):
+    from warm_jax import data as data_lib
+    prompts = data_lib.load_prompts(config.data, u.split, u.prompts, start=u.start)
+    return {"prompts": prompts,
+            "samples": sampler_of(config, s.temperature).sample_n(
+                ctx.dir("ppo"), prompts, s.n, seed=s.seed, desc="policy samples")}
+
+  def views(ctx):
+    from warm_jax.train import rlp as rlp_lib
+    return rlp_lib.views_from_samples(ctx.results["samples"]["prompts"],
+                                      ctx.results["samples"]["samples"])
+
+  def make_spg(ctx):
+    from warm_jax.train import rlp as rlp_lib
+    prompts, texts = ctx.results["samples"]["prompts"], ctx.results["samples"]["samples"]
+    scorer = rl.load_scorer(ctx.dir("rm"), config)
+    flat = scorer.score([p for p in prompts for _ in range(s.n)], [y for ys in texts for y in ys])
+    pairs, stats = rlp_lib.synthetic_pairs(prompts, texts, np.reshape(flat, (len(prompts), s.n)),
+                                           meaning_fn(config.spg.meaning), config.spg.gamma,
+                                           config.spg.seed)
+    return {"pairs": pairs, "stats": stats}
+
+  def train_spg(ctx):
+    from warm_jax.data import pipeline
+    spg = ctx.results["spg_pairs"]
+    if not spg["pairs"]:
+      raise errors.InputError(f"SPG kept no prompt ({spg['stats']}); lower config.spg.gamma")
+    union = {**sources, "train": pipeline.Concat(sources["train"], spg["pairs"])}
+    return reward_model.main(rm_config(config), ctx.dir("spg"), union, tokenizer)
+
+  out = [
+      S("rm", lambda ctx: reward_model.main(rm_config(config), ctx.dir("rm"), sources, tokenizer),
+        lambda ctx: rm_config(config), header="reward model on the preference pairs"),
+      S("ppo", lambda ctx: rl.main(ppo_config(config, ctx.dir("rm")), ctx.dir("ppo")),
+        lambda ctx: ppo_config(config, ctx.dir("rm")), ("rm",), header="PPO against it"),
+      S("samples", make_samples,
+        lambda ctx: {"policy": ctx.dir("ppo"), "unlabeled": u.to_dict(), "samples": s.to_dict(),
+                     "model": config.model.to_dict()},
+        ("ppo",), header="the PPO policy's samples on unlabelled prompts"),
+      S("uml", lambda ctx: train_uml(config, ctx.dir("uml"), sources, views(ctx)),
+        lambda ctx: uml_config(config), ("samples",), header="RLP-UML"),
+      S("spg_pairs", make_spg, lambda ctx: {"spg": config.spg.to_dict(), "scorer": ctx.dir("rm")},
+        ("rm", "samples"), header="RLP-SPG's synthetic pairs"),
+      S("spg", train_spg, lambda ctx: rm_config(config), ("spg_pairs",),
+        header="RLP-SPG: the reward model on the pairs + synthetic pairs"),
+  ]
+  if config.warm.members:
+    paths = lambda ctx: [refined[m][1](ctx) for m in config.warm.members]  # noqa: E731
+
+    def make_warm(ctx):
+      from warm_jax import averaging
+      return {"path": averaging.average_once(ctx.dir("warm_rm"), paths(ctx)),
+              "members": paths(ctx)}
+    out.append(S("warm_rm", make_warm, lambda ctx: {"members": paths(ctx)},
+                 tuple(refined[m][0] for m in config.warm.members),
+                 header="WARM of the RLP-refined reward models"))
+    refined["warm"] = ("warm_rm", lambda ctx: ctx.dir("warm_rm"))
+  for name, (up, rm_path) in refined.items():
+    out.append(S(f"ppo_{name}",
+                 lambda ctx, n=name, p=rm_path: rl.main(ppo_config(config, p(ctx)), ctx.dir(f"ppo_{n}")),
+                 lambda ctx, p=rm_path: ppo_config(config, p(ctx)), (up,),
+                 header=f"PPO from SFT against the {name} reward model"))
+  return out
+
+
+def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  from warm_jax import data as data_lib
+  if not config.init_from:
+    raise errors.MissingInput("config.init_from is empty: RLP starts from the SFT policy, e.g. "
+                              "--config.init_from=runs/warm/sft (made by launch/quickstart.sh)")
+  validate(config)
+  stages.record_config(config, workdir)
+  sources = preference_sources(config)
+  tokenizer = data_lib.load_tokenizer(config.rm.data)
+  ctx = stages.run_job(config, workdir, stages_of(config, sources, tokenizer))
+  d = ctx.dir
+  refined = {"uml": os.path.join(d("uml"), "reward_model"), "spg": d("spg")}
+  if config.warm.members:
+    refined["warm"] = d("warm_rm")
+  runs = {"sft": config.init_from, "ppo": d("ppo"), **{f"ppo_{n}": d(f"ppo_{n}") for n in refined}}
+
+  print("== evaluation", flush=True)
+  scorers = {name: rl.load_scorer(p, config) for name, p in {"rm": d("rm"), **refined}.items()}
+  result = {"refined": refined, "runs": runs, "spg": ctx.results["spg_pairs"]["stats"],
+            "policy_accuracy": policy_accuracy(config, scorers, d("ppo")),
+            "final": final_win_rates(config, runs),
+            "curves": {n: rl_curves.key_points(rl_curves.curves(p)) for n, p in runs.items()
+                       if n != "sft"},
+            "seconds": {st: ctx.job.seconds(st) for st in ctx.job.rows}}
+  curves = {n: rl_curves.curves(p) for n, p in runs.items() if n != "sft"}
+  stages.write_report(workdir, "rlp", result, tables(result),
+                      lambda path: rl_curves.plot(curves, path))
+  return result
+
+
+LABELS = {"rm": "the reward model (pairs only)", "uml": "RLP-UML", "spg": "RLP-SPG",
+          "warm": "WARM of the RLP-refined models"}
+
+
+def tables(result: dict) -> str:
+  a = result["policy_accuracy"]
+  lines = [f"Reward-model accuracy on the PPO policy's own responses ({a['pairs']} gold-ordered "
+           f"pairs of {a['prompts']} held-out prompts; {a['gold_ties']} gold ties dropped) and on "
+           f"{a['human_pairs']} held-out preference pairs:", "",
+           "| reward model | policy pairs | preference pairs |", "|---|---|---|"]
+  for name, acc in a["accuracy"].items():
+    human = a["human_pairs_accuracy"].get(name)
+    lines.append(f"| {LABELS.get(name, name)} | {acc:.3f} | "
+                 f"{'-' if human is None else format(human, '.3f')} |")
+  sp = result["spg"]
+  lines += ["", f"SPG kept {sp['kept']} of {sp['prompts']} prompts (mean confidence "
+            f"{sp['mean_confidence']:.2f}; prompts whose samples all meant one thing: "
+            f"{sp['one_meaning']}).", "",
+            "| PPO against | win rate vs SFT | vs PPO | gold | gold peak in training (step, KL) | KL end |",
+            "|---|---|---|---|---|---|"]
+  f, cur = result["final"], result["curves"]
+  for name in [n for n in result["runs"] if n != "sft"]:
+    label = LABELS["rm" if name == "ppo" else name[4:]]
+    r, k = f[name], cur[name]
+    vs_ppo = (f"{r['vs_ppo']['win_rate']:.1%} +- {r['vs_ppo']['win_rate_stderr']:.1%}"
+              if "vs_ppo" in r else "-")
+    lines.append(f"| {label} | {r['vs_sft']['win_rate']:.1%} +- {r['vs_sft']['win_rate_stderr']:.1%}"
+                 f" | {vs_ppo} | {r['vs_sft']['gold_a']:.3f} | {k['gold_peak']:.3f} "
+                 f"({k['peak_step']}, {k['peak_kl']:.2f}) | {k['kl_end']:.2f} |")
+  sft = f["ppo"]["vs_sft"]
+  lines += ["", f"The SFT policy's gold on the same {sft['n']} prompts: {sft['gold_b']:.3f}. Win "
+            "rates: gold-judged, ties count one half, +- one binomial standard error (sampling of "
+            "the prompts only: not the variation between PPO runs)."]
+  return "\n".join(lines)
