@@ -34,8 +34,8 @@ def test_gold_fn_is_the_embedded_gold_total_and_bad_judges_are_named():
   with pytest.raises(ValueError, match="gold.kind='oracle'"):
     evaluation.gold_fn(config)
   config.gold.kind = "rm"
-  with pytest.raises(ValueError, match="gold.path is empty"):
+  with pytest.raises(ValueError, match="config.gold.path='': must be a reward-model run"):
     evaluation.validate_gold(config)
   config.gold.kind, config.data.name = "embedded", "hh_rlhf"
-  with pytest.raises(ValueError, match="needs the embedded task"):
+  with pytest.raises(ValueError, match="config.gold.kind='embedded'.*embedded task"):
     evaluation.validate_gold(config)

@@ -1,20 +1,25 @@
-"""Shared pieces of experiment configs (ml_collections) and their validation.
+"""Shared pieces of experiment configs (ml_collections) and the rules that validate them.
 
 Each experiment file under `experiments/` has a `get_config(variant)` that assembles these sections
-and sets every number it uses; `validate(config)` checks them before any compute, and every error
-names the offending field (e.g. `config.optim.lr`).
+and sets every number it uses. What each field accepts is declared once, as `Rule`s: the shared
+sections' here (`COMMON_RULES`), each trainer's next to it (`train.reward_model.RULES`, ...), each
+study's next to it. `check(config, rules)` applies them before any compute and raises
+`errors.InputError` naming the field (e.g. `config.optim.lr=-0.001: must be positive and
+finite`); the fuzz tests draw values against the same rules.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import os
 import types
+from typing import Any, Callable, Sequence
 
 import ml_collections
 
-from warm_jax.errors import InputError
+from warm_jax.errors import InputError, MissingInput
 
 # experiments/ of this checkout (the config files; `load_experiment` finds them by name).
 EXPERIMENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -64,7 +69,7 @@ MODEL_SIZES = {
     "small": (64, 2, 4, 128),
     "cpu": (128, 3, 4, 384),
     # Approximates PaLM-XXS-class reward models of the WARM paper (the exact PaLM sizes are not
-    # public); see README "Scale variants".
+    # public); the paper variants are for a GPU host or a TPU slice.
     "paper": (1024, 12, 16, 4096),
 }
 
@@ -118,9 +123,6 @@ def make_tiny(data: ml_collections.ConfigDict, max_len: int = 64) -> None:
   data.update(dict(max_len=max_len, batch_size=8, eval_batch_size=16))
 
 
-OPTIMIZERS = ("adamw", "rmsprop")  # config.optim.name (absent = adamw)
-
-
 def optim_config(lr: float = 1e-4, warmup_steps: int = 10, weight_decay: float = 0.0,
                  clip_norm: float = 1.0) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
@@ -138,8 +140,80 @@ def rl_config(algorithm: str = "reinforce", kl_coef: float = 0.05, samples_per_p
       gae_lambda=0.95))
 
 
-def _fail(field: str, value, why: str):
-  raise InputError(f"config.{field}={value!r}: {why}")
+# ---------------------------------------------------------------------------------------------
+# Rules: what each field accepts.
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  """What config.<field> accepts. `accepts(value, config)` is total (False, never an exception,
+  for a value of any type); `must` says in words what a valid value is; `reads` names the other
+  fields the rule depends on (it is checked after every field's own rules, and its error shows
+  their values too); an `optional` field may be absent (configs saved before it existed)."""
+  field: str
+  accepts: Callable[[Any, Any], bool]
+  must: str
+  reads: tuple[str, ...] = ()
+  optional: bool = False
+
+  def message(self, config, value, prefix: str = "") -> str:
+    others = [f"config.{prefix}{r}={_short(get(config, r))}" for r in self.reads
+              if get(config, r) is not MISSING]
+    return (f"config.{prefix}{self.field}={_short(value)}: must be {self.must}"
+            + (f" ({', '.join(others)})" if others else ""))
+
+
+def _short(value) -> str:
+  """repr of a config value, a section shown as <section> (its fields have their own rules)."""
+  return "<section>" if hasattr(value, "keys") else repr(value)
+
+
+MISSING = object()
+
+
+def get(config, path: str):
+  """config.<path> (dotted), or MISSING when a section or the field is absent."""
+  node = config
+  for key in path.split("."):
+    if not hasattr(node, "keys") or key not in node:
+      return MISSING
+    node = node[key]
+  return node
+
+
+def violation(config, rules: Sequence[Rule], prefix: str = "") -> str | None:
+  """The message of the first rule `config` breaks (each field's own rules first, then the rules
+  that read other fields), or None. `prefix`: where `config` sits in the whole config (e.g.
+  'rm.' for the reward-model section of RLP's), so the message names the field as the user
+  sets it."""
+  for cross in (False, True):
+    for rule in rules:
+      if bool(rule.reads) != cross:
+        continue
+      value = get(config, rule.field)
+      if value is MISSING:
+        if rule.optional:
+          continue
+        return f"config.{prefix}{rule.field} is missing"
+      if not rule.accepts(value, config):
+        return rule.message(config, value, prefix)
+  return None
+
+
+def check(config, rules: Sequence[Rule], prefix: str = "") -> None:
+  """Raises InputError naming the first field `config` gets wrong (see `violation`)."""
+  why = violation(config, rules, prefix)
+  if why:
+    raise InputError(why)
+
+
+def require(config, inputs: dict[str, str]) -> None:
+  """Raises MissingInput for the first of `inputs` (config field -> what it must name, e.g.
+  {'init_from': 'the SFT run, e.g. --config.init_from=runs/sft'}) left empty: the paths a study
+  reads, which no default can fill."""
+  for field, what in inputs.items():
+    if not get(config, field):
+      raise MissingInput(f"config.{field} is empty: give {what}")
 
 
 def is_int(x) -> bool:
@@ -147,130 +221,148 @@ def is_int(x) -> bool:
   return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _is_finite(x) -> bool:
+def is_number(x) -> bool:
   """A finite real number: int or float, not bool, not nan / inf."""
-  if is_int(x):
-    return True
-  return isinstance(x, float) and math.isfinite(x)
+  return is_int(x) or (isinstance(x, float) and math.isfinite(x))
 
 
-def check_int(value, field: str, lo: int = 1, hi: int | None = None) -> None:
-  """`value` (of config.<field>) is an int (not a bool) in [lo, hi) (no upper bound: hi None)."""
-  if is_int(value) and value >= lo and (hi is None or value < hi):
-    return
-  if hi is not None:
-    why = f"must be an integer in [{lo}, {hi})"
-  elif lo == 1:
-    why = "must be a positive integer"
-  else:
-    why = f"must be an integer >= {lo}"
-  _fail(field, value, why)
+def integer(field: str, lo: int = 1, hi: int | None = None, **kw) -> Rule:
+  """An int in [lo, hi) (no upper bound: hi None)."""
+  must = (f"an integer in [{lo}, {hi})" if hi is not None else
+          "a positive integer" if lo == 1 else f"an integer >= {lo}")
+  return Rule(field, lambda v, c: is_int(v) and v >= lo and (hi is None or v < hi), must, **kw)
 
 
-def check_float(value, field: str, lo: float | None = None, hi: float | None = None, *,
-                lo_open: bool = False, hi_open: bool = False, why: str = "") -> None:
-  """`value` (of config.<field>) is a finite number in the interval lo..hi (None: unbounded;
-  *_open: the bound itself is excluded)."""
-  ok = _is_finite(value)
-  if ok and lo is not None:
-    ok = value > lo if lo_open else value >= lo
-  if ok and hi is not None:
-    ok = value < hi if hi_open else value <= hi
-  if ok:
-    return
-  if not why:
+def number(field: str, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+           hi_open: bool = False, must: str = "", **kw) -> Rule:
+  """A finite number in the interval lo..hi (None: unbounded; *_open: the bound excluded)."""
+  def ok(v, c):
+    if not is_number(v):
+      return False
+    if lo is not None and not (v > lo if lo_open else v >= lo):
+      return False
+    return hi is None or (v < hi if hi_open else v <= hi)
+  if not must:
     if lo == 0 and lo_open and hi is None:
-      why = "must be positive and finite"
+      must = "positive and finite"
     elif hi is None:
-      why = f"must be a finite number >= {lo}"
+      must = f"a finite number >= {lo}"
     else:
-      why = f"must be in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-  _fail(field, value, why)
+      must = f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+  return Rule(field, ok, must, **kw)
 
 
-def check_choice(value, field: str, choices) -> None:
-  if not isinstance(value, str) or value not in choices:
-    _fail(field, value, f"must be one of {tuple(choices)}")
+def choice(field: str, choices: Sequence[str], **kw) -> Rule:
+  return Rule(field, lambda v, c: isinstance(v, str) and v in choices,
+              f"one of {tuple(choices)}", **kw)
 
 
-def check_bool(value, field: str) -> None:
-  if not isinstance(value, bool):
-    _fail(field, value, "must be True or False")
+def boolean(field: str, **kw) -> Rule:
+  return Rule(field, lambda v, c: isinstance(v, bool), "True or False", **kw)
 
 
 SEED_LIMIT = 2**32
 
 
-def check_seed(value, field: str) -> None:
-  check_int(value, field, lo=0, hi=SEED_LIMIT)
+def seed(field: str, **kw) -> Rule:
+  return integer(field, lo=0, hi=SEED_LIMIT, **kw)
+
+
+def text(field: str, **kw) -> Rule:
+  return Rule(field, lambda v, c: isinstance(v, str) and v.strip() != "", "a non-empty string",
+              **kw)
+
+
+def sequence(field: str, item: Callable[[Any], bool], must: str, min_len: int = 1,
+             distinct: bool = False, **kw) -> Rule:
+  """A tuple or list of at least `min_len` items, each accepted by `item` (distinct, if asked)."""
+  def ok(v, c):
+    if not isinstance(v, (tuple, list)) or len(v) < min_len or not all(item(x) for x in v):
+      return False
+    return not distinct or len(set(v)) == len(v)
+  return Rule(field, ok, must, **kw)
+
+
+def distinct_numbers(field: str, lo: float, hi: float, min_len: int = 1, **kw) -> Rule:
+  """A sequence of at least min_len distinct finite numbers in [lo, hi]."""
+  return sequence(field, lambda x: is_number(x) and lo <= x <= hi,
+                  f"{min_len} or more distinct numbers in [{lo}, {hi}]", min_len, True, **kw)
+
+
+def fits_model(field: str, *parts: str) -> Rule:
+  """config.<field> + the other `parts` (token counts) fit in config.model.max_len."""
+  def ok(v, c):
+    others = [get(c, p) for p in parts]
+    return not all(is_int(x) for x in (v, *others)) or v + sum(others) <= c.model.max_len
+  return Rule(field, ok, f"small enough for {' + '.join((field, *parts))} <= model.max_len",
+              reads=(*parts, "model.max_len"))
 
 
 DTYPES = ("float32", "bfloat16", "float16")
 
 
-def validate_model(cfg: ml_collections.ConfigDict, prefix: str = "model") -> None:
-  for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_len"):
-    check_int(cfg[name], f"{prefix}.{name}")
-  if cfg.d_model % cfg.n_heads:
-    _fail(f"{prefix}.n_heads", cfg.n_heads,
-          f"must divide d_model={cfg.d_model} (config.{prefix}.d_model)")
-  if (cfg.d_model // cfg.n_heads) % 2:
-    _fail(f"{prefix}.n_heads", cfg.n_heads, f"config.{prefix}.d_model={cfg.d_model} / n_heads "
-          "must be even (rotary embeddings)")
-  n_kv = cfg.n_kv_heads
-  if not is_int(n_kv) or n_kv < 0 or (n_kv and cfg.n_heads % n_kv):
-    _fail(f"{prefix}.n_kv_heads", n_kv,
-          f"must be 0 or divide n_heads={cfg.n_heads} (config.{prefix}.n_heads)")
-  if "attention_blocks" in cfg:  # absent from configs saved before it existed: 0
-    check_int(cfg.attention_blocks, f"{prefix}.attention_blocks", lo=0)
-  check_float(cfg.dropout_rate, f"{prefix}.dropout_rate", 0.0, 1.0, hi_open=True)
-  check_float(cfg.rope_theta, f"{prefix}.rope_theta", 0.0, lo_open=True)
-  check_float(cfg.norm_eps, f"{prefix}.norm_eps", 0.0, lo_open=True)
-  for name in ("tie_embeddings", "remat"):
-    check_bool(cfg[name], f"{prefix}.{name}")
-  if cfg.dtype not in DTYPES:
-    _fail(f"{prefix}.dtype", cfg.dtype, "must be float32, bfloat16 or float16")
+def _heads_divide(v, c) -> bool:
+  d = get(c, "model.d_model")
+  return not (is_int(d) and is_int(v) and v > 0) or (d % v == 0 and (d // v) % 2 == 0)
 
 
-def validate_data(cfg: ml_collections.ConfigDict, prefix: str = "data") -> None:
-  """The fields of config.data every trainer uses (how long, how many, in which order); the data
-  set itself (name, task, splits) is checked when it is loaded."""
-  for name in ("max_len", "batch_size", "eval_batch_size"):
-    check_int(cfg[name], f"{prefix}.{name}")
-  check_seed(cfg.seed, f"{prefix}.seed")
+MODEL_RULES = (
+    integer("model.vocab_size"), integer("model.d_model"), integer("model.n_layers"),
+    integer("model.n_heads"), integer("model.d_ff"), integer("model.max_len"),
+    integer("model.n_kv_heads", lo=0),
+    Rule("model.n_heads", _heads_divide,
+         "a divisor of d_model leaving an even head size (rotary embeddings)",
+         reads=("model.d_model",)),
+    Rule("model.n_kv_heads", lambda v, c: v == 0 or c.model.n_heads % v == 0,
+         "0 (= n_heads) or a divisor of n_heads", reads=("model.n_heads",)),
+    integer("model.attention_blocks", lo=0, optional=True),  # absent from older configs: 0
+    number("model.dropout_rate", 0.0, 1.0, hi_open=True),
+    number("model.rope_theta", 0.0, lo_open=True), number("model.norm_eps", 0.0, lo_open=True),
+    boolean("model.tie_embeddings"), boolean("model.remat"),
+    choice("model.dtype", DTYPES),
+)
 
+DATA_RULES = (
+    seed("seed"), integer("data.max_len"), integer("data.batch_size"),
+    integer("data.eval_batch_size"), seed("data.seed"),
+)
 
-def validate_head(config: ml_collections.ConfigDict) -> None:
-  """What every trainer's validate_config checks first: config.seed and config.data."""
-  check_seed(config.seed, "seed")
-  validate_data(config.data)
-
-
-def validate_optim(cfg: ml_collections.ConfigDict, prefix: str = "optim") -> None:
-  check_float(cfg.lr, f"{prefix}.lr", 0.0, lo_open=True)
-  check_int(cfg.warmup_steps, f"{prefix}.warmup_steps", lo=0)
-  check_float(cfg.weight_decay, f"{prefix}.weight_decay", 0.0)
-  check_float(cfg.end_lr_fraction, f"{prefix}.end_lr_fraction", 0.0, 1.0)
-  if cfg.clip_norm is not None:
-    check_float(cfg.clip_norm, f"{prefix}.clip_norm", 0.0, lo_open=True,
-                why="must be positive and finite (or None for no clipping)")
-  for name in ("b1", "b2"):
-    check_float(cfg[name], f"{prefix}.{name}", 0.0, 1.0, hi_open=True)
-  check_float(cfg.eps, f"{prefix}.eps", 0.0, lo_open=True)
-  name = cfg.get("name", "adamw")
-  check_choice(name, f"{prefix}.name", OPTIMIZERS)
-  if "rmsprop_decay" in cfg:  # used by rmsprop only, but never left holding a bad value
-    check_float(cfg.rmsprop_decay, f"{prefix}.rmsprop_decay", 0.0, 1.0, lo_open=True,
-                hi_open=True)
-  if name == "rmsprop" and cfg.weight_decay:
-    _fail(f"{prefix}.weight_decay", cfg.weight_decay,
-          "rmsprop is used without weight decay here; set it to 0")
-
+OPTIMIZERS = ("adamw", "rmsprop")  # config.optim.name (absent = adamw)
+OPTIM_RULES = (
+    number("optim.lr", 0.0, lo_open=True), integer("optim.warmup_steps", lo=0),
+    number("optim.weight_decay", 0.0), number("optim.end_lr_fraction", 0.0, 1.0),
+    Rule("optim.clip_norm", lambda v, c: v is None or (is_number(v) and v > 0),
+         "positive and finite (or None for no clipping)"),
+    number("optim.b1", 0.0, 1.0, hi_open=True), number("optim.b2", 0.0, 1.0, hi_open=True),
+    number("optim.eps", 0.0, lo_open=True), choice("optim.name", OPTIMIZERS, optional=True),
+    number("optim.rmsprop_decay", 0.0, 1.0, lo_open=True, hi_open=True, optional=True),
+    Rule("optim.weight_decay", lambda v, c: c.optim.get("name", "adamw") != "rmsprop" or v == 0,
+         "0 under rmsprop (it is used without weight decay here)", reads=("optim.name",)),
+)
 
 NONFINITE_MODES = ("stop", "skip")
 # What every run's config.train holds unless told otherwise (also read for configs made without
 # `train_config`).
 TRAIN_DEFAULTS = dict(on_nonfinite="stop", max_nonfinite_skips=10)
+TRAIN_RULES = (
+    integer("train.num_steps"), integer("train.log_every"), integer("train.eval_every"),
+    integer("train.ckpt_every"), integer("train.keep"), integer("train.eval_batches", lo=0),
+    choice("train.on_nonfinite", NONFINITE_MODES, optional=True),
+    integer("train.max_nonfinite_skips", lo=0, optional=True),
+    boolean("train.eval_at_start", optional=True),
+)
+
+
+def _new_tokens(c) -> int:
+  """What a trainer generates after its prompts (RL's responses), on top of data.max_len."""
+  n = get(c, "rl.max_new_tokens")
+  return n if is_int(n) else 0
+
+
+COMMON_RULES = (*DATA_RULES, *MODEL_RULES, *OPTIM_RULES, *TRAIN_RULES, Rule(
+    "data.max_len", lambda v, c: v + _new_tokens(c) <= c.model.max_len,
+    "at most config.model.max_len (minus rl.max_new_tokens: the responses)",
+    reads=("model.max_len", "rl.max_new_tokens")))
 
 
 def train_config(**fields) -> ml_collections.ConfigDict:
@@ -284,13 +376,3 @@ def train_config(**fields) -> ml_collections.ConfigDict:
 def train_setting(cfg: ml_collections.ConfigDict, name: str):
   """config.train.<name>, or its default from TRAIN_DEFAULTS."""
   return cfg.get(name, TRAIN_DEFAULTS[name])
-
-
-def validate_train(cfg: ml_collections.ConfigDict, prefix: str = "train") -> None:
-  for name in ("num_steps", "log_every", "eval_every", "ckpt_every", "keep"):
-    check_int(cfg[name], f"{prefix}.{name}")
-  check_int(cfg.eval_batches, f"{prefix}.eval_batches", lo=0)
-  check_choice(train_setting(cfg, "on_nonfinite"), f"{prefix}.on_nonfinite", NONFINITE_MODES)
-  check_int(train_setting(cfg, "max_nonfinite_skips"), f"{prefix}.max_nonfinite_skips", lo=0)
-  if "eval_at_start" in cfg:
-    check_bool(cfg.eval_at_start, f"{prefix}.eval_at_start")

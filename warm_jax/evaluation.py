@@ -16,17 +16,25 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from warm_jax import configs
+
 GOLD_KINDS = ("embedded", "rm")
 
 
+GOLD_RULES = (
+    configs.choice("gold.kind", GOLD_KINDS),
+    configs.Rule("gold.path", lambda v, c: isinstance(v, str) and (c.gold.kind != "rm" or v != ""),
+                 "a reward-model run when gold.kind is 'rm' (the oracle of real data; else '')",
+                 reads=("gold.kind",)),
+    configs.Rule("gold.kind", lambda v, c: v != "embedded" or c.data.name == "embedded_tldr",
+                 "'rm' unless config.data is the embedded task (its gold reward is the task's own)",
+                 reads=("data.name",)),
+)
+
+
 def validate_gold(config) -> None:
-  """The judge: config.gold (kind 'embedded' or 'rm' with a path); raises ValueError naming the field."""
-  if config.gold.kind not in GOLD_KINDS:
-    raise ValueError(f"config.gold.kind={config.gold.kind!r}: must be one of {GOLD_KINDS}")
-  if config.gold.kind == "rm" and not config.gold.path:
-    raise ValueError("config.gold.path is empty: gold.kind='rm' judges with a reward-model run")
-  if config.gold.kind == "embedded" and config.data.name != "embedded_tldr":
-    raise ValueError(f"config.gold.kind='embedded' needs the embedded task, not {config.data.name!r}")
+  """The judge: config.gold (`GOLD_RULES`); raises InputError naming the field."""
+  configs.check(config, GOLD_RULES)
 
 
 def gold_fn(config) -> Callable[[Sequence[str], Sequence[str]], np.ndarray]:

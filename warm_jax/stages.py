@@ -249,13 +249,15 @@ def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def write_report(workdir: str, name: str, result: dict, markdown: str,
-                 plot: Callable[[str], None] | None = None) -> None:
-  """A job's outputs: <name>.json (the result), <name>.md (the tables, also printed) and, with
-  `plot(path)`, <name>.png; each written atomically."""
+                 plot: Callable[[str], None] | None = None, plot_file: str | None = None) -> None:
+  """A study's outputs: <name>.json (the result), <name>.md (the tables, also printed) and, with
+  `plot(path)`, <name>.png (or `plot_file`); the text files written atomically."""
+  os.makedirs(workdir, exist_ok=True)
   out = lambda ext: os.path.join(workdir, f"{name}.{ext}")  # noqa: E731
+  png = os.path.join(workdir, plot_file) if plot_file else out("png")
   checkpoints.write_atomic(out("json"), json.dumps(checkpoints.jsonable(result), indent=1))
   if plot is not None:
-    plot(out("png"))
+    plot(png)
   checkpoints.write_atomic(out("md"), markdown + "\n")
   print(markdown)
-  print(f"wrote {out('json')}, {out('md')}" + (f" and {out('png')}" if plot else ""), flush=True)
+  print(f"wrote {out('json')}, {out('md')}" + (f" and {png}" if plot else ""), flush=True)

@@ -19,3 +19,6 @@ of a multi-stage job (`warm_jax.stages`):
     active_queries      ensemble-disagreement queries against random ones
     model_written_evals a language model writes evals, a preference model filters them
 """
+
+# What a study's config.init_from names when it starts from the shared SFT policy.
+SFT_RUN = "the SFT run, e.g. --config.init_from=runs/warm/sft (made by launch/quickstart.sh)"

@@ -23,28 +23,38 @@ import os
 import ml_collections
 import numpy as np
 
-from warm_jax import errors, stages
+from warm_jax import configs, errors, stages
+from warm_jax.studies import SFT_RUN
 from warm_jax.studies import reward_model
 
 
-def validate(config) -> None:
-  from warm_jax import active
+def rules():
+  """The query schedule and the ensemble; every member's reward-model fields are the config's own
+  (`warm_jax.train.reward_model.RULES`)."""
+  from warm_jax import active, configs
   from warm_jax.train import reward_model as rm_lib
-  rm_lib.validate_config(member_config(config, config.schedule[0], 0))
-  s = tuple(config.schedule)
-  if not s or s[0] < 1 or any(b <= a for a, b in zip(s, s[1:])):
-    raise errors.InputError(f"config.schedule={s}: increasing label counts, the first >= 1")
-  if config.pool.size and s[-1] > config.pool.size:
-    raise errors.InputError(f"config.schedule ends at {s[-1]} labels, more than the pool's "
-                     f"{config.pool.size} pairs")
-  bad = [x for x in config.strategies if x not in active.STRATEGIES]
-  if bad or not config.strategies or len(set(config.strategies)) != len(config.strategies):
-    raise errors.InputError(f"config.strategies={tuple(config.strategies)}: distinct ones of "
-                     f"{active.STRATEGIES}")
-  if config.members < 2:
-    raise errors.InputError(f"config.members={config.members}: disagreement needs an ensemble (>= 2)")
-  if not config.epochs > 0 or config.min_steps < 1 or config.eval.pairs < 1:
-    raise errors.InputError("config.epochs must be > 0, config.min_steps and config.eval.pairs >= 1")
+  return (
+      *rm_lib.RULES,
+      configs.sequence("schedule", lambda v: configs.is_int(v) and v >= 1,
+                       "increasing label counts, the first >= 1"),
+      configs.Rule("schedule", lambda v, c: all(b > a for a, b in zip(v, v[1:])),
+                   "increasing label counts, the first >= 1"),
+      configs.text("pool.split"), configs.integer("pool.size", lo=0),
+      configs.Rule("schedule", lambda v, c: not c.pool.size or v[-1] <= c.pool.size,
+                   "at most pool.size at its end (no more labels than the pool has pairs: not "
+                   "more than the pool)", reads=("pool.size",)),
+      configs.sequence("strategies", lambda v: v in active.STRATEGIES,
+                       f"distinct ones of {active.STRATEGIES}", distinct=True),
+      configs.Rule("members", lambda v, c: configs.is_int(v) and v >= 2,
+                   "at least 2 (disagreement needs an ensemble)"),
+      configs.number("epochs", 0.0, lo_open=True), configs.integer("min_steps"),
+      configs.text("eval.split"), configs.integer("eval.pairs"),
+  )
+
+
+def validate(config) -> None:
+  from warm_jax import configs
+  configs.check(config, rules())
 
 
 def member_config(config, labels: int, member: int) -> ml_collections.ConfigDict:
@@ -167,10 +177,7 @@ def stages_of(config, pool: list[dict], test: list[dict], tokenizer) -> list:
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from warm_jax import active
   from warm_jax import data as data_lib
-  if not config.init_from:
-    raise errors.MissingInput("config.init_from is empty: the ensemble members start from the SFT "
-                              "run, e.g. --config.init_from=runs/warm/sft (made by "
-                              "launch/quickstart.sh)")
+  configs.require(config, {"init_from": f"{SFT_RUN} (every member starts from its decoder)"})
   validate(config)
   stages.record_config(config, workdir)
   s = tuple(config.schedule)

@@ -16,35 +16,36 @@ import os
 import ml_collections
 import numpy as np
 
-from warm_jax import errors
+from warm_jax import configs, evaluation
+from warm_jax.studies import SFT_RUN
 
 COMBINE = ("single", "average", "ensemble")
 
 
-def validate_sampling(config) -> None:
-  """The judge (config.gold) and the sampling settings (config.bon)."""
-  from warm_jax import evaluation
-  b = config.bon
-  evaluation.validate_gold(config)
-  ns = list(b.ns)
-  if not ns or any(n < 1 for n in ns) or any(max(ns) % n for n in ns):
-    raise errors.InputError(f"config.bon.ns={tuple(ns)}: must be positive and each must divide max(ns)")
-  if b.prompt_len + b.max_new_tokens > config.model.max_len:
-    raise errors.InputError(f"config.bon.prompt_len + max_new_tokens = {b.prompt_len + b.max_new_tokens}"
-                     f" exceeds config.model.max_len={config.model.max_len}")
-  if b.prompts < 1:
-    raise errors.InputError(f"config.bon.prompts={b.prompts}: must be >= 1")
+# The judge and the sampling (what warm.bon shares), then the proxy.
+SAMPLING_RULES = (
+    *evaluation.GOLD_RULES, *configs.MODEL_RULES, configs.seed("seed"), configs.text("bon.split"),
+    configs.sequence("bon.ns", lambda n: configs.is_int(n) and n >= 1, "positive integers"),
+    configs.Rule("bon.ns", lambda v, c: all(max(v) % n == 0 for n in v),
+                 "positive integers each dividing the largest (the samples of a prompt are cut "
+                 "into groups of N)"),
+    configs.integer("bon.prompts"), configs.integer("bon.prompt_len"),
+    configs.integer("bon.max_new_tokens"), configs.integer("bon.batch_size"),
+    configs.number("bon.temperature", 0.0, lo_open=True),
+    configs.fits_model("bon.prompt_len", "bon.max_new_tokens"),
+)
+RULES = (
+    *SAMPLING_RULES,
+    configs.choice("reward.combine", COMBINE),
+    configs.sequence("reward.paths", lambda p: isinstance(p, str) and p != "",
+                     "one or more reward-model runs (non-empty paths)"),
+    configs.Rule("reward.paths", lambda v, c: c.reward.combine != "single" or len(v) == 1,
+                 "exactly one run with combine 'single'", reads=("reward.combine",)),
+)
 
 
 def validate(config) -> None:
-  validate_sampling(config)
-  if config.reward.combine not in COMBINE:
-    raise errors.InputError(f"config.reward.combine={config.reward.combine!r}: must be one of {COMBINE}")
-  paths = [p for p in config.reward.paths if p]
-  if not paths:
-    raise errors.InputError("config.reward.paths is empty: give the reward-model run(s) to select with")
-  if config.reward.combine == "single" and len(paths) != 1:
-    raise errors.InputError(f"config.reward.combine='single' needs exactly one path, got {len(paths)}")
+  configs.check(config, RULES)
 
 
 def load_reward(config):
@@ -96,9 +97,7 @@ def sample_candidates(config: ml_collections.ConfigDict) -> tuple[list[str], lis
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from warm_jax import best_of_n, evaluation
-  if not config.init_from:
-    raise errors.MissingInput("config.init_from is empty: best-of-N samples the SFT policy, e.g. "
-                              "--config.init_from=runs/sft")
+  configs.require(config, {"init_from": f"{SFT_RUN} (the policy best-of-N samples)"})
   validate(config)
   b = config.bon
   rm, reward_name = load_reward(config)

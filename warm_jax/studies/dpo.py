@@ -14,36 +14,33 @@ import os
 
 import ml_collections
 
-from warm_jax import configs, errors
+from warm_jax import configs
 from warm_jax.studies.lm import report
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """The trainer's fields and config.gold_eval (used after training: checked before it); raises
-  ValueError naming the field."""
+def rules():
+  """The trainer's fields and config.gold_eval (used after training: checked before it)."""
   from warm_jax.train import dpo
-  dpo.validate_config(config)
-  g = config.gold_eval
-  configs.check_int(g.n, "gold_eval.n", lo=0)
-  configs.check_float(g.temperature, "gold_eval.temperature", 0.0, lo_open=True)
-  configs.check_int(g.prompt_len, "gold_eval.prompt_len")
-  configs.check_int(g.max_new_tokens, "gold_eval.max_new_tokens")
-  configs.check_seed(g.seed, "gold_eval.seed")
-  if not isinstance(g.split, str) or not g.split:
-    raise errors.InputError(f"config.gold_eval.split={g.split!r}: must be a split name")
-  if g.prompt_len + g.max_new_tokens > config.model.max_len:
-    raise errors.InputError(f"config.gold_eval.prompt_len={g.prompt_len} + config.gold_eval.max_new_tokens="
-                     f"{g.max_new_tokens} exceeds config.model.max_len={config.model.max_len}")
+  return (
+      *dpo.RULES,
+      configs.integer("gold_eval.n", lo=0), configs.text("gold_eval.split"),
+      configs.number("gold_eval.temperature", 0.0, lo_open=True),
+      configs.integer("gold_eval.prompt_len"), configs.integer("gold_eval.max_new_tokens"),
+      configs.seed("gold_eval.seed"),
+      configs.fits_model("gold_eval.prompt_len", "gold_eval.max_new_tokens"),
+  )
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  configs.check(config, rules())
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from warm_jax import checkpoints
   from warm_jax import data as data_lib
   from warm_jax.train import dpo, init
-  if not config.dpo.ref_checkpoint:
-    raise errors.MissingInput(
-        "config.dpo.ref_checkpoint is empty: pass the checkpoints/ directory of an SFT run "
-        "(experiments/sft.py) on the same config.model, e.g. --config.dpo.ref_checkpoint=runs/sft")
+  configs.require(config, {"dpo.ref_checkpoint": "an SFT run (experiments/sft.py) on the same "
+                           "config.model, e.g. --config.dpo.ref_checkpoint=runs/warm/sft"})
   validate(config)
   setup = dpo.build(config)
   ref_params = checkpoints.restore_params(init.resolve(config.dpo.ref_checkpoint),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from warm_jax import errors
+from warm_jax import configs
 
 
 def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -28,10 +28,8 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def sft(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  if not config.init_from:
-    raise errors.MissingInput(
-        "config.init_from is empty: SFT starts from a pre-trained LM, e.g. "
-        "--config.init_from=runs/pretrain (python experiments/pretrain.py ...)")
+  configs.require(config, {"init_from": "a pre-trained LM to fine-tune, e.g. "
+                           "--config.init_from=runs/pretrain (python experiments/pretrain.py ...)"})
   return pretrain(config, workdir)
 
 

@@ -37,21 +37,24 @@ from warm_jax.studies import rewarded_soups
 MARKER = "tldr :"
 
 
+def rules():
+  from warm_jax import configs
+  return (
+      configs.seed("seed"), configs.text("generator"), configs.text("soups"), configs.text("pm.path"),
+      configs.number("pm.threshold"),
+      configs.integer("writing.posts"), configs.integer("writing.post_tokens", lo=8),
+      configs.integer("writing.answer_tokens", lo=4), configs.integer("writing.prompt_len"),
+      configs.number("writing.temperature", 0.0, lo_open=True), configs.seed("writing.seed"),
+      configs.integer("writing.min_facts", lo=0), configs.boolean("writing.keep_unmarked"),
+      configs.integer("hand.n_items", lo=0), configs.seed("hand.seed"),
+      configs.distinct_numbers("lambdas", 0.0, 1.0, min_len=0), configs.text("rl_steps"),
+      configs.seed("eval.seed"), configs.integer("eval.batch_size"),
+  )
+
+
 def validate(config) -> None:
-  for field in ("generator", "soups"):
-    if not config[field]:
-      raise errors.InputError(f"config.{field} is empty (see the module docstring)")
-  if not config.pm.path:
-    raise errors.InputError("config.pm.path is empty: the preference model that filters the items")
-  i = config.writing
-  if i.posts < 1 or i.post_tokens < 8 or i.answer_tokens < 4 or not i.temperature > 0:
-    raise errors.InputError(f"config.writing={i.to_dict()}: posts >= 1, post_tokens >= 8, answer_tokens "
-                     ">= 4, temperature > 0")
-  lams = tuple(config.lambdas)
-  if any(not 0.0 <= x <= 1.0 for x in lams) or len(set(lams)) != len(lams):
-    raise errors.InputError(f"config.lambdas={lams}: distinct values in [0, 1]")
-  if config.hand.n_items < 0:
-    raise errors.InputError(f"config.hand.n_items={config.hand.n_items}: must be >= 0")
+  from warm_jax import configs
+  configs.check(config, rules())
 
 
 def read_config(run: str) -> ml_collections.ConfigDict:

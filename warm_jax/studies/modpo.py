@@ -39,20 +39,25 @@ def soups_config(config) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def validate(config, soups_cfg) -> None:
+def rules():
+  """MODPO's weights and every run's DPO fields (`warm_jax.train.dpo.RULES`)."""
+  from warm_jax import configs
   from warm_jax.train import dpo
-  lams = tuple(config.lambdas)
-  if not lams or any(not 0.0 <= x <= 1.0 for x in lams) or len(set(lams)) != len(lams):
-    raise errors.InputError(f"config.lambdas={lams}: distinct values in [0, 1]")
-  if config.dpo.loss_type != "modpo":
-    raise errors.InputError(f"config.dpo.loss_type={config.dpo.loss_type!r}: this experiment is 'modpo'")
+  return (*dpo.RULES, configs.distinct_numbers("lambdas", 0.0, 1.0),
+          configs.Rule("dpo.loss_type", lambda v, c: v == "modpo", "'modpo' (this experiment's)"))
+
+
+def validate(config, soups_cfg) -> None:
+  """`rules()`, then what the soups run decides: its reward models and its policy's model."""
+  from warm_jax import configs
+  configs.check(config, rules())
   if soups_cfg.objectives.rm_paths:
-    raise errors.InputError("the soups run used given reward models (objectives.rm_paths): MODPO needs "
-                     "each criterion's preference pairs, which only the embedded task relabels")
+    raise errors.InputError("the soups run used given reward models (objectives.rm_paths): MODPO "
+                            "needs each criterion's preference pairs, which only the embedded task "
+                            "relabels")
   if config.model.to_dict() | {"max_len": 0} != soups_cfg.model.to_dict() | {"max_len": 0}:
-    raise errors.InputError("config.model differs from the soups run's policy model (beyond max_len): "
-                     "MODPO must fine-tune the same SFT policy")
-  dpo.validate_config(run_config(config, 0.5))
+    raise errors.InputError("config.model differs from the soups run's policy model (beyond "
+                            "max_len): MODPO must fine-tune the same SFT policy")
 
 
 def data_objective(lam: float) -> int:

@@ -32,7 +32,8 @@ import time
 import ml_collections
 import numpy as np
 
-from warm_jax import errors, stages
+from warm_jax import configs, stages
+from warm_jax.studies import SFT_RUN
 from warm_jax.studies import reward_model, rl
 
 SOUP_FIELDS = ("rm", "pairs", "objectives", "norm", "lambdas", "morl_lambdas", "final")
@@ -44,41 +45,51 @@ def embedded_task(config) -> bool:
   return config.data.name == "embedded_tldr"
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Every stage's settings, before any compute; raises ValueError naming the field."""
+def rules():
+  """The soups' own fields and the RL runs' (the job config's rl, data, model, optim and train
+  sections are every RL run's); config.rm is checked with the reward-model rules (`validate`)."""
+  from warm_jax import configs, evaluation
   from warm_jax.data import embedded
   from warm_jax.train import policy
+  name = lambda x: isinstance(x, str) and x != ""  # noqa: E731
+  return (
+      *policy.RULES, *evaluation.GOLD_RULES,
+      configs.sequence("objectives.names", name, "two different criteria", min_len=2,
+                       distinct=True),
+      configs.Rule("objectives.names", lambda v, c: len(v) == 2, "two different criteria"),
+      configs.Rule("objectives.rm_paths", lambda v, c: isinstance(v, (tuple, list)) and (
+          len(v) == 0 or (len(v) == 2 and all(name(p) for p in v))),
+          "() or one run per criterion (two paths)"),
+      configs.Rule("objectives.rm_paths", lambda v, c: len(v) == 2 or embedded_task(c),
+                   "one run per criterion: rm_paths is empty, and without the embedded task's gold "
+                   "criteria the two reward models must be given", reads=("data.name",)),
+      configs.Rule("objectives.names", lambda v, c: bool(c.objectives.rm_paths)
+                   or all(n in embedded.CRITERIA for n in v),
+                   f"criteria of the embedded task {embedded.CRITERIA} (or give objectives.rm_paths)",
+                   reads=("objectives.rm_paths",)),
+      configs.number("objectives.brevity.base", 0.0), configs.number("objectives.brevity.per_fact", 0.0),
+      configs.number("objectives.brevity.scale", 0.0, lo_open=True),
+      configs.Rule("objectives.brevity.base", lambda v, c: v + c.objectives.brevity.per_fact > 0,
+                   "positive with per_fact (a budget of 0 words)",
+                   reads=("objectives.brevity.per_fact",)),
+      configs.seed("objectives.label_seed"), configs.integer("pairs", lo=0),
+      configs.distinct_numbers("lambdas", 0.0, 1.0, min_len=2),
+      configs.distinct_numbers("morl_lambdas", 0.0, 1.0, min_len=0),
+      configs.text("norm.split"), configs.integer("norm.prompts", lo=2), configs.seed("norm.seed"),
+      configs.text("final.split"), configs.integer("final.prompts"),
+      configs.integer("final.prompt_len"), configs.integer("final.max_new_tokens"),
+      configs.integer("final.batch_size"), configs.seed("final.seed"),
+      configs.fits_model("final.prompt_len", "final.max_new_tokens"),
+  )
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Every stage's settings, before any compute; raises InputError naming the field."""
+  from warm_jax import configs
   from warm_jax.train import reward_model as rm_lib
-  o = config.objectives
-  if len(o.names) != 2 or o.names[0] == o.names[1]:
-    raise errors.InputError(f"config.objectives.names={tuple(o.names)}: two different criteria")
-  if o.rm_paths:
-    if len(o.rm_paths) != 2 or not all(o.rm_paths):
-      raise errors.InputError(f"config.objectives.rm_paths={tuple(o.rm_paths)}: one run per criterion")
-  else:
-    if not embedded_task(config):
-      raise errors.InputError("config.objectives.rm_paths is empty: without the embedded task's gold "
-                       "criteria the two reward models must be given")
-    bad = [n for n in o.names if n not in embedded.CRITERIA]
-    if bad:
-      raise errors.InputError(f"config.objectives.names has {bad}: not criteria of the embedded task "
-                       f"{embedded.CRITERIA}")
-    rm_lib.validate_config(config.rm)
-    if config.pairs < 0:
-      raise errors.InputError(f"config.pairs={config.pairs}: must be >= 0 (0: the whole train split)")
-  b = o.brevity
-  if not (b.base + b.per_fact > 0 and b.base >= 0 and b.per_fact >= 0 and b.scale > 0):
-    raise errors.InputError(f"config.objectives.brevity={b.to_dict()}: base, per_fact >= 0 (not both 0) "
-                     "and scale > 0")
-  for name in ("lambdas", "morl_lambdas"):
-    lams = tuple(config[name])
-    if any(not 0.0 <= x <= 1.0 for x in lams) or len(set(lams)) != len(lams):
-      raise errors.InputError(f"config.{name}={lams}: distinct values in [0, 1]")
-  if len(config.lambdas) < 2:
-    raise errors.InputError(f"config.lambdas={tuple(config.lambdas)}: at least two soups")
-  if config.norm.prompts < 2 or config.final.prompts < 1:
-    raise errors.InputError("config.norm.prompts must be >= 2 and config.final.prompts >= 1")
-  policy.validate_config(rl_config(config, (0.5, 0.5), ("<a>", "<b>"), (0.0, 0.0), (1.0, 1.0)))
+  configs.check(config, rules())
+  if not config.objectives.rm_paths:
+    configs.check(config.rm, rm_lib.RULES, prefix="rm.")
 
 
 def judge_task(config):
@@ -315,9 +326,7 @@ def stages_of(config: ml_collections.ConfigDict) -> list:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  if not config.init_from:
-    raise errors.MissingInput("config.init_from is empty: the policies start from the SFT run, "
-                              "e.g. --config.init_from=runs/warm/sft (made by launch/quickstart.sh)")
+  configs.require(config, {"init_from": f"{SFT_RUN} (every policy starts from it)"})
   validate(config)
   stages.record_config(config, workdir)
   ctx = stages.run_job(config, workdir, stages_of(config))

@@ -13,21 +13,33 @@ from __future__ import annotations
 
 import ml_collections
 
-from warm_jax import errors
+from warm_jax import configs, errors
+from warm_jax.studies import SFT_RUN
 from warm_jax.studies.lm import report
 
 REWARDS = ("gold", "rm", "rms")
 
 
+def rules():
+  """The trainer's fields (`warm_jax.train.policy.RULES`), the judge's and the reward's kind."""
+  from warm_jax import configs, evaluation
+  from warm_jax.train import policy
+  return (*policy.RULES, *evaluation.GOLD_RULES, configs.choice("reward.kind", REWARDS),
+          configs.Rule("reward.path", lambda v, c: isinstance(v, str)
+                       and (c.reward.kind != "rm" or v != ""),
+                       "a reward-model run when reward.kind is 'rm' (else '')",
+                       reads=("reward.kind",)))
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  from warm_jax import configs
+  configs.check(config, rules())
+
+
 def make_reward_fns(config: ml_collections.ConfigDict):
   """(reward_fn, gold_fn): host callables (prompts, responses) -> float32 [N]."""
   from warm_jax import evaluation
-  if config.reward.kind not in REWARDS:
-    raise errors.InputError(f"config.reward.kind={config.reward.kind!r}: must be one of {REWARDS}")
-  evaluation.validate_gold(config)
-  if config.reward.kind == "rm" and not config.reward.path:
-    raise errors.MissingInput("config.reward.path is empty: reward.kind='rm' needs a reward-model "
-                              "run")
+  validate(config)
   gold_fn = evaluation.gold_fn(config)
   if config.reward.kind == "gold":
     return gold_fn, gold_fn
@@ -59,10 +71,9 @@ def load_scorer(path: str, config: ml_collections.ConfigDict):
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from warm_jax import data as data_lib
   from warm_jax.train import init, policy
-  if not config.init_from:
-    raise errors.MissingInput("config.init_from is empty: RL starts from the SFT policy, e.g. "
-                              "--config.init_from=runs/sft (python experiments/sft.py ...)")
-  setup = policy.build(config)  # validates the config before anything is read
+  configs.require(config, {"init_from": f"{SFT_RUN} (the policy and its frozen reference)"})
+  validate(config)  # before anything is read
+  setup = policy.build(config)
   reward_fn, gold_fn = make_reward_fns(config)
   ref_params = init.load_lm_params(config.init_from, config.model, setup.mesh, setup.rules)
   tokenizer = data_lib.load_tokenizer(config.data)

@@ -35,7 +35,8 @@ import os
 import ml_collections
 import numpy as np
 
-from warm_jax import errors, stages
+from warm_jax import configs, errors, stages
+from warm_jax.studies import SFT_RUN
 from warm_jax.studies import reward_model, rl, rl_curves
 
 MEANINGS = ("entities", "text")  # spg.meaning: what makes two responses "say the same"
@@ -45,47 +46,67 @@ RLP_FIELDS = ("rm", "pairs", "unlabeled", "samples", "uml", "spg", "warm", "eval
 
 # ---------------------------------------------------------------- configs of the stages
 
+def _unlabeled_apart(start, c) -> bool:
+  """The unlabelled prompts are none of the reward models' preference pairs."""
+  same = (c.unlabeled.split == c.rm.data.get("train_split", "train")
+          and c.data.name == c.rm.data.name)
+  return not same or start >= c.pairs
+
+
+def _members(v) -> bool:
+  return isinstance(v, (tuple, list)) and (len(v) == 0 or (
+      len(v) >= 2 and len(set(v)) == len(v) and all(x in REFINED for x in v)))
+
+
+def rules():
+  """The pipeline's own fields, the judge's and the PPO runs' (the job config's rl, data, model,
+  optim and train sections are the PPO runs'); the reward models' section config.rm and the UML
+  fields are checked with their trainers' rules (`validate`)."""
+  from warm_jax import configs, evaluation
+  from warm_jax.train import policy, rlp as rlp_train
+  return (
+      *evaluation.GOLD_RULES, *policy.RULES,
+      configs.Rule("rl.algorithm", lambda v, c: v == "ppo", "'ppo' (RLP's RL)"),
+      configs.Rule("data.task", lambda v, c: c.data.name != "embedded_tldr" or v == c.rm.data.task,
+                   "the same embedded task as config.rm.data.task: the policy's prompts and the "
+                   "reward models' pairs must come from one task (the two differ)",
+                   reads=("rm.data.task",)),
+      configs.integer("pairs", lo=0),
+      configs.text("unlabeled.split"), configs.integer("unlabeled.prompts"),
+      configs.integer("unlabeled.start", lo=0),
+      configs.Rule("unlabeled.start", _unlabeled_apart,
+                   "past the preference pairs (it overlaps them): the unlabelled prompts must be "
+                   "ones no reward model was trained on", reads=("pairs", "unlabeled.split")),
+      configs.Rule("samples.n", lambda v, c: configs.is_int(v) and v >= 2,
+                   "at least 2 (UML needs two views and SPG several samples)"),
+      configs.integer("samples.prompt_len"), configs.integer("samples.max_new_tokens"),
+      configs.integer("samples.batch_size"), configs.seed("samples.seed"),
+      configs.number("samples.temperature", 0.0, lo_open=True),
+      configs.fits_model("samples.prompt_len", "samples.max_new_tokens"),
+      configs.number("spg.gamma", 0.0, 1.0, lo_open=True,
+                     must="in (0, 1] (the paper: 0.5)"),
+      configs.choice("spg.meaning", MEANINGS), configs.seed("spg.seed"),
+      configs.Rule("spg.meaning", lambda v, c: v != "entities" or c.data.name == "embedded_tldr",
+                   "'text' unless the data is the embedded task (its entity words)",
+                   reads=("data.name",)),
+      configs.Rule("warm.members", lambda v, c: _members(v),
+                   f"two or more of {REFINED}, or () for no WARM"),
+      configs.text("eval.split"), configs.integer("eval.prompts"),
+      configs.integer("eval.samples", lo=2), configs.integer("eval.pairs", lo=0),
+      configs.seed("eval.seed"),
+      configs.text("final.split"), configs.integer("final.prompts"), configs.seed("final.seed"),
+      configs.Rule("rm.data.batch_size", lambda v, c: configs.is_int(v) and v >= 2,
+                   "at least 2 (UML's MI critic compares rows of a batch)"),
+      *rlp_train.UML_RULES,
+  )
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Every stage's settings, before any compute; raises ValueError naming the field."""
-  from warm_jax import evaluation
-  from warm_jax.train import policy, rlp as rlp_lib
+  """Every stage's settings, before any compute; raises InputError naming the field."""
+  from warm_jax import configs
   from warm_jax.train import reward_model as rm_lib
-  evaluation.validate_gold(config)
-  policy.validate_config(ppo_config(config, "<rm>"))
-  rm_lib.validate_config(config.rm)
-  rlp_lib.validate_uml(config.uml, config.rm.data.batch_size)
-  if config.data.name == "embedded_tldr" and config.data.task != config.rm.data.task:
-    raise errors.InputError("config.data.task and config.rm.data.task differ: the policy's prompts and the "
-                     "reward models' pairs must come from one embedded task (set both)")
-  if config.rl.algorithm != "ppo":
-    raise errors.InputError(f"config.rl.algorithm={config.rl.algorithm!r}: RLP's RL is 'ppo'")
-  if config.pairs < 0:
-    raise errors.InputError(f"config.pairs={config.pairs}: must be >= 0 (0: the whole train split)")
-  u, s = config.unlabeled, config.samples
-  if u.prompts < 1 or u.start < 0:
-    raise errors.InputError(f"config.unlabeled.prompts={u.prompts}, start={u.start}: need prompts >= 1 "
-                     "and start >= 0")
-  if (u.split == config.rm.data.get("train_split", "train") and config.data.name == config.rm.data.name
-      and u.start < config.pairs):
-    raise errors.InputError(f"config.unlabeled.start={u.start} overlaps the {config.pairs} preference "
-                     "pairs: the unlabelled prompts must be ones no reward model was trained on")
-  if s.n < 2:
-    raise errors.InputError(f"config.samples.n={s.n}: UML needs two views and SPG several samples")
-  if s.prompt_len + s.max_new_tokens > config.model.max_len:
-    raise errors.InputError(f"config.samples.prompt_len + max_new_tokens exceeds config.model.max_len="
-                     f"{config.model.max_len}")
-  if not 0.0 < config.spg.gamma <= 1.0:
-    raise errors.InputError(f"config.spg.gamma={config.spg.gamma}: must be in (0, 1] (the paper: 0.5)")
-  if config.spg.meaning not in MEANINGS:
-    raise errors.InputError(f"config.spg.meaning={config.spg.meaning!r}: must be one of {MEANINGS}")
-  if config.spg.meaning == "entities" and config.data.name != "embedded_tldr":
-    raise errors.InputError("config.spg.meaning='entities' needs the embedded task (use 'text')")
-  members = tuple(config.warm.members)
-  if members and (len(members) < 2 or not set(members) <= set(REFINED)):
-    raise errors.InputError(f"config.warm.members={members}: two or more of {REFINED}, or () for no WARM")
-  if config.eval.samples < 2 or min(config.eval.prompts, config.final.prompts) < 1 or config.eval.pairs < 0:
-    raise errors.InputError("config.eval.samples must be >= 2, eval.prompts and final.prompts >= 1, and "
-                     "eval.pairs >= 0")
+  configs.check(config, rules())
+  configs.check(config.rm, rm_lib.RULES, prefix="rm.")
 
 
 def rm_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -287,9 +308,7 @@ def stages_of(config: ml_collections.ConfigDict, sources: dict, tokenizer) -> li
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from warm_jax import data as data_lib
-  if not config.init_from:
-    raise errors.MissingInput("config.init_from is empty: RLP starts from the SFT policy, e.g. "
-                              "--config.init_from=runs/warm/sft (made by launch/quickstart.sh)")
+  configs.require(config, {"init_from": f"{SFT_RUN} (every model starts from it)"})
   validate(config)
   stages.record_config(config, workdir)
   sources = preference_sources(config)

@@ -174,21 +174,23 @@ class ReferenceLogps:
 
 # ---------------------------------------------------------------- config, setup, training
 
+RULES = (
+    *configs.COMMON_RULES,
+    configs.number("dpo.beta", 0.0, lo_open=True),
+    configs.choice("dpo.loss_type", LOSS_TYPES),
+    configs.number("dpo.label_smoothing", 0.0, 0.5, hi_open=True),
+    configs.number("dpo.modpo_weight", 0.0, 1.0, lo_open=True, optional=True,
+                   must="in (0, 1] (the weight of the objective whose preferences train the policy)"),
+    configs.boolean("dpo.average_log_prob", optional=True),
+    configs.Rule("dpo.label_smoothing", lambda v, c: v == 0 or c.dpo.loss_type == "sigmoid",
+                 "0 unless loss_type is 'sigmoid' (conservative DPO's smoothing)",
+                 reads=("dpo.loss_type",)),
+)
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks every field the trainer uses; raises ValueError naming the field."""
-  loop.validate_common(config)
-  d = config.dpo
-  configs.check_float(d.beta, "dpo.beta", 0.0, lo_open=True)
-  configs.check_choice(d.loss_type, "dpo.loss_type", LOSS_TYPES)
-  configs.check_float(d.label_smoothing, "dpo.label_smoothing", 0.0, 0.5, hi_open=True)
-  configs.check_float(d.get("modpo_weight", 1.0), "dpo.modpo_weight", 0.0, 1.0, lo_open=True,
-                      why="must be in (0, 1] (the weight of the objective whose preferences train "
-                      "the policy)")
-  if "average_log_prob" in d:
-    configs.check_bool(d.average_log_prob, "dpo.average_log_prob")
-  if d.loss_type in ("ipo", "modpo") and d.label_smoothing:
-    raise ValueError(f"config.dpo.label_smoothing={d.label_smoothing!r}: conservative DPO "
-                     "smoothing applies to loss_type 'sigmoid' only; set it to 0")
+  """Checks every field the trainer uses (`RULES`); raises InputError naming the field."""
+  configs.check(config, RULES)
 
 
 def build(config: ml_collections.ConfigDict, devices=None) -> loop.Setup:

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from warm_jax import configs
 from warm_jax.data import pipeline
 from warm_jax.models import LanguageModel
 from warm_jax.train import loop
@@ -64,10 +65,12 @@ def make_eval_step(model: nn.Module) -> Callable:
   return eval_step
 
 
+RULES = (*configs.COMMON_RULES, configs.choice("train.objective", ("pretrain", "sft")))
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  loop.validate_common(config)
-  if config.train.objective not in ("pretrain", "sft"):
-    raise ValueError(f"config.train.objective={config.train.objective!r}: must be 'pretrain' or 'sft'")
+  """Checks every field the trainer uses (`RULES`); raises InputError naming the field."""
+  configs.check(config, RULES)
 
 
 def build(config: ml_collections.ConfigDict, devices=None) -> loop.Setup:

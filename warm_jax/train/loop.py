@@ -29,20 +29,6 @@ from warm_jax.train import metrics as metrics_lib
 from warm_jax.train import state as state_lib
 
 
-def validate_common(config: ml_collections.ConfigDict) -> None:
-  """The sections every trainer uses; raises ValueError naming the field."""
-  configs.validate_head(config)
-  configs.validate_model(config.model)
-  configs.validate_optim(config.optim)
-  configs.validate_train(config.train)
-  if config.data.max_len > config.model.max_len:
-    raise ValueError(f"config.data.max_len={config.data.max_len} exceeds config.model.max_len="
-                     f"{config.model.max_len}")
-  for name in ("batch_size", "eval_batch_size"):
-    if config.data[name] <= 0:
-      raise ValueError(f"config.data.{name}={config.data[name]!r}: must be positive")
-
-
 @dataclasses.dataclass
 class Setup:
   """Everything a run needs that follows from its config and model (no compute yet)."""

@@ -107,43 +107,40 @@ def make_train_step(model: LanguageModel, tx: optax.GradientTransformation,
   return ppo_step if rl.algorithm == "ppo" else pg_step
 
 
+def _rollout_divides(v, c) -> bool:
+  return c.rl.algorithm != "ppo" or (c.data.batch_size * c.rl.samples_per_prompt) % v == 0
+
+
+RULES = (
+    *configs.COMMON_RULES,
+    configs.choice("rl.algorithm", ALGORITHMS),
+    configs.number("rl.kl_coef", 0.0),
+    configs.integer("rl.samples_per_prompt"),
+    configs.Rule("rl.samples_per_prompt", lambda v, c: c.rl.algorithm != "rloo" or v >= 2,
+                 "at least 2 with rloo (each sample's baseline is the others' mean)",
+                 reads=("rl.algorithm",)),
+    configs.number("rl.temperature", 0.0, lo_open=True,
+                   must="positive and finite (on-policy sampling)"),
+    configs.integer("rl.max_new_tokens"),
+    configs.boolean("rl.whiten_advantages", optional=True),
+    configs.seed("rl.seed", optional=True),
+    # PPO's fields (ignored by the others, but never left holding a bad value).
+    configs.integer("rl.ppo_epochs", optional=True),
+    configs.integer("rl.ppo_minibatches", optional=True),
+    configs.number("rl.clip_eps", 0.0, lo_open=True, optional=True),
+    configs.number("rl.value_clip", 0.0, lo_open=True, optional=True),
+    configs.number("rl.vf_coef", 0.0, optional=True),
+    configs.number("rl.gamma", 0.0, 1.0, optional=True),
+    configs.number("rl.gae_lambda", 0.0, 1.0, optional=True),
+    configs.Rule("rl.ppo_minibatches", _rollout_divides,
+                 "a divisor of the rollout size data.batch_size * rl.samples_per_prompt with ppo",
+                 reads=("rl.algorithm", "data.batch_size", "rl.samples_per_prompt")),
+)
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  loop.validate_common(config)
-  rl = config.rl
-  configs.check_choice(rl.algorithm, "rl.algorithm", ALGORITHMS)
-  configs.check_float(rl.kl_coef, "rl.kl_coef", 0.0)
-  min_samples = 2 if rl.algorithm == "rloo" else 1
-  if not configs.is_int(rl.samples_per_prompt) or rl.samples_per_prompt < min_samples:
-    raise ValueError(f"config.rl.samples_per_prompt={rl.samples_per_prompt!r}: must be an integer; "
-                     "rloo needs >= 2, the others >= 1")
-  configs.check_float(rl.temperature, "rl.temperature", 0.0, lo_open=True,
-                      why="must be positive and finite (on-policy sampling)")
-  configs.check_int(rl.max_new_tokens, "rl.max_new_tokens")
-  if "whiten_advantages" in rl:
-    configs.check_bool(rl.whiten_advantages, "rl.whiten_advantages")
-  if "seed" in rl:
-    configs.check_seed(rl.seed, "rl.seed")
-  # PPO's fields (ignored by the others, but never left holding a bad value).
-  for name in ("ppo_epochs", "ppo_minibatches"):
-    if name in rl:
-      configs.check_int(rl[name], f"rl.{name}")
-  for name in ("clip_eps", "value_clip"):
-    if name in rl:
-      configs.check_float(rl[name], f"rl.{name}", 0.0, lo_open=True)
-  if "vf_coef" in rl:
-    configs.check_float(rl.vf_coef, "rl.vf_coef", 0.0)
-  for name in ("gamma", "gae_lambda"):
-    if name in rl:
-      configs.check_float(rl[name], f"rl.{name}", 0.0, 1.0)
-  if config.data.max_len + rl.max_new_tokens > config.model.max_len:
-    raise ValueError(f"config.rl.max_new_tokens={rl.max_new_tokens}: prompt length "
-                     f"config.data.max_len={config.data.max_len} + max_new_tokens exceeds "
-                     f"config.model.max_len={config.model.max_len}")
-  rollout = config.data.batch_size * rl.samples_per_prompt
-  if rl.algorithm == "ppo" and rollout % rl.ppo_minibatches:
-    raise ValueError(f"config.rl.ppo_minibatches={rl.ppo_minibatches!r}: must divide the rollout "
-                     f"size {rollout} (config.data.batch_size={config.data.batch_size} * "
-                     f"config.rl.samples_per_prompt={rl.samples_per_prompt})")
+  """Checks every field the trainer uses (`RULES`); raises InputError naming the field."""
+  configs.check(config, RULES)
 
 
 def build(config: ml_collections.ConfigDict, devices=None) -> loop.Setup:

@@ -72,10 +72,12 @@ def make_eval_step(model: nn.Module, label_smoothing: float = 0.0) -> Callable:
   return eval_step
 
 
+RULES = (*configs.COMMON_RULES, configs.number("train.label_smoothing", 0.0, 0.5, hi_open=True))
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks every field the trainer uses; raises ValueError naming the field."""
-  loop.validate_common(config)
-  configs.check_float(config.train.label_smoothing, "train.label_smoothing", 0.0, 0.5, hi_open=True)
+  """Checks every field the trainer uses (`RULES`); raises InputError naming the field."""
+  configs.check(config, RULES)
 
 
 def build(config: ml_collections.ConfigDict, devices=None) -> loop.Setup:

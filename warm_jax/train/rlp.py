@@ -96,22 +96,19 @@ def make_uml_train_step(model: RewardModel, mib: MultiViewBottleneck,
   return step
 
 
-def validate_uml(uml: ml_collections.ConfigDict, batch_size: int) -> None:
-  configs.check_float(uml.weight, "uml.weight", 0.0,
-                      why="must be a finite number >= 0 (the paper's lambda: 0.5)")
-  configs.check_float(uml.beta, "uml.beta", 0.0)
-  for name in ("z_dim", "hidden"):
-    configs.check_int(uml[name], f"uml.{name}")
-  if batch_size < 2:
-    raise ValueError(f"config.data.batch_size={batch_size}: UML needs >= 2 views per batch (the "
-                     "MI critic's mismatched pairs come from other rows)")
+UML_RULES = (
+    configs.number("uml.weight", 0.0, must="a finite number >= 0 (the paper's lambda: 0.5)"),
+    configs.number("uml.beta", 0.0), configs.integer("uml.z_dim"), configs.integer("uml.hidden"),
+)
+# A UML run: the reward model's fields and config.uml.
+RULES = (*rm_lib.RULES, *UML_RULES, configs.Rule(
+    "data.batch_size", lambda v, c: v >= 2,
+    "at least 2 (the MI critic's mismatched pairs come from other rows of a batch)"))
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """A UML run's config: the reward model's (train.reward_model) plus config.uml; raises
-  ValueError naming the field."""
-  rm_lib.validate_config(config)
-  validate_uml(config.uml, config.data.batch_size)
+  """A UML run's config (`RULES`); raises InputError naming the field."""
+  configs.check(config, RULES)
 
 
 def build_uml(config: ml_collections.ConfigDict, devices=None) -> loop.Setup:

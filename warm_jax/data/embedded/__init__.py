@@ -104,3 +104,14 @@ from warm_jax.data.embedded.lexicon import (CITIES, CRITERIA, ENTITY_KIND, ENTIT
                                             SLOTS, SPLITS, TEMPLATE_WORDS, TEXT_SPLITS)
 from warm_jax.data.embedded.task import (GENERATOR_VERSION, config_fingerprint, default_config,
                                          resolve_data_dir, validate)
+
+__all__ = ["ATTACKS", "attack_response", "hacked_response", "length_preference_stats", "Post",
+           "corpus_texts", "flip_indices", "make_pair", "make_text", "preference_records",
+           "records", "sample_post", "sample_post_for_split", "sample_response", "split_of_post",
+           "text_records", "unflip", "brevity_target", "gold_reward", "gold_reward_batch",
+           "gold_total", "key_facts", "CITIES", "CRITERIA", "ENTITY_KIND", "ENTITY_WORDS",
+           "FILLER_SENTENCES", "JUNK_WORDS", "KNOWN_WORDS", "LEXICON", "MARKER", "NAMES",
+           "OOD_CITIES", "OOD_NAMES", "PAIR_SPLITS", "RELATIONS", "RESPONSE_FILLERS",
+           "RESPONSE_KINDS", "SLOT_WORDS", "SLOTS", "SPLITS", "TEMPLATE_WORDS", "TEXT_SPLITS",
+           "GENERATOR_VERSION", "config_fingerprint", "default_config", "resolve_data_dir",
+           "validate"]

@@ -16,23 +16,29 @@ single RM's (the paper also compares every selector with WARM M = 6). Writes `bo
 
 from __future__ import annotations
 
-import json
-import os
 
 import ml_collections
 import numpy as np
 
-from warm_jax import errors, stages
+from warm_jax import configs, errors, stages
+from warm_jax.studies import SFT_RUN
 from warm_jax.studies import best_of_n
 from warm_jax.studies.warm import label_noise
 
 
+RULES = (
+    *best_of_n.SAMPLING_RULES,
+    configs.sequence("ms", lambda v: configs.is_int(v) and v >= 2, "one or more M >= 2"),
+    configs.integer("score_batch_size"),
+)
+
+
 def validate(config: ml_collections.ConfigDict, n_members: int) -> None:
-  best_of_n.validate_sampling(config)
-  ms = tuple(config.ms)
-  if not ms or any(m < 2 or m > n_members for m in ms):
-    raise errors.InputError(f"config.ms={ms}: each M must be in [2, {n_members}] (the label-noise run "
-                     f"trained {n_members} members)")
+  """`RULES`, then each M against the label-noise run's number of members."""
+  configs.check(config, RULES)
+  if max(config.ms) > n_members:
+    raise errors.InputError(f"config.ms={tuple(config.ms)}: each M must be in [2, {n_members}] "
+                            f"(the label-noise run trained {n_members} members)")
 
 
 def selector_scores(config, ln: dict, flat_prompts, texts) -> dict[str, np.ndarray]:
@@ -73,9 +79,7 @@ def curves(scores: dict, gold: np.ndarray, ns) -> dict:
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from warm_jax import evaluation
-  for field, what in (("init_from", "the SFT run"), ("label_noise", "a warm_label_noise.py workdir")):
-    if not config[field]:
-      raise errors.MissingInput(f"config.{field} is empty: give {what}")
+  configs.require(config, {"init_from": SFT_RUN, "label_noise": label_noise.WORKDIR})
   ln, _ = label_noise.load(config.label_noise)
   validate(config, len(ln["members"]))
   stages.record_config(config, workdir)
@@ -88,11 +92,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "single": ln["members"][ln["ranking"][0]]["path"],
             "mean_length_words": float(np.mean([len(t.split()) for t in texts])),
             "curves": curves(scores, gold, config.bon.ns)}
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "bon.json"), "w") as f:
-    json.dump(result, f, indent=1)
-  plot(result, os.path.join(workdir, "bon.png"))
-  print(table(result))
+  stages.write_report(workdir, "bon", result, table(result), lambda path: plot(result, path))
   return result
 
 

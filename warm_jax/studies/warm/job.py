@@ -24,7 +24,7 @@ import time
 
 import ml_collections
 
-from warm_jax import errors, stages
+from warm_jax import configs, errors, stages
 from warm_jax.studies import lm
 from warm_jax.studies.warm import bon, label_noise, lmc, rl
 
@@ -174,6 +174,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if kept and sft_train.num_steps - sft_train.ckpt_every * (sft_train.keep - 1) > kept[0]:
     raise errors.InputError(f"config.sft.train.keep={sft_train.keep} does not keep SFT step "
                             f"{kept[0]} (a Baklava init); raise it")
+  from warm_jax.train import lm as lm_train
+  for stage in ("pretrain", "sft"):
+    configs.check(config[stage], lm_train.RULES, prefix=f"{stage}.")
   ln = config.warm_label_noise
   label_noise.validate(ln)
   subsets = (*label_noise.TRAIN_SUBSETS, ln.eval.rank_split, *ln.eval.splits)

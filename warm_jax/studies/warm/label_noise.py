@@ -26,33 +26,44 @@ import os
 import ml_collections
 import numpy as np
 
-from warm_jax import errors, stages
+from warm_jax import configs, errors, stages
+from warm_jax.studies import SFT_RUN
 from warm_jax.studies import reward_model
 
 TRAIN_SUBSETS = ("train_clean", "train_corrupted")
+# What a study's config.label_noise names.
+WORKDIR = ("a finished warm_label_noise.py workdir, e.g. "
+           "--config.label_noise=runs/warm/warm_label_noise")
+
+
+RULES = (
+    configs.seed("seed"), configs.integer("members", lo=2),
+    configs.sequence("diversity.lrs", lambda v: configs.is_number(v) and v > 0,
+                     "one or more positive learning rates"),
+    configs.sequence("diversity.dropouts", lambda v: configs.is_number(v) and 0 <= v < 1,
+                     "one or more dropout rates in [0, 1)"),
+    configs.sequence("diversity.init_steps", lambda v: configs.is_int(v) and v >= -1,
+                     "one or more SFT steps (-1: the latest)"),
+    configs.integer("train_examples", lo=0),
+    configs.number("flip_fraction", 0.0, 1.0),
+    configs.Rule("flip_fraction", lambda v, c: c.rm.data.name != "embedded_tldr"
+                 or v == c.rm.data.task.flip_fraction,
+                 "the embedded task's own flip fraction (it flips its train labels itself)",
+                 reads=("rm.data.task.flip_fraction",)),
+    configs.text("eval.rank_split"),
+    configs.sequence("eval.splits", lambda v: isinstance(v, str) and v != "", "split names"),
+    configs.integer("eval.batch_size"), configs.integer("eval.max_len"),
+    configs.Rule("eval.max_len", lambda v, c: v >= c.rm.data.max_len,
+                 "at least the members' training length", reads=("rm.data.max_len",)),
+)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  if not isinstance(config.members, int) or config.members < 2:
-    raise errors.InputError(f"config.members={config.members!r}: WARM needs at least 2 reward models")
-  d = config.diversity
-  for field, ok, why in (("lrs", lambda v: v > 0, "positive"),
-                         ("dropouts", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
-                         ("init_steps", lambda v: isinstance(v, int) and v >= -1, ">= -1")):
-    values = tuple(d[field])
-    if not values or not all(ok(v) for v in values):
-      raise errors.InputError(f"config.diversity.{field}={values!r}: must be non-empty, each {why}")
-  if config.train_examples < 0:
-    raise errors.InputError(f"config.train_examples={config.train_examples}: must be >= 0 (0 = all)")
-  if not 0.0 <= config.flip_fraction <= 1.0:
-    raise errors.InputError(f"config.flip_fraction={config.flip_fraction}: must be in [0, 1]")
-  if config.rm.data.name == "embedded_tldr" and config.flip_fraction != config.rm.data.task.flip_fraction:
-    raise errors.InputError(f"config.flip_fraction={config.flip_fraction} but the embedded task flips "
-                     f"config.rm.data.task.flip_fraction={config.rm.data.task.flip_fraction}; "
-                     "set both to the same value")
-  if config.eval.max_len < config.rm.data.max_len:
-    raise errors.InputError(f"config.eval.max_len={config.eval.max_len} < config.rm.data.max_len="
-                     f"{config.rm.data.max_len}")
+  """The study's fields (`RULES`) and every member's reward-model config."""
+  from warm_jax.train import reward_model as rm_train
+  configs.check(config, RULES)
+  for mc in member_configs(config):
+    rm_train.validate_config(mc)
 
 
 def member_configs(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
@@ -199,15 +210,11 @@ def plot(result: dict, path: str) -> None:
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from warm_jax import averaging, checkpoints, scoring
   from warm_jax.train.init import abstract_params
-  if not config.init_from:
-    raise errors.MissingInput("config.init_from is empty: the reward models start from the SFT "
-                              "run, e.g. --config.init_from=runs/sft")
+  configs.require(config, {"init_from": f"{SFT_RUN} (its kept checkpoints are the members' "
+                           "Baklava inits)"})
   validate(config)
   stages.record_config(config, workdir)
-  from warm_jax.train import reward_model as rm_train
   mcs = member_configs(config)
-  for mc in mcs:
-    rm_train.validate_config(mc)
   check_init_steps(config)
   train, held_out, tokenizer = training_sources(config)
   paths = train_members(mcs, workdir, train, held_out, tokenizer)
@@ -244,12 +251,10 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
                    "init_step": mc.init_step, "seed": mc.seed}
                   for i, (p, mc) in enumerate(zip(paths, mcs))],
       "ranking": rank, "warm": "warm", "rows": rows}
-  with open(os.path.join(workdir, "label_noise.json"), "w") as f:
-    json.dump(result, f, indent=1)
   save_rewards(os.path.join(workdir, "rewards.npz"),
                {**{f"member_{i}": r for i, r in enumerate(member_rewards)}, "warm": warm_rewards})
-  plot(result, os.path.join(workdir, "memorisation.png"))
-  print(table(result))
+  stages.write_report(workdir, "label_noise", result, table(result),
+                      lambda path: plot(result, path), plot_file="memorisation.png")
   return result
 
 

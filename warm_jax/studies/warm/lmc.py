@@ -15,33 +15,40 @@ Writes `lmc.json` and `lmc.png` (accuracy along lambda per subset, and vs M).
 
 from __future__ import annotations
 
-import json
 import os
 
 import ml_collections
 import numpy as np
 
-from warm_jax import errors, stages
+from warm_jax import configs, errors, stages
 from warm_jax.studies.warm import label_noise
 
 
+RULES = (
+    configs.sequence("pair", lambda v: configs.is_int(v) and v >= 0,
+                     "two different positions in the label-noise run's ranking", min_len=2,
+                     distinct=True),
+    configs.Rule("pair", lambda v, c: len(v) == 2, "two positions (the two members interpolated)"),
+    configs.integer("lambdas", lo=2),
+    configs.sequence("subsets", lambda v: isinstance(v, str) and v != "", "subset names"),
+)
+
+
 def validate(config: ml_collections.ConfigDict, n_members: int, available) -> None:
-  a, b = config.pair
-  if a == b or not (0 <= a < n_members and 0 <= b < n_members):
-    raise errors.InputError(f"config.pair={tuple(config.pair)}: two different positions in [0, {n_members})")
-  if config.lambdas < 2:
-    raise errors.InputError(f"config.lambdas={config.lambdas}: need at least 2 (the endpoints)")
+  """`RULES`, then what the label-noise run decides: its number of members and its subsets."""
+  configs.check(config, RULES)
+  if max(config.pair) >= n_members:
+    raise errors.InputError(f"config.pair={tuple(config.pair)}: positions in [0, {n_members}) "
+                            f"(the label-noise run trained {n_members} members)")
   missing = [s for s in config.subsets if s not in available]
   if missing:
     raise errors.InputError(f"config.subsets {missing} were not evaluated by the label-noise run "
-                     f"(it has {sorted(available)})")
+                            f"(it has {sorted(available)})")
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from warm_jax import averaging, evaluation, scoring
-  if not config.label_noise:
-    raise errors.MissingInput("config.label_noise is empty: give a label_noise.py workdir, "
-                              "e.g. --config.label_noise=runs/warm/label_noise")
+  configs.require(config, {"label_noise": label_noise.WORKDIR})
   ln, ln_config = label_noise.load(config.label_noise)
   validate(config, len(ln["members"]), ln["subsets"])
   stages.record_config(config, workdir)
@@ -96,11 +103,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "pair": [int(rank[ia]), int(rank[ib])], "path": path_rows, "by_m": m_rows,
             "barrier": {s: float(max(r["diag"][s] - r["wa"][s] for r in path_rows))
                         for s in subsets}}
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "lmc.json"), "w") as f:
-    json.dump(result, f, indent=1)
-  plot(result, os.path.join(workdir, "lmc.png"))
-  print(table(result))
+  stages.write_report(workdir, "lmc", result, table(result), lambda path: plot(result, path))
   return result
 
 

@@ -15,28 +15,34 @@ Each run resumes from its checkpoints.
 
 from __future__ import annotations
 
-import json
 import os
 
 import ml_collections
 
-from warm_jax import errors, stages
+from warm_jax import configs, errors, evaluation, stages
+from warm_jax.studies import SFT_RUN
 from warm_jax.studies import rl, rl_curves
+from warm_jax.train import policy
 from warm_jax.studies.warm import label_noise
 
 
+RULES = (
+    *policy.RULES, *evaluation.GOLD_RULES,
+    configs.Rule("m", lambda v, c: configs.is_int(v) and v >= 0 and v != 1,
+                 "0 (all members) or M >= 2 (WARM of the M best)"),
+    configs.text("final.split"), configs.integer("final.prompts"), configs.integer("final.batch_size"),
+    configs.integer("final.prompt_len"), configs.integer("final.max_new_tokens"),
+    configs.seed("final.seed"),
+    configs.fits_model("final.prompt_len", "final.max_new_tokens"),
+)
+
+
 def validate(config: ml_collections.ConfigDict, n_members: int) -> None:
-  from warm_jax import evaluation
-  evaluation.validate_gold(config)
-  if not 0 <= config.m <= n_members or config.m == 1:
+  """`RULES`, then M against the label-noise run's number of members."""
+  configs.check(config, RULES)
+  if config.m > n_members:
     raise errors.InputError(f"config.m={config.m}: WARM of M members needs 2 <= M <= {n_members} "
-                     "(0 = all)")
-  f = config.final
-  if f.prompts < 1 or f.batch_size < 1:
-    raise errors.InputError(f"config.final.prompts={f.prompts}, batch_size={f.batch_size}: must be >= 1")
-  if f.prompt_len + f.max_new_tokens > config.model.max_len:
-    raise errors.InputError(f"config.final.prompt_len + max_new_tokens = {f.prompt_len + f.max_new_tokens}"
-                     f" exceeds config.model.max_len={config.model.max_len}")
+                            "(0 = all)")
 
 
 def warm_reward(config, ln: dict, workdir: str) -> str:
@@ -71,9 +77,7 @@ def final_samples(config, runs: dict[str, str]) -> tuple[list[str], dict[str, li
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from warm_jax import evaluation
-  for field, what in (("init_from", "the SFT run"), ("label_noise", "a warm_label_noise.py workdir")):
-    if not config[field]:
-      raise errors.MissingInput(f"config.{field} is empty: give {what}")
+  configs.require(config, {"init_from": SFT_RUN, "label_noise": label_noise.WORKDIR})
   ln, _ = label_noise.load(config.label_noise)
   validate(config, len(ln["members"]))
   stages.record_config(config, workdir)
@@ -93,14 +97,13 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "single_vs_sft": evaluation.gold_comparison(prompts, texts["single"], texts["sft"], gold_fn)}
   m = config.m or len(ln["members"])
   result = {"m": m, "rewards": rewards, "runs": runs, "final": comparisons,
-            "curves": {name: rl_curves.key_points(rl_curves.curves(path, smooth=3)) for name, path in runs.items()},
+            "curves": {name: rl_curves.key_points(rl_curves.curves(path, smooth=3))
+                       for name, path in runs.items()},
             "examples": [{"prompt": prompts[i], **{k: texts[k][i] for k in texts}}
                          for i in range(min(3, len(prompts)))]}
-  with open(os.path.join(workdir, "rl.json"), "w") as f:
-    json.dump(result, f, indent=1)
-  rl_curves.plot({"single RM": rl_curves.curves(runs["single"]),
-                f"WARM M={m}": rl_curves.curves(runs["warm"])}, os.path.join(workdir, "rl.png"))
-  print(table(result))
+  curves = {"single RM": rl_curves.curves(runs["single"]),
+            f"WARM M={m}": rl_curves.curves(runs["warm"])}
+  stages.write_report(workdir, "rl", result, table(result), lambda path: rl_curves.plot(curves, path))
   return result
 
 
