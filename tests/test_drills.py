@@ -1,6 +1,6 @@
 """The reliability drill itself (benchmarks/drills.py), with a few kills per target: every
 checkpoint, average and data set that reads as complete is complete, restarts resume, and the
-final results equal the uninterrupted runs. The full drill (20 kills each) is a README command."""
+final results equal the uninterrupted runs. The full drill (20 kills each) is `python benchmarks/drills.py` (docs/reliability.md)."""
 
 import json
 import os

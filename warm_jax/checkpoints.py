@@ -14,11 +14,10 @@ Arrays are restored straight into the shardings of the target mesh (`jax.ShapeDt
 `sharding`), so a checkpoint saved on (data=8) restores on (data=2, fsdp=2, tensor=2) or on one CPU.
 No pickle is ever read: parameters are tensorstore arrays, metadata is JSON.
 
-Arrays are stored without zstd compression (orbax's default compresses): float weights shrink by
-~8% at most, while decompression roughly halved the speed of streaming checkpoints back
-(`benchmarks/averaging.py --mb 400 --ms 2,8` on 2 cores: 244 / 210 MiB/s compressed, 501 / 379
-MiB/s uncompressed). Compressed checkpoints of other tools restore all the same (the codec is
-recorded in the array metadata).
+Arrays are stored without zstd compression (orbax's default compresses): float weights barely
+shrink, while decompression slows streaming checkpoints back (benchmarks/README.md has the
+measurements). Compressed checkpoints of other tools restore all the same (the codec is recorded
+in the array metadata).
 """
 
 from __future__ import annotations
