@@ -38,6 +38,7 @@ import numpy as np
 
 import warm_jax
 from warm_jax import array_reader, checkpoints
+from warm_jax.configs import DECODER_DEFAULTS
 from warm_jax.checkpoints import keystr as _keystr
 from warm_jax.checkpoints import resolve_checkpoint_dir
 from warm_jax.checkpoints import tree_mismatch
@@ -257,13 +258,24 @@ def _model_section(config: dict | None) -> dict | None:
   return None if model is None else dict(model)
 
 
+def _architecture(model: dict) -> dict:
+  """The fields of a model section that define the function: training-only fields dropped, and
+  so are decoder fields at their default (configs.DECODER_DEFAULTS), which configs saved before
+  those fields existed lack: both mean the same model."""
+  def is_default(k, v):
+    return k in DECODER_DEFAULTS and _normalise_json(v) == _normalise_json(DECODER_DEFAULTS[k])
+  return {k: v for k, v in model.items()
+          if k not in TRAINING_ONLY_MODEL_FIELDS and not is_default(k, v)}
+
+
 def model_fingerprint(config: dict | None) -> str | None:
   """sha256 (16 hex digits) of the architecture fields of config['model'] (training-only fields
-  such as dropout_rate excluded), or None without a config."""
+  such as dropout_rate excluded, decoder fields at their default left out), or None without a
+  config."""
   model = _model_section(config)
   if model is None:
     return None
-  arch = {k: v for k, v in model.items() if k not in TRAINING_ONLY_MODEL_FIELDS}
+  arch = _architecture(model)
   blob = json.dumps(arch, sort_keys=True, default=str).encode()
   return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -284,9 +296,8 @@ def _compare_model_configs(a: dict | None, b: dict | None, na: str, nb: str) -> 
   if ma is None or mb is None:
     return f"config.model: {'missing' if ma is None else 'present'} in {na} vs " \
            f"{'missing' if mb is None else 'present'} in {nb}"
+  ma, mb = _architecture(ma), _architecture(mb)
   for key in sorted(set(ma) | set(mb)):
-    if key in TRAINING_ONLY_MODEL_FIELDS:
-      continue
     va, vb = _normalise_json(ma.get(key, "<missing>")), _normalise_json(mb.get(key, "<missing>"))
     if va != vb:
       return f"config.model.{key}: {va!r} in {na} vs {vb!r} in {nb}"

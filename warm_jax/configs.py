@@ -55,6 +55,66 @@ def model_config(size: str = "tiny", vocab_size: int = 512, max_len: int = 128) 
       attention_blocks=4))
 
 
+# Decoder fields added for the Hugging Face families (warm_jax.pretrained: Gemma 1/2/3, Llama
+# 2/3.x, Mistral, Qwen2/2.5/3) and their defaults. Each default is what the decoder computed before
+# the field existed, so a config without the field computes exactly as before. `model_config`
+# leaves them out, so the configs it makes (and their stage and averaging fingerprints) are those
+# of before; configs made by `warm_jax.pretrained` hold them all. Read them with `model_field`.
+DECODER_DEFAULTS = dict(
+    head_dim=0,  # width of one attention head; 0: d_model // n_heads
+    qkv_bias=False,  # biases on the query, key and value projections (Qwen2)
+    qk_norm=False,  # RMSNorm over head_dim of queries and keys, before rotary (Qwen3, Gemma 3)
+    norm_plus_one=False,  # every RMSNorm multiplies by (1 + scale), scale stored as is (Gemma)
+    scale_embeddings=False,  # embeddings times sqrt(d_model) rounded to the compute dtype (Gemma)
+    mlp_activation="silu",  # gate activation: 'silu' (SwiGLU) or 'gelu_tanh' (GeGLU: Gemma)
+    attn_logit_softcap=0.0,  # attention logits -> cap * tanh(logits / cap); 0: none (Gemma 2)
+    final_logit_softcap=0.0,  # the same on the LM head's logits; 0: none (Gemma 2)
+    sliding_window=0,  # local layers attend to their last `sliding_window` tokens; 0: none
+    # with a window: 0 makes every layer local (Mistral); P >= 1 makes layer i global when
+    # (i + 1) % P == 0 and local otherwise (Gemma 2: 2, Gemma 3: 6)
+    sliding_window_pattern=0,
+    rope_local_theta=0.0,  # RoPE base of local layers, unscaled (Gemma 3); 0: as global layers
+    post_norms=False,  # RMSNorm on the attention and MLP outputs before the residual add (Gemma 2/3)
+    query_pre_attn_scalar=0.0,  # attention logits scaled by its -1/2 power; 0: head_dim (Gemma 2/3)
+    rope_scaling="",  # '' (none), 'linear' (Gemma 3 global layers) or 'llama3' (Llama 3.1/3.2)
+    rope_scaling_factor=1.0,  # both scalings: frequencies divided by it (llama3: the low ones)
+    rope_low_freq_factor=1.0,  # llama3 only
+    rope_high_freq_factor=4.0,  # llama3 only
+    rope_original_max_len=8192,  # llama3 only: the context length of pre-training
+    scale_tied_logits=True,  # a tied LM head divides the logits by sqrt(d_model) (HF's do not)
+    reward_head_bias=True,  # the reward model's scalar head has a bias (HF's `score` has none)
+)
+MLP_ACTIVATIONS = ("silu", "gelu_tanh")
+ROPE_SCALINGS = ("", "linear", "llama3")
+
+
+def model_field(cfg, name: str):
+  """config.model.<name>, or its default from DECODER_DEFAULTS when the config lacks it."""
+  return cfg.get(name, DECODER_DEFAULTS[name])
+
+
+def head_dim(cfg) -> int:
+  """Width of one attention head: config.model.head_dim, or d_model // n_heads when it is 0."""
+  return model_field(cfg, "head_dim") or cfg.d_model // cfg.n_heads
+
+
+def is_local_layer(cfg, i: int) -> bool:
+  """Whether layer i attends through the sliding window (see DECODER_DEFAULTS)."""
+  if not model_field(cfg, "sliding_window"):
+    return False
+  pattern = model_field(cfg, "sliding_window_pattern")
+  return pattern == 0 or (i + 1) % pattern != 0
+
+
+def full_model_config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of a model config holding every decoder field (the missing ones at their defaults)."""
+  out = ml_collections.ConfigDict(cfg.to_dict())
+  for name, value in DECODER_DEFAULTS.items():
+    if name not in out:
+      out[name] = value
+  return out
+
+
 def mesh_config(shape=(-1, 1, 1), axes=("data", "fsdp", "tensor")) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(axes=tuple(axes), shape=tuple(shape)))
 
@@ -183,10 +243,15 @@ DTYPES = ("float32", "bfloat16", "float16")
 def validate_model(cfg: ml_collections.ConfigDict, prefix: str = "model") -> None:
   for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_len"):
     check_int(cfg[name], f"{prefix}.{name}")
-  if cfg.d_model % cfg.n_heads:
+  if "head_dim" in cfg:
+    check_int(cfg.head_dim, f"{prefix}.head_dim", lo=0)
+  if model_field(cfg, "head_dim"):
+    if cfg.head_dim % 2:
+      _fail(f"{prefix}.head_dim", cfg.head_dim, "must be even (rotary embeddings)")
+  elif cfg.d_model % cfg.n_heads:
     _fail(f"{prefix}.n_heads", cfg.n_heads,
           f"must divide d_model={cfg.d_model} (config.{prefix}.d_model)")
-  if (cfg.d_model // cfg.n_heads) % 2:
+  elif (cfg.d_model // cfg.n_heads) % 2:
     _fail(f"{prefix}.n_heads", cfg.n_heads, f"config.{prefix}.d_model={cfg.d_model} / n_heads "
           "must be even (rotary embeddings)")
   n_kv = cfg.n_kv_heads
@@ -202,6 +267,37 @@ def validate_model(cfg: ml_collections.ConfigDict, prefix: str = "model") -> Non
     check_bool(cfg[name], f"{prefix}.{name}")
   if cfg.dtype not in DTYPES:
     _fail(f"{prefix}.dtype", cfg.dtype, "must be float32, bfloat16 or float16")
+  _validate_decoder_fields(cfg, prefix)
+
+
+def _validate_decoder_fields(cfg: ml_collections.ConfigDict, prefix: str) -> None:
+  """The fields of DECODER_DEFAULTS that the config holds (a missing one is its default)."""
+  has = lambda name: name in cfg
+  for name in ("qkv_bias", "qk_norm", "norm_plus_one", "scale_embeddings", "post_norms",
+               "scale_tied_logits", "reward_head_bias"):
+    if has(name):
+      check_bool(cfg[name], f"{prefix}.{name}")
+  if has("mlp_activation"):
+    check_choice(cfg.mlp_activation, f"{prefix}.mlp_activation", MLP_ACTIVATIONS)
+  for name in ("attn_logit_softcap", "final_logit_softcap", "rope_local_theta",
+               "query_pre_attn_scalar"):
+    if has(name):
+      check_float(cfg[name], f"{prefix}.{name}", 0.0, why="must be 0 (off) or a positive finite number")
+  for name in ("sliding_window", "sliding_window_pattern"):
+    if has(name):
+      check_int(cfg[name], f"{prefix}.{name}", lo=0)
+  if has("rope_scaling"):
+    check_choice(cfg.rope_scaling, f"{prefix}.rope_scaling", ROPE_SCALINGS)
+  for name in ("rope_scaling_factor", "rope_low_freq_factor", "rope_high_freq_factor"):
+    if has(name):
+      check_float(cfg[name], f"{prefix}.{name}", 0.0, lo_open=True)
+  if has("rope_original_max_len"):
+    check_int(cfg.rope_original_max_len, f"{prefix}.rope_original_max_len")
+  if model_field(cfg, "rope_scaling") == "llama3":
+    low, high = model_field(cfg, "rope_low_freq_factor"), model_field(cfg, "rope_high_freq_factor")
+    if high <= low:
+      _fail(f"{prefix}.rope_high_freq_factor", high,
+            f"must exceed config.{prefix}.rope_low_freq_factor={low} (llama3 rope scaling)")
 
 
 def validate_data(cfg: ml_collections.ConfigDict, prefix: str = "data") -> None:
