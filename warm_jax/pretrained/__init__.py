@@ -6,6 +6,7 @@ tokenizer. No torch or transformers is needed: safetensors and config.json are r
 from warm_jax.pretrained.convert import Pretrained, export_hf, load_hf, read_spec
 from warm_jax.pretrained.families import FAMILIES, ConfigError, infer_family
 from warm_jax.pretrained.safetensors_io import CheckpointError
+from warm_jax.pretrained.tokenizer import HFTokenizer, TokenizerError, load_tokenizer
 
-__all__ = ["CheckpointError", "ConfigError", "FAMILIES", "Pretrained", "export_hf",
-           "infer_family", "load_hf", "read_spec"]
+__all__ = ["CheckpointError", "ConfigError", "FAMILIES", "HFTokenizer", "Pretrained",
+           "TokenizerError", "export_hf", "infer_family", "load_hf", "load_tokenizer", "read_spec"]
