@@ -4,6 +4,7 @@ semantics against plain reference computations, the agreement of the three atten
 fingerprint of configs that lack them. Parity with transformers itself is tests/test_pretrained.py.
 """
 
+import functools
 import math
 
 import flax.linen as nn
@@ -35,12 +36,18 @@ EVERYTHING = dict(
 
 
 def _perturbed_params(model, tokens, seed=0):
-  """Params with every leaf random (norm scales and biases included, so a missed one shows)."""
-  params = nn.unbox(model.init(jax.random.key(seed), tokens)["params"])
-  leaves, tree = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
-  return jax.tree.unflatten(tree, [0.3 * jax.random.normal(k, x.shape, x.dtype)
-                                   + (x if x.ndim > 1 else 0) for k, x in zip(keys, leaves)])
+  """Params with every leaf random (norm scales and biases included, so a missed one shows),
+  drawn in numpy from the abstract shapes (nothing to compile)."""
+  shapes = nn.unbox(jax.eval_shape(lambda: model.init(jax.random.key(0), tokens)["params"]))
+  rng = np.random.default_rng(seed)
+  # matrices N(0, 0.3^2); vectors (norm scales, biases) 1 + N(0, 0.3^2)
+  return jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(x.shape) * 0.3
+                                            + (len(x.shape) == 1), jnp.float32), shapes)
+
+
+def _apply(model, **kw):
+  """model.apply jitted: (params, tokens[, mask, positions]) -> outputs."""
+  return jax.jit(lambda p, *args: model.apply({"params": p}, *args, **kw))
 
 
 def _naive_attention(q, k, v, key_mask, window=0, scale=None, softcap=0.0):
@@ -110,28 +117,35 @@ def test_rope_frequencies_linear_and_llama3_regimes():
                              rtol=1e-5)
 
 
-def test_every_field_changes_the_function_and_the_paths_agree():
-  cfg = _cfg(**EVERYTHING)
-  configs.validate_model(cfg)
-  tokens = jnp.asarray(np.random.default_rng(0).integers(1, 64, (2, 14)), jnp.int32)
-  tokens = tokens.at[1, :4].set(0)  # row 1 left-padded
-  model = LanguageModel(cfg)
-  params = _perturbed_params(model, tokens)
-  base = model.apply({"params": params}, tokens)
-  real = np.asarray(tokens != 0)  # padded queries' outputs are not compared
-  for blocks in (0, 1, 5):  # full attention and two block counts
-    other = LanguageModel(_cfg(**EVERYTHING, attention_blocks=blocks))
-    np.testing.assert_allclose(np.asarray(other.apply({"params": params}, tokens))[real],
-                               np.asarray(base)[real], atol=2e-5)
-  for name in EVERYTHING:
-    if name in ("n_heads", "n_kv_heads", "head_dim", "qkv_bias", "qk_norm", "post_norms",
-                "reward_head_bias", "rope_low_freq_factor", "rope_high_freq_factor",
-                "rope_original_max_len"):
-      continue  # they change the parameter tree (or only matter with another field)
-    c = _cfg(**EVERYTHING)
-    c[name] = configs.DECODER_DEFAULTS[name]
-    changed = LanguageModel(c).apply({"params": params}, tokens)
-    assert np.abs(np.asarray(changed - base))[real].max() > 1e-3, name
+_TOKENS = jnp.asarray(np.random.default_rng(0).integers(1, 64, (2, 14)), jnp.int32).at[1, :4].set(0)
+_REAL = np.asarray(_TOKENS != 0)  # row 1 left-padded; padded queries' outputs are not compared
+
+
+@functools.lru_cache(maxsize=None)
+def _everything_logits(blocks: int = 4):
+  """(params, logits) of the EVERYTHING decoder with `blocks` attention blocks (0: full)."""
+  model = LanguageModel(_cfg(**EVERYTHING, attention_blocks=blocks))
+  params = _perturbed_params(model, _TOKENS)
+  return params, np.asarray(_apply(model)(params, _TOKENS))
+
+
+@pytest.mark.parametrize("blocks", [0, 1, 5])
+def test_attention_paths_agree_with_every_field_on(blocks):
+  configs.validate_model(_cfg(**EVERYTHING))
+  _, base = _everything_logits()
+  np.testing.assert_allclose(_everything_logits(blocks)[1][_REAL], base[_REAL], atol=2e-5)
+
+
+@pytest.mark.parametrize("name", [n for n in EVERYTHING if n not in (
+    # these change the parameter tree (or only matter through another field)
+    "n_heads", "n_kv_heads", "head_dim", "qkv_bias", "qk_norm", "post_norms", "reward_head_bias",
+    "rope_low_freq_factor", "rope_high_freq_factor", "rope_original_max_len")])
+def test_each_field_changes_the_function(name):
+  params, base = _everything_logits()
+  c = _cfg(**EVERYTHING)
+  c[name] = configs.DECODER_DEFAULTS[name]
+  changed = np.asarray(_apply(LanguageModel(c))(params, _TOKENS))
+  assert np.abs(changed - base)[_REAL].max() > 1e-3
 
 
 def test_kv_cache_decoding_honours_window_and_softcap():
@@ -140,17 +154,19 @@ def test_kv_cache_decoding_honours_window_and_softcap():
   prompts = jnp.array([[0, 0, 5, 6, 7, 9], [8, 9, 10, 11, 12, 13]], jnp.int32)
   params = _perturbed_params(model, prompts)
   cont = jnp.array([[20, 21, 22, 23], [23, 24, 25, 26]], jnp.int32)
-  full = model.apply({"params": params}, jnp.concatenate([prompts, cont], axis=1))
-  cache = model.init(jax.random.key(0), jnp.zeros((2, 16), jnp.int32), decode=True)["cache"]
+  full = _apply(model)(params, jnp.concatenate([prompts, cont], axis=1))
+  cache = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((2, 16), jnp.int32),
+                                            decode=True)["cache"])
+  cache = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), cache)
+  step = jax.jit(lambda p, c, t, m, pos: model.apply({"params": p, "cache": c}, t, m, pos,
+                                                     decode=True, mutable=["cache"]))
   mask = prompts != 0
-  logits, vars_ = model.apply({"params": params, "cache": cache}, prompts, mask,
-                              default_positions(mask), decode=True, mutable=["cache"])
+  logits, vars_ = step(params, cache, prompts, mask, default_positions(mask))
   np.testing.assert_allclose(logits[:, -1], full[:, 5], atol=1e-4)
   for i in range(4):  # past the window of 3: early keys must drop out of local layers
     tok = cont[:, i:i + 1]
-    logits, vars_ = model.apply({"params": params, "cache": vars_["cache"]}, tok,
-                                jnp.ones_like(tok, bool), (mask.sum(1) + i)[:, None],
-                                decode=True, mutable=["cache"])
+    logits, vars_ = step(params, vars_["cache"], tok, jnp.ones_like(tok, bool),
+                         (mask.sum(1) + i)[:, None])
     np.testing.assert_allclose(logits[:, 0], full[:, 6 + i], atol=1e-4)
 
 
@@ -162,15 +178,16 @@ def test_reward_model_reads_the_last_real_token_when_pad_equals_eos():
   mask = jnp.array([[True] * 5 + [False] * 3])
   params = _perturbed_params(model, padded)
   assert "bias" not in params["reward_head"]
-  want = model.apply({"params": params}, seq, jnp.ones_like(seq, bool))
-  got = model.apply({"params": params}, padded, mask)
+  run = _apply(model)
+  want = run(params, seq, jnp.ones_like(seq, bool))
+  got = run(params, padded, mask)
   np.testing.assert_allclose(got, want, atol=1e-5)
   # Read at the last eos instead (what a pad-id rule would pick): another reward.
-  wrong = model.apply({"params": params}, padded, jnp.ones_like(padded, bool))
+  wrong = run(params, padded, jnp.ones_like(padded, bool))
   assert abs(float(wrong[0] - want[0])) > 1e-3
   # Left padding with pad = eos: the explicit mask again decides.
   left = jnp.array([[eos, eos, eos, 7, 8, 9, 10, eos]], jnp.int32)
-  got_left = model.apply({"params": params}, left, jnp.array([[False] * 3 + [True] * 5]))
+  got_left = run(params, left, jnp.array([[False] * 3 + [True] * 5]))
   np.testing.assert_allclose(got_left, want, atol=1e-5)
 
 
