@@ -227,3 +227,12 @@ def test_fingerprint_ignores_fields_at_their_default_and_sees_the_others():
   import json
   again = json.loads(json.dumps(explicit))
   assert averaging.model_fingerprint(again) == averaging.model_fingerprint(old)
+
+
+def test_model_config_holds_decoder_fields_only_when_asked():
+  assert not set(configs.model_config("tiny")) & set(configs.DECODER_DEFAULTS)
+  cfg = configs.model_config("tiny", sliding_window=4, reward_head_bias=False)
+  assert (cfg.sliding_window, cfg.reward_head_bias) == (4, False)
+  configs.validate_model(cfg)
+  with pytest.raises(ValueError, match=r"\['window'\] are not decoder fields"):
+    configs.model_config("tiny", window=4)

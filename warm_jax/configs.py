@@ -41,25 +41,12 @@ MODEL_SIZES = {
 }
 
 
-def model_config(size: str = "tiny", vocab_size: int = 512, max_len: int = 128) -> ml_collections.ConfigDict:
-  if size not in MODEL_SIZES:
-    raise ValueError(f"unknown model size {size!r}; choose one of {sorted(MODEL_SIZES)}")
-  d_model, n_layers, n_heads, d_ff = MODEL_SIZES[size]
-  return ml_collections.ConfigDict(dict(
-      vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
-      n_kv_heads=0,  # 0 = same as n_heads (plain multi-head attention)
-      d_ff=d_ff, max_len=max_len, dropout_rate=0.0, tie_embeddings=True, rope_theta=10_000.0,
-      norm_eps=1e-6, dtype="float32", remat=False,
-      # causal attention in 4 query blocks (models.transformer.causal_attention; 0: the full
-      # T x T with jax.nn.dot_product_attention, as before this field existed)
-      attention_blocks=4))
-
-
 # Decoder fields added for the Hugging Face families (warm_jax.pretrained: Gemma 1/2/3, Llama
 # 2/3.x, Mistral, Qwen2/2.5/3) and their defaults. Each default is what the decoder computed before
 # the field existed, so a config without the field computes exactly as before. `model_config`
-# leaves them out, so the configs it makes (and their stage and averaging fingerprints) are those
-# of before; configs made by `warm_jax.pretrained` hold them all. Read them with `model_field`.
+# leaves them out unless asked, so the configs it makes (and their stage and averaging
+# fingerprints) are those of before; configs made by `warm_jax.pretrained` hold them all. Read
+# them with `model_field`.
 DECODER_DEFAULTS = dict(
     head_dim=0,  # width of one attention head; 0: d_model // n_heads
     qkv_bias=False,  # biases on the query, key and value projections (Qwen2)
@@ -113,6 +100,27 @@ def full_model_config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     if name not in out:
       out[name] = value
   return out
+
+
+def model_config(size: str = "tiny", vocab_size: int = 512, max_len: int = 128,
+                 **decoder_fields) -> ml_collections.ConfigDict:
+  """config.model of a size; `decoder_fields` (names of DECODER_DEFAULTS, e.g. sliding_window=4)
+  are held explicitly, the others are left out and mean their defaults."""
+  if size not in MODEL_SIZES:
+    raise ValueError(f"unknown model size {size!r}; choose one of {sorted(MODEL_SIZES)}")
+  unknown = sorted(set(decoder_fields) - set(DECODER_DEFAULTS))
+  if unknown:
+    raise ValueError(f"model_config: {unknown} are not decoder fields; choose from "
+                     f"{sorted(DECODER_DEFAULTS)}")
+  d_model, n_layers, n_heads, d_ff = MODEL_SIZES[size]
+  return ml_collections.ConfigDict(dict(
+      vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+      n_kv_heads=0,  # 0 = same as n_heads (plain multi-head attention)
+      d_ff=d_ff, max_len=max_len, dropout_rate=0.0, tie_embeddings=True, rope_theta=10_000.0,
+      norm_eps=1e-6, dtype="float32", remat=False,
+      # causal attention in 4 query blocks (models.transformer.causal_attention; 0: the full
+      # T x T with jax.nn.dot_product_attention, as before this field existed)
+      attention_blocks=4, **decoder_fields))
 
 
 def mesh_config(shape=(-1, 1, 1), axes=("data", "fsdp", "tensor")) -> ml_collections.ConfigDict:
