@@ -12,12 +12,14 @@ export with warm_jax's own (max abs over real tokens). It does the same for mode
 in warm_jax: a policy trained here (tied head scaled by 1/sqrt(d), exported as an untied Llama), a
 reward model with a head bias (exported with drop_reward_bias: transformers' score = warm_jax's -
 bias), a WARM average of two reward models, and a bfloat16 export (KL of next-token
-distributions). Exits 1 if any float32 difference exceeds --tol (default 1e-4).
+distributions), and exports with `legacy_keys` read through transformers 4.x's RoPE keys only.
+Exits 1 if any float32 difference exceeds --tol (default 1e-4).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -141,6 +143,22 @@ def main() -> None:
   out = export_hf(warm, a.model_cfg, os.path.join(args.out, "warm_gemma2"), hf_config=a.hf_config)
   ok &= compare("WARM average of 2 gemma2 RMs", "rm", a.model(), warm, out,
                 fixture_batches("gemma2"), args.tol)
+
+  # legacy_keys: with only transformers 4.x's RoPE keys left (what a 4.x reader understands), the
+  # export still computes the same function.
+  for case in ("llama3_rope", "gemma2", "gemma3_text"):
+    pre = load_hf(os.path.join(FIXTURES, case, "causal_lm"))
+    out = export_hf(pre.params, pre.model_cfg, os.path.join(args.out, case + "_legacy"),
+                    hf_config=pre.hf_config, legacy_keys=True)
+    path = os.path.join(out, "config.json")
+    with open(path) as f:
+      hf = json.load(f)
+    for key in ("rope_parameters", "layer_types", "_sliding_window_pattern"):
+      hf.pop(key, None)
+    with open(path, "w") as f:
+      json.dump(hf, f)
+    ok &= compare(f"{case} legacy keys only", "lm", pre.model(), pre.params, out,
+                  fixture_batches(case), args.tol)
 
   pre = load_hf(os.path.join(FIXTURES, "llama3_rope", "causal_lm"), dtype="bfloat16")
   out = export_hf(pre.params, pre.model_cfg, os.path.join(args.out, "llama3_bf16"),

@@ -172,6 +172,24 @@ def test_export_without_the_imported_config_keeps_transformers_keys(tmp_path):
         _read(os.path.join(_dir(case, "seq_cls"), "config.json")))
 
 
+def test_legacy_keys_add_transformers_4_rope_keys_meaning_the_same_model(tmp_path):
+  for case in CASES:
+    pre = _load(case, "causal_lm")
+    out = export_hf(pre.params, pre.model_cfg, str(tmp_path / case), hf_config=pre.hf_config,
+                    legacy_keys=True)
+    hf = _read(os.path.join(out, "config.json"))
+    theirs = _read(os.path.join(_dir(case, "causal_lm"), "config.json"))
+    assert set(hf) - set(theirs) >= {"rope_theta", "rope_scaling"}
+    assert {k: v for k, v in hf.items() if k in theirs} == theirs
+    assert read_spec(out).model_cfg.to_dict() == pre.model_cfg.to_dict(), case
+    # A reader that knows only the legacy keys sees the same model too.
+    legacy_only = {k: v for k, v in hf.items() if k not in ("rope_parameters", "layer_types",
+                                                             "_sliding_window_pattern")}
+    with open(os.path.join(out, "config.json"), "w") as f:
+      json.dump(legacy_only, f)
+    assert read_spec(out).model_cfg.to_dict() == pre.model_cfg.to_dict(), case
+
+
 def test_bfloat16_export_stores_bfloat16(tmp_path):
   pre = _load("qwen3", "causal_lm")
   out = export_hf(pre.params, pre.model_cfg, str(tmp_path / "bf16"), dtype="bfloat16",

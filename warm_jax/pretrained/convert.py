@@ -342,13 +342,15 @@ def export_hf(params: dict, model_cfg: ml_collections.ConfigDict, out_dir: str, 
               tokenizer_dir: str | None = None, dtype: str = "float32",
               pad_id: int | None = None, bos_id: int | None = None, eos_id: int | None = None,
               drop_reward_bias: bool = False, overwrite: bool = False,
-              max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> str:
+              max_shard_bytes: int = DEFAULT_SHARD_BYTES, legacy_keys: bool = False) -> str:
   """Writes a RewardModel's params as the family's *ForSequenceClassification (num_labels 1) or a
   LanguageModel's as its *ForCausalLM into `out_dir` (a new directory; `overwrite` replaces an
   existing one), stored in `dtype`. family: default infer_family(model_cfg). hf_config: the
   imported config.json, whose token ids and max_position_embeddings are kept (else warm_jax's
   pad/bos/eos 0/1/2 and config.model.max_len; the id arguments override both). tokenizer_dir:
-  its tokenizer files are copied. A PPO value head is not exported. Returns out_dir."""
+  its tokenizer files are copied. A PPO value head is not exported. legacy_keys: config.json also
+  carries transformers 4.x's RoPE keys (rope_theta, rope_scaling, ...) for readers pinned to 4.x,
+  which would otherwise miss rope_parameters and fall back to their defaults. Returns out_dir."""
   configs.validate_model(model_cfg)
   kind = _params_kind(params)
   family = family or families.infer_family(model_cfg)
@@ -370,7 +372,7 @@ def export_hf(params: dict, model_cfg: ml_collections.ConfigDict, out_dir: str, 
   entries, tied = export_entries(params, model_cfg, kind, dtype)
   config = families.hf_config_from_model(
       model_cfg, family, kind, tie_word_embeddings=tied, dtype=dtype,
-      overrides=_kept_keys(hf_config, pad_id, bos_id, eos_id))
+      overrides=_kept_keys(hf_config, pad_id, bos_id, eos_id), legacy_keys=legacy_keys)
   if jax.process_index() != 0:  # other processes take part in the gathers only
     for e in entries:
       e.produce()

@@ -30,9 +30,9 @@ from typing import Any
 import ml_collections
 
 from warm_jax import configs
+from warm_jax.pretrained.layout import LM, RM
 
 LAYOUT_VERSION = "5.24.0"  # the transformers version whose config.json layout export writes
-LM, RM = "lm", "rm"
 
 # name -> (*ForCausalLM, *ForSequenceClassification) of the export
 CLASSES = {
@@ -104,7 +104,7 @@ _attn_implementation_autoset max_window_layers
 REQUIRED_VALUES = {
     "is_encoder_decoder": (False, None), "add_cross_attention": (False, None),
     "pruned_heads": ({}, None), "use_bidirectional_attention": (False, None),
-    "mlp_bias": (False, None), "partial_rotary_factor": (1.0, None),
+    "mlp_bias": (False, None), "partial_rotary_factor": (1.0, None), "use_mrope": (False, None),
 }
 _COMMON_KEYS = frozenset("""
 vocab_size hidden_size intermediate_size num_hidden_layers num_attention_heads
@@ -427,11 +427,14 @@ def _rope_dict(theta: float, cfg, scaled: bool = True) -> dict:
 
 def hf_config_from_model(cfg: ml_collections.ConfigDict, family: str, kind: str, *,
                          tie_word_embeddings: bool, dtype: str,
-                         overrides: dict[str, Any] | None = None) -> dict:
+                         overrides: dict[str, Any] | None = None,
+                         legacy_keys: bool = False) -> dict:
   """config.json of a warm_jax model exported as the family's *ForCausalLM (kind 'lm') or
   *ForSequenceClassification with one label (kind 'rm'): the keys transformers 5.24 writes,
   architecture from `cfg`, the rest at transformers' defaults; `overrides` sets keys the
-  architecture does not decide (token ids, max_position_embeddings)."""
+  architecture does not decide (token ids, max_position_embeddings). `legacy_keys` also writes
+  the RoPE keys of transformers 4.x (rope_theta, rope_scaling; for gemma3 rope_local_base_freq and
+  sliding_window_pattern), which readers pinned to 4.x need and 5.x reads consistently."""
   f = lambda name: configs.model_field(cfg, name)
   hd = configs.head_dim(cfg)
   n = cfg.n_layers
@@ -481,9 +484,33 @@ def hf_config_from_model(cfg: ml_collections.ConfigDict, family: str, kind: str,
                               _rope_dict(cfg.rope_theta, cfg))}
   if kind == RM:
     out.update(id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})
+  if legacy_keys:
+    out.update(_legacy_rope_keys(cfg, family))
   for key, value in (overrides or {}).items():
     out[key] = value
   return dict(sorted(out.items()))
+
+
+def _legacy_rope_keys(cfg: ml_collections.ConfigDict, family: str) -> dict:
+  """The same RoPE in transformers 4.x's keys: rope_theta and rope_scaling (null when unscaled);
+  gemma3 adds its local layers' base and its layer pattern."""
+  f = lambda name: configs.model_field(cfg, name)
+  scaling = _rope_dict(cfg.rope_theta, cfg)
+  scaling.pop("rope_theta")
+  out = {"rope_theta": float(cfg.rope_theta),
+         "rope_scaling": scaling if scaling["rope_type"] != "default" else None}
+  if family == "gemma3_text":
+    if f("rope_local_theta") == 0 and f("rope_scaling"):
+      raise ValueError("config.model.rope_local_theta=0 with rope_scaling: transformers 4.x's "
+                       "gemma3 keys cannot scale local layers; export without legacy_keys")
+    pattern = f("sliding_window_pattern") if f("sliding_window") else 1  # 1: every layer global
+    out.update(rope_local_base_freq=float(f("rope_local_theta") or cfg.rope_theta),
+               sliding_window_pattern=pattern or cfg.n_layers + 1)  # n + 1: every layer local
+  if family == "gemma2" and f("sliding_window") and f("sliding_window_pattern") != 2:
+    raise ValueError(f"config.model.sliding_window_pattern={f('sliding_window_pattern')!r}: "
+                     "transformers 4.x's gemma2 alternates local and global layers (pattern 2); "
+                     "export without legacy_keys")
+  return out
 
 
 def _int_if_whole(x: float):
