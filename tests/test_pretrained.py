@@ -331,12 +331,14 @@ def _rewrite(d, transform):
   st.write_checkpoint(str(d), entries, 10 ** 9)
 
 
+def _no_array(*args, **kwargs):
+  raise AssertionError("an array was made before the error")
+
+
 @pytest.fixture
 def no_arrays(monkeypatch):
   """Fails the test if any parameter array is made (errors must come first)."""
-  def boom(*a, **k):
-    raise AssertionError("an array was made before the error")
-  monkeypatch.setattr(convert, "_load_one", boom)
+  monkeypatch.setattr(convert, "_load_one", _no_array)
 
 
 @pytest.mark.parametrize("setup,match", [
@@ -406,10 +408,11 @@ def test_truncated_and_corrupt_safetensors_name_file_and_tensor(tmp_path, no_arr
     load_hf(str(d))
 
 
-def test_sharded_index_problems_name_index_shard_and_tensor(tmp_path, no_arrays):
+def test_sharded_index_problems_name_index_shard_and_tensor(tmp_path, monkeypatch):
   pre = _load("mistral", "causal_lm")
   d = export_hf(pre.params, pre.model_cfg, str(tmp_path / "sharded"), max_shard_bytes=30_000,
                 hf_config=pre.hf_config)
+  monkeypatch.setattr(convert, "_load_one", _no_array)  # from here on, errors come first
   index_path = os.path.join(d, st.INDEX_FILE)
   index = _read(index_path)
   shard = sorted(set(index["weight_map"].values()))[1]
@@ -425,6 +428,11 @@ def test_sharded_index_problems_name_index_shard_and_tensor(tmp_path, no_arrays)
     json.dump(broken, f)
   with pytest.raises(CheckpointError, match=rf"puts tensor '{name}' in {other}, whose header does "
                      "not hold it"):
+    load_hf(d)
+  with open(index_path, "w") as f:
+    json.dump(dict(index, weight_map=dict(index["weight_map"], **{name: "../elsewhere.safetensors"})), f)
+  with pytest.raises(CheckpointError, match=rf"tensor '{name}' maps to '\.\./elsewhere\.safetensors', "
+                     "not a file name"):
     load_hf(d)
 
 

@@ -187,11 +187,13 @@ def _open_sharded(directory: str, index_path: str) -> Checkpoint:
   weight_map = index.get("weight_map") if isinstance(index, dict) else None
   if not isinstance(weight_map, dict) or not weight_map:
     raise CheckpointError(f"{index_path}: no 'weight_map' object (tensor name -> shard file)")
+  for name, shard in weight_map.items():
+    if not isinstance(shard, str) or not shard or os.path.basename(shard) != shard:
+      raise CheckpointError(f"{index_path}: tensor {name!r} maps to {shard!r}, not a file name in "
+                            f"{directory}")
   headers = {}
   for shard in sorted(set(weight_map.values())):
     path = os.path.join(directory, shard)
-    if not isinstance(shard, str) or os.path.basename(shard) != shard:
-      raise CheckpointError(f"{index_path}: shard name {shard!r} is not a file name in {directory}")
     if not os.path.exists(path):
       names = sorted(n for n, s in weight_map.items() if s == shard)
       raise CheckpointError(f"{index_path} puts {len(names)} tensors (first: {names[0]!r}) in "
