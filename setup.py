@@ -27,6 +27,11 @@ setup(
         "array_record>=0.7",
         "ml_collections>=1.0",
         "sentencepiece>=0.2",
+        # warm_jax.pretrained: Hugging Face tokenizer.json files, chat templates (jinja2's
+        # sandbox, >= 3.1.6 like transformers), bfloat16 safetensors data (ml_dtypes)
+        "tokenizers>=0.19",
+        "jinja2>=3.1.6",
+        "ml_dtypes",
         "absl-py",
         "numpy",
         "tensorboardX",

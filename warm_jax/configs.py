@@ -74,9 +74,77 @@ MODEL_SIZES = {
 }
 
 
-def model_config(size: str = "tiny", vocab_size: int = 512, max_len: int = 128) -> ml_collections.ConfigDict:
+# Decoder fields added for the Hugging Face families (warm_jax.pretrained: Gemma 1/2/3, Llama
+# 2/3.x, Mistral, Qwen2/2.5/3) and their defaults. Each default is what the decoder computed before
+# the field existed, so a config without the field computes exactly as before. `model_config`
+# leaves them out unless asked, so the configs it makes (and their stage and averaging
+# fingerprints) are those of before; configs made by `warm_jax.pretrained` hold them all. Read
+# them with `model_field`.
+DECODER_DEFAULTS = dict(
+    head_dim=0,  # width of one attention head; 0: d_model // n_heads
+    qkv_bias=False,  # biases on the query, key and value projections (Qwen2)
+    qk_norm=False,  # RMSNorm over head_dim of queries and keys, before rotary (Qwen3, Gemma 3)
+    norm_plus_one=False,  # every RMSNorm multiplies by (1 + scale), scale stored as is (Gemma)
+    scale_embeddings=False,  # embeddings times sqrt(d_model) rounded to the compute dtype (Gemma)
+    mlp_activation="silu",  # gate activation: 'silu' (SwiGLU) or 'gelu_tanh' (GeGLU: Gemma)
+    attn_logit_softcap=0.0,  # attention logits -> cap * tanh(logits / cap); 0: none (Gemma 2)
+    final_logit_softcap=0.0,  # the same on the LM head's logits; 0: none (Gemma 2)
+    sliding_window=0,  # local layers attend to their last `sliding_window` tokens; 0: none
+    # with a window: 0 makes every layer local (Mistral); P >= 1 makes layer i global when
+    # (i + 1) % P == 0 and local otherwise (Gemma 2: 2, Gemma 3: 6)
+    sliding_window_pattern=0,
+    rope_local_theta=0.0,  # RoPE base of local layers, unscaled (Gemma 3); 0: as global layers
+    post_norms=False,  # RMSNorm on the attention and MLP outputs before the residual add (Gemma 2/3)
+    query_pre_attn_scalar=0.0,  # attention logits scaled by its -1/2 power; 0: head_dim (Gemma 2/3)
+    rope_scaling="",  # '' (none), 'linear' (Gemma 3 global layers) or 'llama3' (Llama 3.1/3.2)
+    rope_scaling_factor=1.0,  # both scalings: frequencies divided by it (llama3: the low ones)
+    rope_low_freq_factor=1.0,  # llama3 only
+    rope_high_freq_factor=4.0,  # llama3 only
+    rope_original_max_len=8192,  # llama3 only: the context length of pre-training
+    scale_tied_logits=True,  # a tied LM head divides the logits by sqrt(d_model) (HF's do not)
+    reward_head_bias=True,  # the reward model's scalar head has a bias (HF's `score` has none)
+)
+MLP_ACTIVATIONS = ("silu", "gelu_tanh")
+ROPE_SCALINGS = ("", "linear", "llama3")
+
+
+def model_field(cfg, name: str):
+  """config.model.<name>, or its default from DECODER_DEFAULTS when the config lacks it."""
+  return cfg.get(name, DECODER_DEFAULTS[name])
+
+
+def head_dim(cfg) -> int:
+  """Width of one attention head: config.model.head_dim, or d_model // n_heads when it is 0."""
+  return model_field(cfg, "head_dim") or cfg.d_model // cfg.n_heads
+
+
+def is_local_layer(cfg, i: int) -> bool:
+  """Whether layer i attends through the sliding window (see DECODER_DEFAULTS)."""
+  if not model_field(cfg, "sliding_window"):
+    return False
+  pattern = model_field(cfg, "sliding_window_pattern")
+  return pattern == 0 or (i + 1) % pattern != 0
+
+
+def full_model_config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of a model config holding every decoder field (the missing ones at their defaults)."""
+  out = ml_collections.ConfigDict(cfg.to_dict())
+  for name, value in DECODER_DEFAULTS.items():
+    if name not in out:
+      out[name] = value
+  return out
+
+
+def model_config(size: str = "tiny", vocab_size: int = 512, max_len: int = 128,
+                 **decoder_fields) -> ml_collections.ConfigDict:
+  """config.model of a size; `decoder_fields` (names of DECODER_DEFAULTS, e.g. sliding_window=4)
+  are held explicitly, the others are left out and mean their defaults."""
   if size not in MODEL_SIZES:
     raise ValueError(f"unknown model size {size!r}; choose one of {sorted(MODEL_SIZES)}")
+  unknown = sorted(set(decoder_fields) - set(DECODER_DEFAULTS))
+  if unknown:
+    raise ValueError(f"model_config: {unknown} are not decoder fields; choose from "
+                     f"{sorted(DECODER_DEFAULTS)}")
   d_model, n_layers, n_heads, d_ff = MODEL_SIZES[size]
   return ml_collections.ConfigDict(dict(
       vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
@@ -85,7 +153,7 @@ def model_config(size: str = "tiny", vocab_size: int = 512, max_len: int = 128) 
       norm_eps=1e-6, dtype="float32", remat=False,
       # causal attention in 4 query blocks (models.transformer.causal_attention; 0: the full
       # T x T with jax.nn.dot_product_attention, as before this field existed)
-      attention_blocks=4))
+      attention_blocks=4, **decoder_fields))
 
 
 def mesh_config(shape=(-1, 1, 1), axes=("data", "fsdp", "tensor")) -> ml_collections.ConfigDict:
@@ -302,17 +370,31 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 
 def _heads_divide(v, c) -> bool:
+  """With head_dim 0 the heads split d_model: n_heads must divide it, leaving an even width."""
   d = get(c, "model.d_model")
-  return not (is_int(d) and is_int(v) and v > 0) or (d % v == 0 and (d // v) % 2 == 0)
+  if model_field(c.model, "head_dim") or not (is_int(d) and is_int(v) and v > 0):
+    return True
+  return d % v == 0 and (d // v) % 2 == 0
 
 
+def _llama3_ordered(v, c) -> bool:
+  return (model_field(c.model, "rope_scaling") != "llama3"
+          or v > model_field(c.model, "rope_low_freq_factor"))
+
+
+def validate_model(cfg: ml_collections.ConfigDict) -> None:
+  """A model config alone (e.g. one made from a Hugging Face config.json): `MODEL_RULES`."""
+  check(ml_collections.ConfigDict({"model": cfg}), MODEL_RULES)
+
+
+_SOFT = "0 (off) or a positive finite number"
 MODEL_RULES = (
     integer("model.vocab_size"), integer("model.d_model"), integer("model.n_layers"),
     integer("model.n_heads"), integer("model.d_ff"), integer("model.max_len"),
     integer("model.n_kv_heads", lo=0),
     Rule("model.n_heads", _heads_divide,
-         "a divisor of d_model leaving an even head size (rotary embeddings)",
-         reads=("model.d_model",)),
+         "a divisor of d_model leaving an even head size (rotary embeddings), unless head_dim is "
+         "set", reads=("model.d_model", "model.head_dim")),
     Rule("model.n_kv_heads", lambda v, c: v == 0 or c.model.n_heads % v == 0,
          "0 (= n_heads) or a divisor of n_heads", reads=("model.n_heads",)),
     integer("model.attention_blocks", lo=0, optional=True),  # absent from older configs: 0
@@ -320,6 +402,25 @@ MODEL_RULES = (
     number("model.rope_theta", 0.0, lo_open=True), number("model.norm_eps", 0.0, lo_open=True),
     boolean("model.tie_embeddings"), boolean("model.remat"),
     choice("model.dtype", DTYPES),
+    # The decoder fields of the Hugging Face families (DECODER_DEFAULTS): optional, a missing one
+    # is its default.
+    integer("model.head_dim", lo=0, optional=True),
+    Rule("model.head_dim", lambda v, c: v % 2 == 0, "even (rotary embeddings)", optional=True),
+    *(boolean(f"model.{n}", optional=True) for n in (
+        "qkv_bias", "qk_norm", "norm_plus_one", "scale_embeddings", "post_norms",
+        "scale_tied_logits", "reward_head_bias")),
+    choice("model.mlp_activation", MLP_ACTIVATIONS, optional=True),
+    *(number(f"model.{n}", 0.0, must=_SOFT, optional=True) for n in (
+        "attn_logit_softcap", "final_logit_softcap", "rope_local_theta", "query_pre_attn_scalar")),
+    integer("model.sliding_window", lo=0, optional=True),
+    integer("model.sliding_window_pattern", lo=0, optional=True),
+    choice("model.rope_scaling", ROPE_SCALINGS, optional=True),
+    *(number(f"model.{n}", 0.0, lo_open=True, optional=True) for n in (
+        "rope_scaling_factor", "rope_low_freq_factor", "rope_high_freq_factor")),
+    integer("model.rope_original_max_len", optional=True),
+    Rule("model.rope_high_freq_factor", _llama3_ordered,
+         "above rope_low_freq_factor (llama3 rope scaling)", optional=True,
+         reads=("model.rope_low_freq_factor", "model.rope_scaling")),
 )
 
 DATA_RULES = (

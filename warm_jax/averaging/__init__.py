@@ -6,13 +6,13 @@ and streamed from orbax checkpoints.
     accs = averaging.sweep([a, b], averaging.lambda_grid(11), eval_fn, batch)
     params, meta = averaging.average_checkpoints([run1, run2, run3], out="runs/warm")
 
-The package: `tree` (pure pytree maths), `plan` (validating a streamed average before reading
-anything), `stream` (the streaming engine), `array_reader` (reading OCDBT/zarr3 chunks straight
-into reused host buffers). The names below are the public API.
+The package: `tree` (pure pytree maths), `sources` (the checkpoints of a streamed average,
+validated before anything is read), `stream` (the streaming engine), `array_reader` (reading
+OCDBT/zarr3 chunks straight into reused host buffers). The names below are the public API.
 """
 
-from warm_jax.averaging.plan import (TRAINING_ONLY_MODEL_FIELDS, Source, model_fingerprint,
-                                     plan)
+from warm_jax.averaging.sources import (TRAINING_ONLY_MODEL_FIELDS, Source, model_fingerprint,
+                                        plan)
 from warm_jax.averaging.stream import average_checkpoints, average_once, default_target
 from warm_jax.averaging.tree import (average, check_weights, combine, interpolate,
                                      interpolation_sweep, lambda_grid, simplex_grid, sweep)

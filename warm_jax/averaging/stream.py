@@ -25,7 +25,7 @@ import numpy as np
 import warm_jax
 from warm_jax import checkpoints
 from warm_jax.averaging import array_reader
-from warm_jax.averaging.plan import Source, model_fingerprint, plan
+from warm_jax.averaging.sources import Source, model_fingerprint, plan
 from warm_jax.averaging.tree import _acc_dtype, _cached_jit, _cast_to
 from warm_jax.checkpoints import tree_mismatch
 

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from warm_jax.configs import model_field
 from warm_jax.models.transformer import PAD_ID, Decoder
 
 Array = jax.Array
@@ -27,7 +28,9 @@ def last_token_index(mask: Array) -> Array:
 class RewardModel(nn.Module):
   """Backbone + scalar head read at the last non-pad token: tokens [B, T] -> rewards [B] (float32).
   With `return_features`, also the final layer's state at that token ([B, d_model], float32): the
-  representation the head reads (RLP-UML's bottleneck encodes it)."""
+  representation the head reads (RLP-UML's bottleneck encodes it). Pass `mask` whenever the pad
+  id is not 0 or is also a real token (pad = eos): the reward is read at its last True. The head
+  has no bias when config.model.reward_head_bias is False (imported HF `score` layers)."""
   cfg: ml_collections.ConfigDict
 
   @nn.compact
@@ -39,6 +42,7 @@ class RewardModel(nn.Module):
     last = jnp.take_along_axis(h, last_token_index(mask)[:, None, None], axis=1)[:, 0]
     last = last.astype(jnp.float32)
     head = nn.Dense(1, dtype=jnp.float32, name="reward_head",
+                    use_bias=model_field(self.cfg, "reward_head_bias"),
                     kernel_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed", "scalar")),
                     bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("scalar",)))
     reward = head(last)[:, 0]
@@ -66,10 +70,19 @@ class LanguageModel(nn.Module):
         bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("scalar",)))
 
   def _logits(self, h: Array) -> Array:
+    """Float32 logits: the tied head divides by sqrt(d_model) unless config.model
+    .scale_tied_logits is False; final_logit_softcap > 0 maps them to cap * tanh(logits / cap)."""
     if self.cfg.tie_embeddings:
       logits = self.decoder.embed.attend(h.astype(jnp.float32))
-      return logits / jnp.sqrt(jnp.float32(self.cfg.d_model))
-    return self.lm_head(h.astype(jnp.float32))
+      if model_field(self.cfg, "scale_tied_logits"):
+        logits = logits / jnp.sqrt(jnp.float32(self.cfg.d_model))
+      logits = logits.astype(jnp.float32)
+    else:
+      logits = self.lm_head(h.astype(jnp.float32))
+    cap = model_field(self.cfg, "final_logit_softcap")
+    if cap:
+      logits = cap * jnp.tanh(logits / cap)
+    return logits
 
   def __call__(self, tokens: Array, mask: Array | None = None, positions: Array | None = None,
                deterministic: bool = True, decode: bool = False) -> Array:

@@ -3,6 +3,12 @@
 RMSNorm, rotary positions, causal (grouped-query) attention, gated (SwiGLU) MLP, tied or untied
 embeddings. Every size comes from the model config (see `warm_jax.configs.model_config`).
 
+The fields of `warm_jax.configs.DECODER_DEFAULTS` add what the Hugging Face families need
+(`warm_jax.pretrained`): an explicit head width, query/key/value biases, query/key RMSNorm,
+Gemma's (1 + scale) norms, scaled embeddings and GeGLU, attention and final-logit soft-capping,
+sliding-window attention on a pattern of local layers with their own RoPE base, sandwich norms,
+llama3 and linear RoPE scaling. A config without them computes exactly what it computed before.
+
 Every parameter is created through `nn.with_logical_partitioning`, so `model.init` returns
 `nn.Partitioned` boxes that carry names such as ('embed', 'mlp'); `warm_jax.sharding` maps those
 names to mesh axes with the rules table of the config. Stored and averaged parameters are the plain
@@ -17,10 +23,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
+
+from warm_jax.configs import head_dim, is_local_layer, model_field
 
 Array = jax.Array
 
@@ -38,22 +49,70 @@ def _kernel_init(axes: tuple[str | None, ...]):
 
 
 class RMSNorm(nn.Module):
+  """RMSNorm over the last axis, in float32: y * scale, or y * (1 + scale) with `plus_one`
+  (Gemma's, whose stored scale starts at 0). `axis_name`: the logical name of the scale's axis."""
   eps: float = 1e-6
   dtype: Any = jnp.float32
+  plus_one: bool = False
+  axis_name: str = "embed"
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+    init = nn.initializers.zeros if self.plus_one else nn.initializers.ones
+    scale = self.param("scale", nn.with_logical_partitioning(init, (self.axis_name,)),
                        (x.shape[-1],), jnp.float32)
     x32 = x.astype(jnp.float32)
     y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    if self.plus_one:
+      return (y * (1.0 + scale.astype(jnp.float32))).astype(self.dtype)
     return (y * scale).astype(self.dtype)
 
 
-def rotary(x: Array, positions: Array, theta: float) -> Array:
-  """Applies rotary position embeddings. x: [B, T, N, H] (H even); positions: [B, T]."""
+def rope_frequencies(half: int, theta: float, scaling: str = "", factor: float = 1.0,
+                     low_freq_factor: float = 1.0, high_freq_factor: float = 4.0,
+                     original_max_len: int = 8192) -> np.ndarray:
+  """Inverse RoPE frequencies [half] (float32) of base `theta`, scaled as transformers'
+  `modeling_rope_utils` scales them: 'linear' divides all by `factor`; 'llama3' divides the low
+  frequencies (wavelength above original_max_len / low_freq_factor) by `factor`, keeps the high
+  ones (wavelength below original_max_len / high_freq_factor) and interpolates in between."""
+  dim = 2 * half
+  inv = np.float32(1.0) / (np.float32(theta) ** (np.arange(0, dim, 2).astype(np.float32)
+                                                 / np.float32(dim)))
+  if scaling == "linear":
+    return (inv / np.float32(factor)).astype(np.float32)
+  if scaling != "llama3":
+    raise ValueError(f"unknown rope scaling {scaling!r}")
+  low_wavelen = original_max_len / low_freq_factor
+  high_wavelen = original_max_len / high_freq_factor
+  wavelen = np.float32(2 * math.pi) / inv
+  scaled = np.where(wavelen > low_wavelen, inv / np.float32(factor), inv)
+  smooth = (original_max_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+  smoothed = (1 - smooth) * scaled / np.float32(factor) + smooth * scaled
+  medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+  return np.where(medium, smoothed, scaled).astype(np.float32)
+
+
+def layer_rope(cfg: ml_collections.ConfigDict, local: bool) -> tuple[float, np.ndarray | None]:
+  """(theta, inverse frequencies or None for plain RoPE of base theta) of a global or local layer:
+  local layers with their own base (rope_local_theta) are unscaled; all others use rope_theta and
+  the config's scaling."""
+  if local and model_field(cfg, "rope_local_theta"):
+    return cfg.rope_local_theta, None
+  scaling = model_field(cfg, "rope_scaling")
+  if not scaling:
+    return cfg.rope_theta, None
+  return cfg.rope_theta, rope_frequencies(
+      head_dim(cfg) // 2, cfg.rope_theta, scaling, model_field(cfg, "rope_scaling_factor"),
+      model_field(cfg, "rope_low_freq_factor"), model_field(cfg, "rope_high_freq_factor"),
+      model_field(cfg, "rope_original_max_len"))
+
+
+def rotary(x: Array, positions: Array, theta: float, freq: np.ndarray | None = None) -> Array:
+  """Applies rotary position embeddings. x: [B, T, N, H] (H even); positions: [B, T]; `freq`:
+  the H/2 inverse frequencies (default: theta ** (-i / (H/2)), unscaled RoPE)."""
   half = x.shape[-1] // 2
-  freq = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
+  if freq is None:
+    freq = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
   angle = positions[..., None].astype(jnp.float32) * freq  # [B, T, half]
   sin, cos = jnp.sin(angle)[:, :, None, :], jnp.cos(angle)[:, :, None, :]
   x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
@@ -64,9 +123,14 @@ def rotary(x: Array, positions: Array, theta: float) -> Array:
 _MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)  # a masked logit (finite: no NaN rows)
 
 
-def causal_attention(q: Array, k: Array, v: Array, key_mask: Array, blocks: int = 1) -> Array:
+def causal_attention(q: Array, k: Array, v: Array, key_mask: Array, blocks: int = 1,
+                     scale: float | None = None, softcap: float = 0.0, window: int = 0) -> Array:
   """Causal softmax attention, q: [B, T, N, H], k and v: [B, T, K, H] (K divides N: grouped-query
   attention), key_mask: [B, T] (False hides a padded key) -> [B, T, N, H].
+
+  `scale` multiplies the logits (default H ** -0.5); `softcap` > 0 maps them to
+  softcap * tanh(logits / softcap) before masking; `window` > 0 lets query i see keys
+  i - window + 1 .. i only (a sliding window; a block then reads only the keys its window spans).
 
   The queries are cut into `blocks` row blocks; block i attends to the keys up to its own end
   only, so the blocks above the diagonal, which the causal mask would zero, are never computed
@@ -78,69 +142,120 @@ def causal_attention(q: Array, k: Array, v: Array, key_mask: Array, blocks: int 
   b, t, n, h = q.shape
   n_kv = k.shape[2]
   blocks = max(1, min(int(blocks), t))
-  qg = q.reshape(b, t, n_kv, n // n_kv, h) * jnp.asarray(h ** -0.5, q.dtype)
+  scale = h ** -0.5 if scale is None else scale
+  qg = q.reshape(b, t, n_kv, n // n_kv, h) * jnp.asarray(scale, q.dtype)
   bounds = [round(t * i / blocks) for i in range(blocks + 1)]
   outs = []
   for lo, hi in zip(bounds[:-1], bounds[1:]):
-    logits = jnp.einsum("btkgh,bskh->bkgts", qg[:, lo:hi], k[:, :hi],
+    klo = max(0, lo - window + 1) if window else 0  # the first key the block's window reaches
+    logits = jnp.einsum("btkgh,bskh->bkgts", qg[:, lo:hi], k[:, klo:hi],
                         preferred_element_type=jnp.float32)
-    allowed = (jnp.arange(hi)[None, :] <= jnp.arange(lo, hi)[:, None])[None, None, None]
-    allowed = allowed & key_mask[:, None, None, None, :hi].astype(bool)
+    if softcap:
+      logits = softcap * jnp.tanh(logits / softcap)
+    k_idx, q_idx = jnp.arange(klo, hi)[None, :], jnp.arange(lo, hi)[:, None]
+    allowed = k_idx <= q_idx
+    if window:
+      allowed = allowed & (k_idx > q_idx - window)
+    allowed = allowed[None, None, None] & key_mask[:, None, None, None, klo:hi].astype(bool)
     logits = jnp.where(allowed, logits, _MASKED)
     # The max only keeps exp in range; softmax does not depend on it, so no gradient flows.
     p = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
     denom = jnp.sum(p, axis=-1)  # [B, K, G, t]
-    out = jnp.einsum("bkgts,bskh->btkgh", p.astype(v.dtype), v[:, :hi],
+    out = jnp.einsum("bkgts,bskh->btkgh", p.astype(v.dtype), v[:, klo:hi],
                      preferred_element_type=jnp.float32)
     outs.append(out / jnp.transpose(denom, (0, 3, 1, 2))[..., None])
   return jnp.concatenate(outs, axis=1).reshape(b, t, n, h).astype(q.dtype)
 
 
-class Attention(nn.Module):
-  cfg: ml_collections.ConfigDict
+def dense_attention(q: Array, k: Array, v: Array, mask: Array, scale: float | None = None,
+                    softcap: float = 0.0) -> Array:
+  """Softmax attention under a [B, 1, Tq, Tk] boolean mask (True: allowed), q: [B, Tq, N, H], k
+  and v: [B, Tk, K, H]. Without soft-capping it is `jax.nn.dot_product_attention` (scale None:
+  H ** -0.5); with it, the same computed here (float32 logits and softmax)."""
+  if not softcap:
+    return jax.nn.dot_product_attention(q, k, v, mask=mask, scale=scale)
+  b, t, n, h = q.shape
+  n_kv = k.shape[2]
+  scale = h ** -0.5 if scale is None else scale
+  qg = q.reshape(b, t, n_kv, n // n_kv, h) * jnp.asarray(scale, q.dtype)
+  logits = jnp.einsum("btkgh,bskh->bkgts", qg, k, preferred_element_type=jnp.float32)
+  logits = softcap * jnp.tanh(logits / softcap)
+  logits = jnp.where(mask[:, :, None].astype(bool), logits, _MASKED)
+  p = jax.nn.softmax(logits, axis=-1)
+  out = jnp.einsum("bkgts,bskh->btkgh", p.astype(v.dtype), v, preferred_element_type=jnp.float32)
+  return out.reshape(b, t, n, h).astype(q.dtype)
 
-  def _weight(self, name: str, shape: tuple[int, ...], axes: tuple[str, ...], fan_in: int) -> Array:
-    init = nn.initializers.truncated_normal(fan_in ** -0.5)
+
+class Attention(nn.Module):
+  """Grouped-query self-attention of one layer; `local`: through the sliding window."""
+  cfg: ml_collections.ConfigDict
+  local: bool = False
+
+  def _weight(self, name: str, shape: tuple[int, ...], axes: tuple[str, ...], fan_in: int,
+              init=None) -> Array:
+    init = init or nn.initializers.truncated_normal(fan_in ** -0.5)
     w = self.param(name, nn.with_logical_partitioning(init, axes), shape, jnp.float32)
     return w.astype(_dtype(self.cfg.dtype))
+
+  def _project(self, x: Array, w: Array, name: str, axes: tuple[str, str]) -> Array:
+    """x @ w ([B, T, N, H]), plus the projection's bias `<name>_bias` when the config has them."""
+    y = jnp.einsum("btd,dnh->btnh", x, w)
+    if model_field(self.cfg, "qkv_bias"):
+      y = y + self._weight(f"{name}_bias", w.shape[1:], axes, 1, nn.initializers.zeros)
+    return y
+
+  def _norm(self, y: Array, name: str) -> Array:
+    """RMSNorm over head_dim of queries or keys (`<name>_norm`) when the config has it."""
+    if not model_field(self.cfg, "qk_norm"):
+      return y
+    return RMSNorm(self.cfg.norm_eps, _dtype(self.cfg.dtype), model_field(self.cfg, "norm_plus_one"),
+                   "head_dim", name=f"{name}_norm")(y)
 
   @nn.compact
   def __call__(self, x: Array, positions: Array, token_mask: Array, deterministic: bool,
                decode: bool = False) -> Array:
     cfg = self.cfg
     d, n = cfg.d_model, cfg.n_heads
-    h = d // n
+    h = head_dim(cfg)
     n_kv = cfg.n_kv_heads or n
     wq = self._weight("query", (d, n, h), ("embed", "heads", "head_dim"), d)
     wk = self._weight("key", (d, n_kv, h), ("embed", "kv_heads", "head_dim"), d)
     wv = self._weight("value", (d, n_kv, h), ("embed", "kv_heads", "head_dim"), d)
     wo = self._weight("out", (n, h, d), ("heads", "head_dim", "embed"), d)
-    q = rotary(jnp.einsum("btd,dnh->btnh", x, wq), positions, cfg.rope_theta)
-    k = rotary(jnp.einsum("btd,dnh->btnh", x, wk), positions, cfg.rope_theta)
-    v = jnp.einsum("btd,dnh->btnh", x, wv)
+    theta, freq = layer_rope(cfg, self.local)
+    q = rotary(self._norm(self._project(x, wq, "query", ("heads", "head_dim")), "query"),
+               positions, theta, freq)
+    k = rotary(self._norm(self._project(x, wk, "key", ("kv_heads", "head_dim")), "key"),
+               positions, theta, freq)
+    v = self._project(x, wv, "value", ("kv_heads", "head_dim"))
     q = nn.with_logical_constraint(q, ("batch", "length", "act_heads", "head_dim"))
+    pre_scalar = model_field(cfg, "query_pre_attn_scalar")
+    scale = pre_scalar ** -0.5 if pre_scalar else None
+    softcap = model_field(cfg, "attn_logit_softcap")
+    window = model_field(cfg, "sliding_window") if self.local else 0
     if decode:
-      k, v, mask = self._update_cache(k, v, token_mask)
+      k, v, mask = self._update_cache(k, v, token_mask, window)
       # mask: [B, 1, Tq, Tk] boolean, True where attention is allowed.
-      out = jax.nn.dot_product_attention(q, k, v, mask=mask)
+      out = dense_attention(q, k, v, mask, scale, softcap)
     else:
       blocks = cfg.get("attention_blocks", 0)
       if blocks:
-        out = causal_attention(q, k, v, token_mask, blocks)
+        out = causal_attention(q, k, v, token_mask, blocks, scale, softcap, window)
       else:  # the library's own attention over the full T x T (on GPU it may pick cuDNN's)
-        out = jax.nn.dot_product_attention(q, k, v, mask=attention_mask(token_mask))
+        out = dense_attention(q, k, v, attention_mask(token_mask, window), scale, softcap)
     out = nn.with_logical_constraint(out, ("batch", "length", "act_heads", "head_dim"))
     out = jnp.einsum("btnh,nhd->btd", out, wo)
     return nn.Dropout(cfg.dropout_rate)(out, deterministic=deterministic)
 
 
-  def _update_cache(self, k: Array, v: Array, token_mask: Array):
+  def _update_cache(self, k: Array, v: Array, token_mask: Array, window: int = 0):
     """KV cache for incremental decoding: writes this call's T keys/values at slot `index`.
 
     The cache (collection 'cache') has `cfg.max_len` slots shared by the batch; rows are aligned
     by slot (prompts are left-padded), so one index serves every row, and `mask` records which
     slots hold real tokens. Initialise it with `model.init(..., decode=True)` on [B, max_len]
-    tokens, then prefill with the prompt and feed one token per call.
+    tokens, then prefill with the prompt and feed one token per call. `window` > 0: a query sees
+    the slots of its last `window` tokens only (real tokens fill consecutive slots).
     """
     b, t, n_kv, h = k.shape
     s = self.cfg.max_len
@@ -150,7 +265,7 @@ class Attention(nn.Module):
     cm = self.variable("cache", "mask", jnp.zeros, (b, s), bool)
     ci = self.variable("cache", "index", lambda: jnp.zeros((), jnp.int32))
     if not initialised:  # model.init: shapes only
-      return k, v, attention_mask(token_mask)
+      return k, v, attention_mask(token_mask, window)
     idx = ci.value
     ck.value = jax.lax.dynamic_update_slice(ck.value, k, (0, idx, 0, 0))
     cv.value = jax.lax.dynamic_update_slice(cv.value, v, (0, idx, 0, 0))
@@ -158,6 +273,8 @@ class Attention(nn.Module):
     ci.value = idx + t
     q_slot = idx + jnp.arange(t)
     causal = jnp.arange(s)[None, :] <= q_slot[:, None]  # [T, S]
+    if window:
+      causal = causal & (jnp.arange(s)[None, :] > q_slot[:, None] - window)
     return ck.value, cv.value, causal[None, None] & cm.value[:, None, None, :]
 
 
@@ -172,23 +289,33 @@ class GatedMLP(nn.Module):
                                                kernel_init=_kernel_init(axes))
     gate = dense(cfg.d_ff, ("embed", "mlp"), "gate")(x)
     up = dense(cfg.d_ff, ("embed", "mlp"), "up")(x)
-    h = nn.with_logical_constraint(nn.silu(gate) * up, ("batch", "length", "act_mlp"))
+    if model_field(cfg, "mlp_activation") == "gelu_tanh":
+      gate = jax.nn.gelu(gate, approximate=True)
+    else:
+      gate = nn.silu(gate)
+    h = nn.with_logical_constraint(gate * up, ("batch", "length", "act_mlp"))
     out = dense(cfg.d_model, ("mlp", "embed"), "down")(h)
     return nn.Dropout(cfg.dropout_rate)(out, deterministic=deterministic)
 
 
 class Block(nn.Module):
+  """Pre-norm attention and MLP with residuals; `post_norms` also normalises each output before
+  it is added (Gemma 2/3's sandwich); `local`: the attention uses the sliding window."""
   cfg: ml_collections.ConfigDict
+  local: bool = False
 
   @nn.compact
   def __call__(self, x: Array, positions: Array, token_mask: Array, deterministic: bool,
                decode: bool = False) -> Array:
     dtype = _dtype(self.cfg.dtype)
-    x = x + Attention(self.cfg, name="attn")(
-        RMSNorm(self.cfg.norm_eps, dtype, name="attn_norm")(x), positions, token_mask,
-        deterministic, decode)
-    x = x + GatedMLP(self.cfg, name="mlp")(
-        RMSNorm(self.cfg.norm_eps, dtype, name="mlp_norm")(x), deterministic)
+    plus_one = model_field(self.cfg, "norm_plus_one")
+    post = model_field(self.cfg, "post_norms")
+    norm = lambda name: RMSNorm(self.cfg.norm_eps, dtype, plus_one, name=name)
+    y = Attention(self.cfg, self.local, name="attn")(
+        norm("attn_norm")(x), positions, token_mask, deterministic, decode)
+    x = x + (norm("post_attn_norm")(y) if post else y)
+    y = GatedMLP(self.cfg, name="mlp")(norm("mlp_norm")(x), deterministic)
+    x = x + (norm("post_mlp_norm")(y) if post else y)
     return nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
 
 
@@ -197,10 +324,13 @@ def default_positions(mask: Array) -> Array:
   return jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)
 
 
-def attention_mask(mask: Array) -> Array:
-  """[B, T] validity -> [B, 1, T, T] causal mask that also hides padded keys."""
+def attention_mask(mask: Array, window: int = 0) -> Array:
+  """[B, T] validity -> [B, 1, T, T] causal mask that also hides padded keys; `window` > 0 also
+  hides keys `window` or more tokens back (a sliding window)."""
   t = mask.shape[-1]
   causal = jnp.tril(jnp.ones((t, t), dtype=bool))
+  if window:
+    causal = causal & ~jnp.tril(jnp.ones((t, t), dtype=bool), -window)
   return causal[None, None] & mask[:, None, None, :].astype(bool)
 
 
@@ -214,8 +344,9 @@ class Decoder(nn.Module):
         cfg.vocab_size, cfg.d_model, dtype=_dtype(cfg.dtype),
         embedding_init=nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")))
     block = nn.remat(Block, static_argnums=(4, 5)) if cfg.remat else Block
-    self.blocks = [block(cfg, name=f"block_{i}") for i in range(cfg.n_layers)]
-    self.final_norm = RMSNorm(cfg.norm_eps, _dtype(cfg.dtype))
+    self.blocks = [block(cfg, is_local_layer(cfg, i), name=f"block_{i}")
+                   for i in range(cfg.n_layers)]
+    self.final_norm = RMSNorm(cfg.norm_eps, _dtype(cfg.dtype), model_field(cfg, "norm_plus_one"))
     self.dropout = nn.Dropout(cfg.dropout_rate)
 
   def __call__(self, tokens: Array, mask: Array | None = None, positions: Array | None = None,
@@ -229,6 +360,8 @@ class Decoder(nn.Module):
         raise ValueError("decoding one token at a time needs explicit positions")
       positions = default_positions(mask)
     x = self.embed(tokens)
+    if model_field(self.cfg, "scale_embeddings"):  # the factor in float32, then the compute dtype
+      x = x * jnp.asarray(np.float32(math.sqrt(self.cfg.d_model)), x.dtype)
     x = self.dropout(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
     for block in self.blocks:

@@ -1,4 +1,4 @@
-"""Planning a streamed average: which checkpoints, at which steps, with which weights, and
+"""The sources of a streamed average: which checkpoints, at which steps, with which weights, and
 whether they can be averaged at all (same architecture, same parameters), before any array is
 read or anything is written.
 
@@ -22,6 +22,7 @@ import numpy as np
 from warm_jax import checkpoints
 from warm_jax.averaging.tree import _check_leaves_floating, check_weights
 from warm_jax.checkpoints import resolve_checkpoint_dir, tree_mismatch
+from warm_jax.configs import DECODER_DEFAULTS
 
 # Fields of config['model'] that only change how a model is trained or computed, not its parameters
 # or the function it computes; checkpoints that differ only in them have the same architecture
@@ -36,13 +37,24 @@ def _model_section(config: dict | None) -> dict | None:
   return None if model is None else dict(model)
 
 
+def _architecture(model: dict) -> dict:
+  """The fields of a model section that define the function: training-only fields dropped, and
+  so are decoder fields at their default (configs.DECODER_DEFAULTS), which configs saved before
+  those fields existed lack: both mean the same model."""
+  def is_default(k, v):
+    return k in DECODER_DEFAULTS and _normalise_json(v) == _normalise_json(DECODER_DEFAULTS[k])
+  return {k: v for k, v in model.items()
+          if k not in TRAINING_ONLY_MODEL_FIELDS and not is_default(k, v)}
+
+
 def model_fingerprint(config: dict | None) -> str | None:
   """sha256 (16 hex digits) of the architecture fields of config['model'] (training-only fields
-  such as dropout_rate excluded), or None without a config."""
+  such as dropout_rate excluded, decoder fields at their default left out), or None without a
+  config."""
   model = _model_section(config)
   if model is None:
     return None
-  arch = {k: v for k, v in model.items() if k not in TRAINING_ONLY_MODEL_FIELDS}
+  arch = _architecture(model)
   blob = json.dumps(arch, sort_keys=True, default=str).encode()
   return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -63,9 +75,8 @@ def _compare_model_configs(a: dict | None, b: dict | None, na: str, nb: str) -> 
   if ma is None or mb is None:
     return f"config.model: {'missing' if ma is None else 'present'} in {na} vs " \
            f"{'missing' if mb is None else 'present'} in {nb}"
+  ma, mb = _architecture(ma), _architecture(mb)
   for key in sorted(set(ma) | set(mb)):
-    if key in TRAINING_ONLY_MODEL_FIELDS:
-      continue
     va, vb = _normalise_json(ma.get(key, "<missing>")), _normalise_json(mb.get(key, "<missing>"))
     if va != vb:
       return f"config.model.{key}: {va!r} in {na} vs {vb!r} in {nb}"
