@@ -39,3 +39,12 @@ def test_gold_fn_is_the_embedded_gold_total_and_bad_judges_are_named():
   config.gold.kind, config.data.name = "embedded", "hh_rlhf"
   with pytest.raises(ValueError, match="config.gold.kind='embedded'.*embedded task"):
     evaluation.validate_gold(config)
+
+
+def test_win_rate_stderr_counts_ties_as_half_scores():
+  # All ties: a win rate of exactly 1/2, no spread (the binomial formula would say 0.5 / sqrt(n)).
+  assert evaluation.win_rate_stderr([1, 1, 1, 1], [1, 1, 1, 1]) == 0.0
+  a, b = np.array([1.0, 0.0, 1.0, 0.5]), np.array([0.0, 1.0, 1.0, 0.5])
+  scores = np.array([1.0, 0.0, 0.5, 0.5])
+  assert evaluation.win_rate_stderr(a, b) == pytest.approx(scores.std(ddof=1) / 2)
+  assert evaluation.win_rate_stderr(a, b) < np.sqrt(0.5 * 0.5 / 4)

@@ -61,14 +61,23 @@ def win_rate(a: np.ndarray, b: np.ndarray) -> float:
 def gold_comparison(prompts: Sequence[str], texts_a: Sequence[str], texts_b: Sequence[str],
                     gold_fn: Callable[[Sequence[str], Sequence[str]], np.ndarray]) -> dict:
   """Gold-judged comparison of two policies' responses to the same prompts: mean gold of each,
-  the win rate of A over B, and a binomial standard error of the win rate."""
+  the win rate of A over B (ties count one half), its standard error and the rate of ties."""
   if not (len(prompts) == len(texts_a) == len(texts_b)):
     raise ValueError(f"{len(prompts)} prompts, {len(texts_a)} and {len(texts_b)} responses")
   ga, gb = np.asarray(gold_fn(prompts, texts_a)), np.asarray(gold_fn(prompts, texts_b))
   w = win_rate(ga, gb)
   return {"n": len(prompts), "gold_a": float(ga.mean()), "gold_b": float(gb.mean()),
-          "win_rate": w, "win_rate_stderr": float(np.sqrt(w * (1 - w) / len(prompts))),
+          "win_rate": w, "win_rate_stderr": win_rate_stderr(ga, gb),
           "ties": float(np.mean(ga == gb))}
+
+
+def win_rate_stderr(a: np.ndarray, b: np.ndarray) -> float:
+  """Standard error of `win_rate(a, b)`: of the mean of the per-item scores 1 (a wins), 1/2 (a
+  tie) and 0 (b wins). The binomial sqrt(w (1 - w) / n) overstates it when there are ties (all
+  ties: a win rate of exactly 1/2 with no spread)."""
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  s = (a > b) + 0.5 * (a == b)
+  return float(s.std(ddof=1) / np.sqrt(s.size)) if s.size > 1 else 0.0
 
 
 def pair_accuracy(r_chosen: np.ndarray, r_rejected: np.ndarray) -> float:

@@ -23,27 +23,55 @@ def _smooth(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def curves(workdir: str, smooth: int = 3) -> dict:
+  """A run's training curves (its logged rows' proxy and gold reward, KL and length, each a moving
+  average over `smooth` logged steps; 'step' is the smoothed step, 'logged_step' the logged steps
+  themselves) and its evaluation rows ('eval')."""
   from warm_jax.train.metrics import read_metrics
   rows = [r for r in read_metrics(workdir, "train") if "kl" in r]
   if not rows:
     raise ValueError(f"{workdir}/metrics.jsonl has no RL training rows (was it an RL run?)")
-  get = lambda k: _smooth(np.asarray([r[k] for r in rows], np.float64), smooth)
+  get = lambda k: _smooth(np.asarray([r[k] for r in rows], np.float64), smooth)  # noqa: E731
   out = {"step": get("step"), "kl": get("kl"), "proxy": get("reward/proxy"),
-         "gold": get("reward/gold"), "length": get("response_length")}
+         "gold": get("reward/gold"), "length": get("response_length"),
+         "logged_step": [int(r["step"]) for r in rows], "smooth": smooth if len(rows) >= smooth else 1}
   evals = [r for r in read_metrics(workdir) if r["split"] not in ("train",) and "kl" in r]
   out["eval"] = evals
   return out
 
 
+_END_KEYS = (("gold", "reward/gold"), ("proxy", "reward/proxy"), ("kl", "kl"),
+             ("length", "response_length"))
+
+
 def key_points(c: dict) -> dict:
-  """Gold at the start, at its peak (with step and KL) and at the end of a run's training curve,
-  and the proxy reward, KL and length at the ends."""
+  """Where a run starts, peaks and ends in gold.
+
+  Start and end: the evaluation of the policy at its first and last evaluated step (step 0 with
+  config.train.eval_at_start: the initial policy) on the first evaluation split, one response per
+  prompt, the same prompts at both ends; a run without evaluation rows falls back to its first and
+  last logged training rows. Peak: the highest point of the training rollouts' gold smoothed over
+  `c['smooth']` logged steps (the highest raw point of a noisy curve is biased upwards), reported
+  at the logged step at the centre of its window, with the smoothed KL there."""
   g = np.asarray(c["gold"])
   i = int(np.argmax(g))
-  return {"gold_start": float(g[0]), "gold_peak": float(g[i]), "peak_step": int(c["step"][i]),
-          "peak_kl": float(c["kl"][i]), "gold_end": float(g[-1]), "kl_end": float(c["kl"][-1]),
-          "proxy_start": float(c["proxy"][0]), "proxy_end": float(c["proxy"][-1]),
-          "length_start": float(c["length"][0]), "length_end": float(c["length"][-1])}
+  out = {"gold_peak": float(g[i]), "peak_step": int(c["logged_step"][i + c["smooth"] // 2]),
+         "peak_kl": float(c["kl"][i]), "peak_window": int(c["smooth"])}
+  split = c["eval"][0]["split"] if c["eval"] else None
+  evals = sorted((r for r in c["eval"] if r["split"] == split), key=lambda r: r["step"])
+  for end, idx, row in (("start", 0, evals[0] if evals else None),
+                        ("end", -1, evals[-1] if evals else None)):
+    out[f"{end}_step"] = int(row["step"]) if row else int(c["logged_step"][idx])
+    for key, metric in _END_KEYS:
+      out[f"{key}_{end}"] = float(row[metric]) if row else float(np.asarray(c[key])[idx])
+  return out
+
+
+def peak_note(window: int) -> str:
+  """What the tables' start, peak and end columns are (see `key_points`)."""
+  return (f"Start and end: the evaluation of the initial and the final policy (one response to "
+          f"each validation prompt). Peak: the training rollouts' gold averaged over {window} "
+          f"logged steps, at the logged step at the centre of that window (the highest raw point "
+          f"of a noisy curve is biased upwards; the smoothed one much less).")
 
 
 def summary(name: str, c: dict) -> str:

@@ -365,6 +365,7 @@ def tables(result: dict) -> str:
                  f"({k['peak_step']}, {k['peak_kl']:.2f}) | {k['kl_end']:.2f} |")
   sft = f["ppo"]["vs_sft"]
   lines += ["", f"The SFT policy's gold on the same {sft['n']} prompts: {sft['gold_b']:.3f}. Win "
-            "rates: gold-judged, ties count one half, +- one binomial standard error (sampling of "
-            "the prompts only: not the variation between PPO runs)."]
+            "rates: gold-judged, ties count one half, +- one standard error of the mean per-prompt "
+            "score (sampling of the prompts only: not the variation between PPO runs). "
+            + rl_curves.peak_note(cur["ppo"]["peak_window"]).split(". ", 1)[1]]
   return "\n".join(lines)

@@ -108,15 +108,17 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def table(result: dict) -> str:
-  lines = ["| policy (reward optimised) | gold start | gold peak (step, KL) | gold end | KL end | "
-           "length start -> end |", "|---|---|---|---|---|---|"]
+  lines = ["| policy (reward optimised) | gold at step 0 | gold peak (step, KL) | gold at the end "
+           "(step) | KL at the end | length start -> end |", "|---|---|---|---|---|---|"]
   for name, label in (("single", "single RM"), ("warm", f"WARM (M = {result['m']})")):
     s = result["curves"][name]
     lines.append(f"| {label} | {s['gold_start']:.3f} | {s['gold_peak']:.3f} ({s['peak_step']}, "
-                 f"{s['peak_kl']:.2f}) | {s['gold_end']:.3f} | {s['kl_end']:.2f} | "
-                 f"{s['length_start']:.1f} -> {s['length_end']:.1f} |")
+                 f"{s['peak_kl']:.2f}) | {s['gold_end']:.3f} ({s['end_step']}) | "
+                 f"{s['kl_end']:.2f} | {s['length_start']:.1f} -> {s['length_end']:.1f} |")
+  lines += ["", rl_curves.peak_note(result["curves"]["single"]["peak_window"])]
   f = result["final"]
-  lines += ["", "| final policies, gold-judged | win rate | ties | n |", "|---|---|---|---|"]
+  lines += ["", "| final policies, gold-judged | win rate (+- one standard error) | ties | n |",
+            "|---|---|---|---|"]
   for key, label in (("warm_vs_single", "WARM policy vs single-RM policy"),
                      ("warm_vs_sft", "WARM policy vs SFT"), ("single_vs_sft", "single-RM policy vs SFT")):
     r = f[key]
