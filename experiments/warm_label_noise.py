@@ -45,6 +45,11 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.rm.optim.warmup_steps = 16
   c.eval = ml_collections.ConfigDict(dict(
       rank_split="validation", splits=("test", "ood"), max_len=112, batch_size=256))
+  # WARM's shared head (B.3): linear-probed on the frozen features of the SFT run's latest
+  # checkpoint over the training pairs (full batch, Adam from zero), then every member starts
+  # from it with its own Baklava featurizer. enabled=False: members start from a zero head.
+  c.probe = ml_collections.ConfigDict(dict(enabled=True, steps=500, lr=1e-2, weight_decay=0.0,
+                                           batch_size=256))
   if variant == "tiny":
     c.members = 3
     c.diversity.update(lrs=(3e-4, 1e-3), init_steps=(3, 6))
@@ -53,6 +58,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.rm.train.update(num_steps=4, log_every=2, eval_every=4, ckpt_every=2, keep=1,
                       eval_batches=1)
     c.eval.update(max_len=64, batch_size=16)
+    c.probe.update(steps=20, batch_size=16)
   elif variant == "paper":
     # B.3: 10 RMs, 10k steps, batch 128, lr in {1e-5, 4e-5, 1e-4}, dropout in {0.05, 0.1},
     # Baklava from SFT steps {8k, 10k, 12k}; 25% of the training labels swapped.

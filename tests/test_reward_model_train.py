@@ -144,3 +144,18 @@ def test_tensorboard_events_and_jsonl_are_written(toy_data, tmp_path):
   assert [r["step"] for r in train_rows] == [2]
   assert {"loss", "accuracy", "margin", "grad_norm", "lr"} <= set(train_rows[0])
   assert [r["step"] for r in metrics.read_metrics(str(tmp_path), "validation")] == [2]
+
+
+def test_linear_probe_fits_a_head_on_fixed_features():
+  rng = np.random.default_rng(0)
+  w_true = rng.normal(size=8)
+  f_r = rng.normal(size=(200, 8))
+  delta = rng.normal(size=(200, 8))
+  delta *= np.sign(delta @ w_true)[:, None]  # chosen - rejected always agrees with w_true,
+  delta += 0.5 * w_true / np.linalg.norm(w_true)  # with a margin
+  w, fit = rm.fit_linear_head(f_r + delta, f_r, steps=200, lr=0.05)
+  assert w.shape == (8, 1) and fit["accuracy"] == 1.0
+  assert fit["loss"] < np.log(2) / 4  # far below the zero head's log 2
+  cos = float(w[:, 0] @ w_true / np.linalg.norm(w) / np.linalg.norm(w_true))
+  assert cos > 0.9  # the direction that separates the pairs
+

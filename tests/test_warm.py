@@ -212,12 +212,71 @@ def test_claims_are_decided_by_the_numbers():
   assert "WARM 0.600, ENS 0.700" in bad[0][2]
 
 
+def test_seeds_repeat_the_stochastic_stages_under_offset_seeds():
+  from warm_jax import stages
+  c = warm.get_config("tiny")
+  c.seeds = (0, 2)
+  job_stages = warm_job.job_stages(c.seeds)
+  names = [s.name for s in job_stages]
+  assert names[:6] == list(warm_job.NAMES)  # seed 0's stages are the job's plain ones
+  assert names[6:] == [f"{n}_seed2" for n in warm_job.NAMES[2:]]  # pre-training and SFT shared
+  ctx = stages.Context(c, "/w", stages.Job("/w", {s.name: s.upstream for s in job_stages}))
+  by_name = {s.name: s for s in job_stages}
+  plain, other = by_name["warm_bon"].config(ctx), by_name["warm_bon_seed2"].config(ctx)
+  assert other.seed == plain.seed + 2 * stages.SEED_STRIDE
+  assert other.label_noise == "/w/warm_label_noise_seed2" and other.init_from == "/w/sft"
+  assert by_name["warm_rl_seed2"].report is None  # only seed 0's stages make the report
+  for bad in ((1, 2), (0, 0), (0, 1000)):
+    c.seeds = bad
+    with pytest.raises(ValueError, match="config.seeds"):
+      warm_job.validate(c)
+
+
+def test_seeds_section_reports_each_seed_the_spread_and_how_often_a_claim_held():
+  good = _fake_results(0.8, 0.7, 0.6, -0.01, 0.7, 0.6, 0.6)
+  bad = _fake_results(0.6, 0.7, 0.8, 0.02, 0.5, 0.4, 0.4)
+  for r in (good, bad):
+    r["warm_label_noise"]["subsets"].append("ood")
+    for row in r["warm_label_noise"]["rows"].values():
+      row["ood"] = row["test"]
+  results = {**good, **{f"{k}_seed1": v for k, v in bad.items()}}
+  text = warm_job.seeds_section(results, [0, 1])
+  assert "## Over 2 seeds" in text
+  row = next(line for line in text.splitlines() if line.startswith("| RL: gold at the end"))
+  assert "| 0.600 / 0.500 | 0.400 / 0.500 | 0.500 +- 0.141 / 0.500 +- 0.000 | 1/2 |" in row
+
+
 def test_main_job_stages_read_only_earlier_stages():
   from warm_jax import stages
   job = stages.Job("unused", {s.name: s.upstream for s in warm_job.STAGES})
   assert list(job.upstream) == list(warm_job.NAMES)
   assert job.downstream("warm_label_noise") == ["warm_lmc", "warm_bon", "warm_rl"]
   assert job.downstream("warm_bon") == []
+
+
+@pytest.mark.slow
+def test_members_start_from_the_linear_probe(job):
+  import ml_collections
+
+  from warm_jax import checkpoints
+  from warm_jax.studies import reward_model as rm_study
+  from warm_jax.train import reward_model as rm_train
+  ln = job["results"]["warm_label_noise"]
+  probe_dir = os.path.join(job["workdir"], "warm_label_noise", "probe")
+  assert ln["probe"]["steps"] == experiment("warm_label_noise").get_config("tiny").probe.steps
+  probe = checkpoints.restore_params(probe_dir)
+  assert set(probe) == {"reward_head"} and np.any(probe["reward_head"]["kernel"])  # fitted
+  for m in ln["members"]:
+    run = checkpoints.read_meta(os.path.join(job["workdir"], "warm_label_noise", m["path"],
+                                             "checkpoints"))["config"]
+    assert run["init_head"] == probe_dir
+  c = ml_collections.ConfigDict(run)
+  start = rm_study.initial_params(c, rm_train.build(c))
+  np.testing.assert_array_equal(start["reward_head"]["kernel"], probe["reward_head"]["kernel"])
+  # Turned off, the members start from a zero head, as before.
+  off = experiment("warm_label_noise").get_config("tiny")
+  off.probe.enabled = False
+  assert all("init_head" not in mc for mc in label_noise.member_configs(off))
 
 
 def test_member_configs_draw_from_the_diversity_lists():

@@ -173,16 +173,28 @@ class Stage:
   claims: Callable[[dict], list] | None = None
 
 
+SEED_STRIDE = 1000  # a job's seed s offsets its stochastic stages' seeds by s * SEED_STRIDE
+
+
+def seed_suffix(seed: int) -> str:
+  """The suffix of a stage's name for a job's seed: none for seed 0 (the job's plain stages)."""
+  return "" if seed == 0 else f"_seed{seed}"
+
+
 def study(name: str, main: Callable[[ml_collections.ConfigDict, str], Any],
-          inputs: dict[str, str] | None = None, **kwargs) -> Stage:
-  """A stage running `main(config, workdir)` of a study on the job config's section `name`, with
-  each field of `inputs` (config field -> upstream stage) set to that stage's directory and the
-  job's seed added to the section's seed. `kwargs`: the other fields of `Stage`."""
+          inputs: dict[str, str] | None = None, section: str | None = None, seed: int = 0,
+          **kwargs) -> Stage:
+  """A stage running `main(config, workdir)` of a study on the job config's section `section`
+  (default: the stage's `name`), with each field of `inputs` (config field -> upstream stage) set
+  to that stage's directory and the job's seed added to the section's seed; `seed`: one of the
+  job's config.seeds, offsetting it by seed * SEED_STRIDE (the same study repeated under other
+  seeds: its stage named with `seed_suffix`). `kwargs`: the other fields of `Stage`."""
   inputs = dict(inputs or {})
+  section = section or name
 
   def config(ctx: Context) -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict(ctx.config[name].to_dict())
-    c.seed = ctx.config[name].seed + ctx.config.get("seed", 0)
+    c = ml_collections.ConfigDict(ctx.config[section].to_dict())
+    c.seed = ctx.config[section].seed + ctx.config.get("seed", 0) + seed * SEED_STRIDE
     for field, stage in inputs.items():
       c[field] = ctx.dir(stage)
     return c

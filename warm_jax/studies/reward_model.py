@@ -16,12 +16,20 @@ from warm_jax.studies.lm import report
 
 def initial_params(config: ml_collections.ConfigDict, setup):
   """The RM's starting params: the decoder of config.init_from (at config.init_step) with a fresh
-  (zero) head, or None (a fresh initialisation) when init_from is empty."""
+  (zero) head, or the head of config.init_head when given (e.g. WARM's linear probe: every member
+  starts from one head); None (a fresh initialisation) when init_from is empty."""
+  from warm_jax import checkpoints
   from warm_jax.train import init
   if not config.init_from:
     return None
   step = None if config.init_step < 0 else config.init_step
-  return init.reward_model_from_lm(config.init_from, setup, step=step)
+  params = init.reward_model_from_lm(config.init_from, setup, step=step)
+  if config.get("init_head", ""):
+    abstract = init.abstract_params(setup.model, setup.mesh, setup.rules)
+    head = checkpoints.restore_params(config.init_head,
+                                      target={"reward_head": abstract["reward_head"]})
+    params = {**params, "reward_head": head["reward_head"]}
+  return params
 
 
 def main(config: ml_collections.ConfigDict, workdir: str, sources: dict | None = None,

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from warm_jax import configs, losses
@@ -72,7 +73,48 @@ def make_eval_step(model: nn.Module, label_smoothing: float = 0.0) -> Callable:
   return eval_step
 
 
-RULES = (*configs.COMMON_RULES, configs.number("train.label_smoothing", 0.0, 0.5, hi_open=True))
+RULES = (*configs.COMMON_RULES, configs.number("train.label_smoothing", 0.0, 0.5, hi_open=True),
+         # the head to start from: a params checkpoint holding 'reward_head' (e.g. a linear
+         # probe); absent or '': a zero head
+         configs.Rule("init_head", lambda v, c: isinstance(v, str), "a checkpoint path or ''",
+                      optional=True))
+
+
+def pair_features(model: nn.Module, params, batches) -> tuple[np.ndarray, np.ndarray]:
+  """The final layer's state at the last real token (what the reward head reads) of the chosen
+  and the rejected rows of each batch ({'chosen', 'rejected', 'weight'}: padded rows, weight 0,
+  are dropped): float32 [N, d_model] each, on the host."""
+  fn = jax.jit(lambda p, t: model.apply({"params": p}, t, return_features=True)[1])
+  out: dict[str, list] = {"chosen": [], "rejected": []}
+  for batch in batches:
+    keep = np.asarray(batch["weight"]) > 0
+    for side in out:
+      out[side].append(np.asarray(fn(params, jnp.asarray(batch[side])))[keep])
+  return np.concatenate(out["chosen"]), np.concatenate(out["rejected"])
+
+
+def fit_linear_head(f_chosen: np.ndarray, f_rejected: np.ndarray, steps: int, lr: float,
+                    weight_decay: float = 0.0) -> tuple[np.ndarray, dict]:
+  """A linear probe: the reward head's kernel w [d, 1] minimising the Bradley-Terry loss
+  mean(-log sigmoid(w . (f_chosen - f_rejected))) on fixed features, by full-batch Adam from
+  zero (the head's bias cancels in every preference, so it stays 0). Returns w and the probe's
+  loss and accuracy on these pairs."""
+  diff = jnp.asarray(f_chosen - f_rejected, jnp.float32)
+  tx = optax.adamw(lr, weight_decay=weight_decay)
+
+  def loss_fn(w):
+    return jnp.mean(losses.bradley_terry_loss(diff @ w, jnp.zeros(diff.shape[0])))
+
+  def step(carry, _):
+    w, opt = carry
+    grads = jax.grad(loss_fn)(w)
+    updates, opt = tx.update(grads, opt, w)
+    return (optax.apply_updates(w, updates), opt), None
+
+  w0 = jnp.zeros((diff.shape[1],), jnp.float32)
+  (w, _), _ = jax.jit(lambda w: jax.lax.scan(step, (w, tx.init(w)), None, length=steps))(w0)
+  margin = np.asarray(diff @ w)
+  return np.asarray(w)[:, None], {"loss": float(loss_fn(w)), "accuracy": float(np.mean(margin > 0))}
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

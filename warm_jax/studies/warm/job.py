@@ -23,6 +23,7 @@ import sys
 import time
 
 import ml_collections
+import numpy as np
 
 from warm_jax import configs, errors, stages
 from warm_jax.studies import lm
@@ -45,8 +46,17 @@ def _label_noise_section(results: dict) -> str:
       f"labels flipped ({ln['counts']['train_corrupted'] / ln['train_pairs']:.1%})", "",
       "Pairwise accuracy; `train corrupted` is agreement with the flipped labels (memorisation: "
       f"lower is better); members ranked on `{ln['rank_split']}`. Subset sizes: "
-      + ", ".join(f"{k} {v}" for k, v in ln["counts"].items()) + ".", "",
+      + ", ".join(f"{k} {v}" for k, v in ln["counts"].items()) + "." + _probe_line(ln), "",
       label_noise.table(ln), "", "![memorisation](plots/memorisation.png)"])
+
+
+def _probe_line(ln: dict) -> str:
+  p = ln.get("probe")
+  if not p:
+    return " Every member starts from a zero reward head."
+  return (f" Every member starts from one reward head, linear-probed on the frozen features of the "
+          f"SFT run ({p['steps']} full-batch steps; the probe alone agrees with "
+          f"{p['accuracy']:.1%} of the training labels).")
 
 
 def _lmc_section(results: dict) -> str:
@@ -141,19 +151,41 @@ def _rl_claims(results: dict) -> list:
 
 # ---------------------------------------------------------------------------- the job
 
-STAGES = [
+SHARED = [
     stages.study("pretrain", lm.pretrain),
     stages.study("sft", lm.sft, inputs={"init_from": "pretrain"}, report=_lm_section),
-    stages.study("warm_label_noise", label_noise.main, inputs={"init_from": "sft"},
-                 report=_label_noise_section, plot="memorisation.png", claims=_label_noise_claims),
-    stages.study("warm_lmc", lmc.main, inputs={"label_noise": "warm_label_noise"},
-                 report=_lmc_section, plot="lmc.png", claims=_lmc_claims),
-    stages.study("warm_bon", bon.main, inputs={"init_from": "sft", "label_noise": "warm_label_noise"},
-                 report=_bon_section, plot="bon.png", claims=_bon_claims),
-    stages.study("warm_rl", rl.main, inputs={"init_from": "sft", "label_noise": "warm_label_noise"},
-                 report=_rl_section, plot="rl.png", claims=_rl_claims),
 ]
+
+
+def seed_stages(seed: int = 0) -> list[stages.Stage]:
+  """The stages that depend on the job's seed (everything after SFT), under one of config.seeds:
+  seed 0's are the job's plain stages, with the report's sections, plots and claims; another
+  seed's are named with `stages.seed_suffix` and read that seed's label-noise run."""
+  sfx, main = stages.seed_suffix(seed), seed == 0
+  ln = "warm_label_noise" + sfx
+  shown = lambda **kw: kw if main else {}  # noqa: E731
+  return [
+      stages.study(ln, label_noise.main, inputs={"init_from": "sft"}, section="warm_label_noise",
+                   seed=seed, **shown(report=_label_noise_section, plot="memorisation.png",
+                                      claims=_label_noise_claims)),
+      stages.study("warm_lmc" + sfx, lmc.main, inputs={"label_noise": ln}, section="warm_lmc",
+                   seed=seed, **shown(report=_lmc_section, plot="lmc.png", claims=_lmc_claims)),
+      stages.study("warm_bon" + sfx, bon.main, inputs={"init_from": "sft", "label_noise": ln},
+                   section="warm_bon", seed=seed,
+                   **shown(report=_bon_section, plot="bon.png", claims=_bon_claims)),
+      stages.study("warm_rl" + sfx, rl.main, inputs={"init_from": "sft", "label_noise": ln},
+                   section="warm_rl", seed=seed,
+                   **shown(report=_rl_section, plot="rl.png", claims=_rl_claims)),
+  ]
+
+
+STAGES = [*SHARED, *seed_stages(0)]  # the job under its one default seed
 NAMES = tuple(s.name for s in STAGES)
+
+
+def job_stages(seeds=(0,)) -> list[stages.Stage]:
+  """The job under every seed of config.seeds (seed 0 first: its stages are the report's)."""
+  return [*SHARED, *(st for s in sorted(seeds) for st in seed_stages(s))]
 
 
 def claims(results: dict) -> list[tuple[str, bool, str]]:
@@ -161,9 +193,19 @@ def claims(results: dict) -> list[tuple[str, bool, str]]:
   return stages.claims(STAGES, results)
 
 
+SEEDS_RULES = (
+    configs.sequence("seeds", lambda s: configs.is_int(s) and 0 <= s < 1000,
+                     "distinct seeds in [0, 1000)", distinct=True),
+    configs.Rule("seeds", lambda v, c: 0 in v, "a list that includes 0 (the run the report shows)"),
+)
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Cross-stage checks, before any compute: the Baklava steps must be kept SFT checkpoints; and
-  each study's own checks, so a bad value fails now rather than after the training stages."""
+  """Cross-stage checks, before any compute: the seeds; the Baklava steps must be kept SFT
+  checkpoints; and each study's own checks, so a bad value fails now rather than after the
+  training stages."""
+  if "seeds" in config:  # configs saved before it existed: (0,)
+    configs.check(config, SEEDS_RULES)
   sft_train = config.sft.train
   for s in config.warm_label_noise.diversity.init_steps:
     if s != -1 and (s <= 0 or s > sft_train.num_steps or s % sft_train.ckpt_every):
@@ -188,7 +230,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from warm_jax.train.metrics import format_seconds
   validate(config)
-  ctx = stages.run_job(config, workdir, STAGES)
+  ctx = stages.run_job(config, workdir, job_stages(config.get("seeds", (0,))))
   plots = stages.copy_plots(STAGES, workdir)
   text = report(config, ctx.results, ctx.job.rows)
   with open(os.path.join(workdir, "results.md"), "w") as f:
@@ -202,14 +244,65 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def report(config, results: dict, ledger: dict) -> str:
   """The job's report: its command and stage times, each stage's section, the claims."""
   from warm_jax.train.metrics import format_seconds
-  times = ", ".join(f"{s} {format_seconds(ledger[s]['seconds'])}" for s in NAMES)
-  total = sum(ledger[s]["seconds"] for s in NAMES)
+  seeds = sorted(config.get("seeds", (0,)))
+  names = [s.name for s in job_stages(seeds)]
+  times = ", ".join(f"{s} {format_seconds(ledger[s]['seconds'])}" for s in names)
+  total = sum(ledger[s]["seconds"] for s in names)
   head = [f"# WARM on the embedded task (`experiments/warm.py:{config.variant}`)", "",
           f"Generated by `{command_line(config)}` on {platform.machine()} with {os.cpu_count()} "
           f"CPU cores; stage wall times: {times} (total {format_seconds(total)}).", ""]
   body = "\n\n".join(stages.report_sections(STAGES, results))
-  return "\n".join(head) + "\n" + body + "\n\n## The paper's claims on this run\n\n" + \
+  text = "\n".join(head) + "\n" + body + "\n\n## The paper's claims on this run\n\n" + \
       stages.claims_table(STAGES, results) + "\n"
+  if len(seeds) > 1:
+    text += "\n" + seeds_section(results, seeds) + "\n"
+  return text
+
+
+def headline(results: dict, seed: int) -> list[tuple[str, tuple[float, ...], bool]]:
+  """The main job's headline claims under one seed: (what, its numbers, held)."""
+  sfx = stages.seed_suffix(seed)
+  ln, bon_r, rl_r = (results[n + sfx] for n in ("warm_label_noise", "warm_bon", "warm_rl"))
+  mem = tuple(ln["rows"][k]["train_corrupted"] for k in ("warm", "ens", "mean_individual"))
+  ood = tuple(ln["rows"][k]["ood"] for k in ("warm", "ens"))
+  wkey = f"WARM {max(bon_r['ms'])}"
+  end_w, end_s = bon_r["curves"][wkey][-1], bon_r["curves"]["single"][-1]
+  rl_w, rl_s = rl_r["curves"]["warm"], rl_r["curves"]["single"]
+  win = rl_r["final"]["warm_vs_single"]["win_rate"]
+  n = end_s["n"]
+  return [
+      ("memorisation: agreement with the flipped labels, WARM / ENS / mean individual", mem,
+       mem[0] < mem[1] and mem[0] < mem[2]),
+      ("label noise, ood accuracy: WARM / ENS", ood, ood[0] >= ood[1]),
+      (f"best-of-N, gold at N = {n}: {wkey} / single RM", (end_w["gold"], end_s["gold"]),
+       end_w["gold"] > end_s["gold"]),
+      (f"best-of-N: {wkey}'s win rate against the single RM's picks (N = {n})",
+       (end_w["win_rate_vs_single"],), end_w["win_rate_vs_single"] > 0.5),
+      ("RL: gold at the end, WARM / single RM", (rl_w["gold_end"], rl_s["gold_end"]),
+       rl_w["gold_end"] > rl_s["gold_end"]),
+      ("RL: the WARM policy's win rate against the single-RM policy", (win,), win > 0.5),
+  ]
+
+
+def seeds_section(results: dict, seeds) -> str:
+  """The headline claims under every seed: each seed's numbers, their mean +- standard deviation
+  over the seeds, and in how many seeds the claim held."""
+  per_seed = {s: headline(results, s) for s in seeds}
+  fmt = lambda xs: " / ".join(f"{x:.3f}" for x in xs)  # noqa: E731
+  lines = [f"## Over {len(seeds)} seeds", "",
+           "Everything after SFT re-run under each seed (the reward models' hyper-parameter draws, "
+           "data order and dropout, best-of-N's samples, RL); seed 0 is the run above. Mean +- "
+           "standard deviation over the seeds.", "",
+           "| claim | " + " | ".join(f"seed {s}" for s in seeds) + " | mean +- sd | held |",
+           "|---|" + "---|" * (len(seeds) + 2)]
+  for k, (what, _, _) in enumerate(per_seed[seeds[0]]):
+    rows = [per_seed[s][k] for s in seeds]
+    vals = np.asarray([r[1] for r in rows], np.float64)
+    spread = " / ".join(f"{m:.3f} +- {d:.3f}" for m, d in zip(vals.mean(0), vals.std(0, ddof=1)))
+    held = sum(r[2] for r in rows)
+    lines.append(f"| {what} | " + " | ".join(fmt(r[1]) for r in rows)
+                 + f" | {spread} | {held}/{len(seeds)} |")
+  return "\n".join(lines)
 
 
 def command_line(config) -> str:

@@ -53,6 +53,9 @@ RULES = (
     configs.text("eval.rank_split"),
     configs.sequence("eval.splits", lambda v: isinstance(v, str) and v != "", "split names"),
     configs.integer("eval.batch_size"), configs.integer("eval.max_len"),
+    configs.boolean("probe.enabled"), configs.integer("probe.steps"),
+    configs.number("probe.lr", 0.0, lo_open=True), configs.number("probe.weight_decay", 0.0),
+    configs.integer("probe.batch_size"),
     configs.Rule("eval.max_len", lambda v, c: v >= c.rm.data.max_len,
                  "at least the members' training length", reads=("rm.data.max_len",)),
 )
@@ -66,9 +69,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     rm_train.validate_config(mc)
 
 
-def member_configs(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
+def member_configs(config: ml_collections.ConfigDict,
+                   head: str = "") -> list[ml_collections.ConfigDict]:
   """The config of each member: config.rm with its seed, data order, learning rate, dropout and
-  SFT checkpoint (WARM's diversity: hyper-parameters and Baklava)."""
+  SFT checkpoint (WARM's diversity: hyper-parameters and Baklava), and `head`, the shared head
+  they start from (the linear probe's checkpoint; '': a zero head)."""
   d = config.diversity
   out = []
   for i in range(config.members):
@@ -80,8 +85,40 @@ def member_configs(config: ml_collections.ConfigDict) -> list[ml_collections.Con
     c.model.dropout_rate = float(rng.choice(np.asarray(d.dropouts, np.float64)))
     c.init_from = config.init_from
     c.init_step = int(rng.choice(np.asarray(d.init_steps)))
+    if head:
+      c.init_head = head
     out.append(c)
   return out
+
+
+def probe_head(config: ml_collections.ConfigDict, workdir: str, train, tokenizer) -> dict:
+  """WARM's shared head (B.3): linear-probed on the frozen features of the SFT run's latest
+  checkpoint over the training pairs, written once to <workdir>/probe (a params checkpoint
+  holding 'reward_head'; reused when complete, refused when made with other settings). Returns
+  {'path', 'accuracy' (on the training pairs), 'loss'}."""
+  from warm_jax import checkpoints
+  from warm_jax.data import pipeline
+  from warm_jax.train import init, reward_model as rm_train
+  path = os.path.join(workdir, "probe")
+  settings = {"probe": config.probe.to_dict(), "init_from": os.path.basename(
+      os.path.normpath(config.init_from)), "train_pairs": len(train)}
+  if checkpoints.complete_steps(path):
+    meta = checkpoints.read_meta(path)
+    if meta.get("settings") != checkpoints.jsonable(settings):
+      raise errors.InputError(f"{path} holds a probe made with {meta.get('settings')}, not "
+                              f"{settings}: remove it to recompute")
+    return {"path": path, **meta["fit"]}
+  setup = rm_train.build(config.rm)
+  params = init.reward_model_from_lm(config.init_from, setup)
+  batches = pipeline.epoch_batches(train, pipeline.PairEncoder(tokenizer, config.rm.data.max_len),
+                                   config.probe.batch_size)
+  fc, fr = rm_train.pair_features(setup.model, params, batches)
+  w, fit = rm_train.fit_linear_head(fc, fr, config.probe.steps, config.probe.lr,
+                                    config.probe.weight_decay)
+  head = {"reward_head": {"kernel": w.astype(np.float32), "bias": np.zeros((1,), np.float32)}}
+  checkpoints.save_params(path, head, {"settings": settings, "fit": fit})
+  print(f"linear probe on frozen SFT features: train accuracy {fit['accuracy']:.3f}", flush=True)
+  return {"path": path, **fit}
 
 
 def check_init_steps(config: ml_collections.ConfigDict) -> None:
@@ -214,9 +251,10 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
                            "Baklava inits)"})
   validate(config)
   stages.record_config(config, workdir)
-  mcs = member_configs(config)
   check_init_steps(config)
   train, held_out, tokenizer = training_sources(config)
+  probe = probe_head(config, workdir, train, tokenizer) if config.probe.enabled else None
+  mcs = member_configs(config, probe["path"] if probe else "")
   paths = train_members(mcs, workdir, train, held_out, tokenizer)
 
   print("evaluating the members, ENS and WARM ...", flush=True)
@@ -250,7 +288,9 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
                    "dropout": mc.model.dropout_rate,
                    "init_step": mc.init_step, "seed": mc.seed}
                   for i, (p, mc) in enumerate(zip(paths, mcs))],
-      "ranking": rank, "warm": "warm", "rows": rows}
+      "ranking": rank, "warm": "warm", "rows": rows,
+      "probe": None if probe is None else {"accuracy": probe["accuracy"], "loss": probe["loss"],
+                                           "steps": config.probe.steps}}
   save_rewards(os.path.join(workdir, "rewards.npz"),
                {**{f"member_{i}": r for i, r in enumerate(member_rewards)}, "warm": warm_rewards})
   stages.write_report(workdir, "label_noise", result, table(result),
