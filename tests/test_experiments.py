@@ -449,3 +449,15 @@ def test_local_lambda_sweep_over_a_reward_model_pair(pipeline_runs, capsys):
   capsys.readouterr()
   assert sweep.main(args) == 0  # a re-run skips the finished points
   assert capsys.readouterr().out.count("finished before, skipped") == 3
+
+
+def test_modpo_run_config_puts_the_data_objective_on_morls_scale(tmp_path):
+  os.makedirs(tmp_path / "norm")
+  (tmp_path / "norm" / "stage_result.json").write_text(json.dumps({"scales": [0.2, 0.8]}))
+  m = experiment("modpo").get_config("tiny")
+  m.soups = str(tmp_path)
+  scales = modpo.soups_scales(m)
+  for lam, k in ((0.75, 0), (0.25, 1)):
+    c = modpo.run_config(m, lam, scales)
+    assert modpo.data_objective(lam) == k
+    assert c.dpo.modpo_weight == 0.75 and c.dpo.modpo_scale == scales[k]

@@ -1,5 +1,6 @@
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -57,3 +58,26 @@ def test_jsd_mutual_information_and_mib_loss_hand_computed():
                              [-jsd[0] + 0.5 * skl, -jsd[1] + 0.5 * skl], rtol=1e-6)
   # A critic that separates matched from mismatched codes raises the MI estimate towards 0.
   assert float(losses.jsd_mutual_information(jnp.array([9.0]), jnp.array([-9.0]))[0]) > -1e-3
+
+
+def test_modpo_loss_on_the_standardised_scale():
+  # policy == reference: h = 0; the loss is -log sigmoid(-margin / weight).
+  z = jnp.zeros(3)
+  margin = jnp.array([0.5, -1.0, 2.0])
+  plain = losses.modpo_loss(z, z, z, z, beta=0.1, weight=0.5, margin=margin)
+  np.testing.assert_allclose(plain, -jax.nn.log_sigmoid(-margin / 0.5), rtol=1e-6)
+  # On MORL's scale the data objective's reward is divided by its standard deviation s_k: the
+  # loss divides by w_k / s_k, i.e. multiplies (beta h - margin) by s_k / w_k.
+  pc = jnp.array([-1.0, -2.0, -3.0])
+  scaled = losses.modpo_loss(pc, z, z, z, beta=0.1, weight=0.5 / 2.0, margin=margin)
+  np.testing.assert_allclose(scaled, -jax.nn.log_sigmoid(2.0 / 0.5 * (0.1 * pc - margin)), rtol=1e-6)
+
+
+def test_dpo_uses_modpo_weight_over_its_scale():
+  import ml_collections
+
+  from warm_jax.train import dpo
+  d = ml_collections.ConfigDict(dict(modpo_weight=0.75))
+  assert dpo.modpo_weight(d) == 0.75  # configs without a scale: as before
+  d.modpo_scale = 0.5
+  assert dpo.modpo_weight(d) == 1.5

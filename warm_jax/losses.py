@@ -70,7 +70,10 @@ def modpo_loss(policy_chosen_logp: Array, policy_rejected_logp: Array, ref_chose
   -log sigmoid((beta * h - margin) / weight), where `weight` is w_k, the objective weight of the
   criterion that labelled the pair, and `margin` = w_{-k} . (r_{-k}(x, y_c) - r_{-k}(x, y_r)), the
   other objectives' weighted reward differences from fixed reward models. weight 1 and margin 0:
-  the DPO loss."""
+  the DPO loss. When the objectives are combined on a standardised scale (MORL's: each reward
+  divided by its standard deviation s_i), the target is sum_i w_i r_i / s_i: pass the margin of the
+  standardised other rewards and weight = w_k / s_k (the data objective's preferences come in its
+  own reward's units)."""
   h = _logratio_margin(policy_chosen_logp, policy_rejected_logp, ref_chosen_logp, ref_rejected_logp)
   return -jax.nn.log_sigmoid((beta * h - margin.astype(jnp.float32)) / weight)
 

@@ -1,16 +1,18 @@
 """MODPO (multi-objective DPO, Zhou et al. 2023, arXiv 2310.03708) over a grid of objective weights,
 against the rewarded soups' and MORL's fronts of a rewarded-soups run.
 
-`main(config, workdir)`: for each weight lambda on criterion 1 (`lambdas`; criterion 2 gets 1 - lambda), one DPO-style run
-from the SFT policy (`modpo_<lambda>/`, resumable, reused when finished) on the preference pairs of
-the criterion with the larger weight k (the soups run's relabelled pairs of that criterion), with
-MODPO's margin from the other criterion's fixed reward model (the soups run's, standardised with
-the soups run's offsets and scales, so lambda means what it means for MORL):
+`main(config, workdir)`: for each weight lambda on criterion 1 (`lambdas`; criterion 2 gets
+1 - lambda), one DPO-style run from the SFT policy (`modpo_<lambda>/`, resumable, reused when
+finished) on the preference pairs of the criterion with the larger weight k (the soups run's
+relabelled pairs of that criterion), with MODPO's margin from the other criterion's fixed reward
+model. MORL optimises sum_i w_i r_i / s_i, each reward divided by its standard deviation s_i on the
+SFT policy's responses (the soups run's norm stage); MODPO is put on the same scale:
 
-    loss = -log sigmoid((beta * h - w_{-k} (r_{-k}(y_c) - r_{-k}(y_r))) / w_k)
+    loss = -log sigmoid((s_k / w_k) (beta * h - w_{-k} (r_{-k}(y_c) - r_{-k}(y_r)) / s_{-k}))
 
-(h: DPO's log-ratio margin to the SFT policy). lambda = 0 or 1 is DPO on one criterion. Taking the
-larger weight's data keeps 1 / w_k <= 2 (MODPO's weights must be > 0 on the data's objective).
+(h: DPO's log-ratio margin to the SFT policy; the data objective's preferences are in its own
+reward's units, hence s_k). lambda = 0 or 1 is DPO on one criterion. Taking the larger weight's
+data keeps 1 / w_k <= 2 (MODPO's weights must be > 0 on the data's objective).
 Every policy then answers the soups run's held-out prompts with its sampling seed, judged by its
 criteria, so the three fronts are comparable point by point. Writes modpo.json, modpo.md and
 modpo.png (the soups', MORL's and MODPO's fronts). MODPO at beta is the optimum of MORLHF at KL
@@ -65,12 +67,24 @@ def data_objective(lam: float) -> int:
   return 0 if lam >= 0.5 else 1
 
 
-def run_config(config, lam: float) -> ml_collections.ConfigDict:
+def run_config(config, lam: float, scales=None) -> ml_collections.ConfigDict:
+  """One MODPO run's DPO config: w_k on the data objective k and, with `scales` (the soups run's
+  reward standard deviations on SFT responses, by criterion), s_k: the data objective's implicit
+  reward on MORL's standardised scale, as the margin's other objective already is."""
   c = ml_collections.ConfigDict(config.to_dict())
   del c.lambdas
   k = data_objective(lam)
   c.dpo.modpo_weight = float(lam if k == 0 else 1.0 - lam)
+  if scales is not None:
+    c.dpo.modpo_scale = float(scales[k])
   return c
+
+
+def soups_scales(config) -> list[float]:
+  """The soups run's reward standard deviations on the SFT policy's responses (its norm stage):
+  the scale MORL divides each criterion's reward by."""
+  with open(os.path.join(config.soups, "norm", "stage_result.json")) as f:
+    return [float(x) for x in json.load(f)["scales"]]
 
 
 def sources_with_margins(config, soups_cfg, lam: float) -> dict:
@@ -83,8 +97,7 @@ def sources_with_margins(config, soups_cfg, lam: float) -> dict:
   sources = rewarded_soups.criterion_sources(soups_cfg, names[k])
   if w_other == 0.0:
     return {s: [{**r, "margin": 0.0} for r in recs] for s, recs in sources.items()}
-  with open(os.path.join(config.soups, "norm", "stage_result.json")) as f:
-    scale = json.load(f)["scales"][other]
+  scale = soups_scales(config)[other]
   scorer = rl.load_scorer(os.path.join(config.soups, f"rm_{names[other]}"), soups_cfg)
   out = {}
   for split, recs in sources.items():
@@ -99,7 +112,7 @@ def train_one(config, soups_cfg, lam: float, workdir: str) -> dict:
   from warm_jax import checkpoints
   from warm_jax import data as data_lib
   from warm_jax.train import dpo, init
-  c = run_config(config, lam)
+  c = run_config(config, lam, soups_scales(config))
   setup = dpo.build(c)
   ref = checkpoints.restore_params(init.resolve(soups_cfg.init_from),
                                    target=dpo.abstract_state(setup).params)
@@ -122,7 +135,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
     soups = json.load(f)
   job = [stages.Stage(f"modpo_{lam:.2f}",
                       lambda ctx, lam=lam: train_one(config, soups_cfg, lam, ctx.dir(f"modpo_{lam:.2f}")),
-                      lambda ctx, lam=lam: {"run": run_config(config, lam),
+                      lambda ctx, lam=lam: {"run": run_config(config, lam, soups_scales(config)),
                                             "soups": soups["reward_models"]},
                       header=f"MODPO, weight {lam:.2f} on {names[0]}")
          for lam in config.lambdas]

@@ -181,6 +181,8 @@ RULES = (
     configs.number("dpo.label_smoothing", 0.0, 0.5, hi_open=True),
     configs.number("dpo.modpo_weight", 0.0, 1.0, lo_open=True, optional=True,
                    must="in (0, 1] (the weight of the objective whose preferences train the policy)"),
+    configs.number("dpo.modpo_scale", 0.0, lo_open=True, optional=True,
+                   must="positive and finite (the data objective's reward standard deviation)"),
     configs.boolean("dpo.average_log_prob", optional=True),
     configs.Rule("dpo.label_smoothing", lambda v, c: v == 0 or c.dpo.loss_type == "sigmoid",
                  "0 unless loss_type is 'sigmoid' (conservative DPO's smoothing)",
@@ -234,11 +236,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, sources: dict, tokeni
                   pipeline.PreferenceLMEncoder(tokenizer, config.data.max_len),
                   make_train_step(setup.model, setup.tx, setup.schedule, d.beta, d.loss_type,
                                   d.label_smoothing, config.seed + 1, d.average_log_prob,
-                                  d.get("modpo_weight", 1.0)),
+                                  modpo_weight(d)),
                   make_eval_step(setup.model, d.beta, d.loss_type, d.label_smoothing,
-                                 d.average_log_prob, d.get("modpo_weight", 1.0)),
+                                 d.average_log_prob, modpo_weight(d)),
                   init_params=init_params, desc=f"dpo/{d.loss_type}",
                   show=("loss", "rewards/accuracies", "rewards/margins"), prepare=prepare)
+
+
+def modpo_weight(d: ml_collections.ConfigDict) -> float:
+  """The weight MODPO's loss divides by: config.dpo.modpo_weight (w_k), over config.dpo.modpo_scale
+  (s_k, the data objective's reward standard deviation when the objectives are standardised, as
+  MORL's are; 1 when absent). See `losses.modpo_loss`."""
+  return d.get("modpo_weight", 1.0) / d.get("modpo_scale", 1.0)
 
 
 def dpo_config(beta: float = 0.1, loss_type: str = "sigmoid", label_smoothing: float = 0.0,
