@@ -212,6 +212,11 @@ def test_rlp_pipeline_end_to_end(pipeline_runs):
     assert meaning(p["chosen"]) != meaning(p["rejected"])
   assert os.path.getsize(os.path.join(wd, "rlp.png")) > 0
   assert "RLP-SPG" in open(os.path.join(wd, "rlp.md")).read()
+  # The UML run's MI estimate, beta annealed from its start, and its plot.
+  u = res["uml"]
+  assert len(u["mi"]) == len(u["step"]) > 0 and u["beta"][0] < u["beta"][-1]
+  assert u["no_information"] == pytest.approx(-2 * np.log(2))
+  assert os.path.getsize(os.path.join(wd, "uml_mi.png")) > 0
   # A re-run reuses every stage; a stage made with other settings is refused, not reused.
   again = rlp.main(c, wd)
   assert again["policy_accuracy"] == res["policy_accuracy"] and again["final"] == res["final"]

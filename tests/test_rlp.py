@@ -73,7 +73,7 @@ def _uml_step(config, batch, devices):
   start = jax.tree.map(np.array, state)  # the step donates its input state
   step = state_lib.jit_step(
       rlp.make_uml_train_step(setup.model, rlp.bottleneck(config.uml), setup.tx, setup.schedule,
-                              config.uml, 0.0, 1),
+                              config.uml, 0.0, 1, config.train.num_steps),
       setup.shardings, setup.batch_sharding, setup.mesh, setup.rules)
   return start, step(state, shd.to_global(batch, setup.batch_sharding))
 
@@ -168,3 +168,43 @@ def test_bottleneck_learns_what_two_views_share():
   for i in range(600):
     params, opt, mi, skl = step(params, opt, jax.random.fold_in(key, i))
   assert float(mi) > -1.0 > -2 * np.log(2) and float(skl) < 1.0
+
+
+def test_beta_is_annealed_exponentially_from_its_start():
+  from warm_jax import losses
+  np.testing.assert_allclose(float(losses.annealed_beta(0, 1e-3, 1.0, 100)), 1e-3, rtol=1e-6)
+  np.testing.assert_allclose(float(losses.annealed_beta(50, 1e-3, 1.0, 100)), 10 ** -1.5, rtol=1e-5)
+  assert float(losses.annealed_beta(100, 1e-3, 1.0, 100)) == pytest.approx(1.0)
+  assert float(losses.annealed_beta(500, 1e-3, 1.0, 100)) == pytest.approx(1.0)  # then constant
+  assert float(losses.annealed_beta(0, 1.0, 1.0, 100)) == 1.0  # the paper's constant beta
+  # A config saved before the schedule existed keeps its constant beta.
+  import ml_collections
+  old = ml_collections.ConfigDict(dict(weight=0.5, beta=1.0, z_dim=4, hidden=8))
+  assert float(rlp.uml_beta(old, 100)(0)) == 1.0
+
+
+def test_features_are_standardised_over_both_views_and_the_batch():
+  from warm_jax.models import bottleneck
+  rng = np.random.default_rng(0)
+  common = 5.0 * rng.normal(size=(1, 6))  # what every post's state shares
+  h1, h2 = common + 0.1 * rng.normal(size=(8, 6)), common + 0.1 * rng.normal(size=(8, 6))
+  s1, s2 = bottleneck.standardized(h1, h2)
+  both = np.concatenate([s1, s2])
+  np.testing.assert_allclose(both.mean(0), 0.0, atol=1e-5)
+  np.testing.assert_allclose(both.std(0), 1.0, atol=1e-4)
+
+
+def test_uml_step_uses_the_annealed_beta_and_the_bottlenecks_own_learning_rate(toy_data):
+  batch = _batch(toy_data)
+  c = uml_config(0.5)
+  c.optim.warmup_steps = 0
+  c.uml.update(beta_start=1e-2, beta=1.0, lr_multiplier=10.0)
+  start, (after, m) = _uml_step(c, batch, jax.devices()[:1])
+  assert float(m["beta"]) == pytest.approx(1e-2)  # step 0 of the schedule
+  moved = lambda tree: max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))  # noqa: E731
+                           for a, b in zip(jax.tree.leaves(tree(after)), jax.tree.leaves(tree(start))))
+  mib_step = moved(lambda s: s.params[rlp.MIB])
+  model_step = moved(lambda s: s.params["decoder"])
+  lr = c.optim.lr
+  # Adam's first step moves each parameter by about the learning rate (sign of its gradient).
+  assert mib_step == pytest.approx(10 * lr, rel=0.05) and model_step == pytest.approx(lr, rel=0.05)

@@ -114,6 +114,15 @@ def jsd_mutual_information(t_pos: Array, t_neg: Array) -> Array:
   return -jax.nn.softplus(-t_pos.astype(jnp.float32)) - jax.nn.softplus(t_neg.astype(jnp.float32))
 
 
+def annealed_beta(step, start: float, end: float, steps: int):
+  """Federici et al.'s beta schedule: from `start` at step 0 exponentially to `end` at `steps`
+  (constant after; `end` throughout when start == end or steps <= 0). Traceable in `step`."""
+  if steps <= 0 or start == end:
+    return jnp.asarray(end, jnp.float32)
+  frac = jnp.clip(jnp.asarray(step, jnp.float32) / steps, 0.0, 1.0)
+  return jnp.asarray(start, jnp.float32) * (end / start) ** frac
+
+
 def mib_loss(t_pos: Array, t_neg: Array, mu_1: Array, sigma_1: Array, mu_2: Array, sigma_2: Array,
              beta: float = 1.0) -> Array:
   """Per-example multi-view information bottleneck loss -I_JSD + beta * D_SKL (RLP's Eq. for L_M

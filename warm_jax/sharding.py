@@ -83,6 +83,8 @@ def tree_shardings(abstract_boxed_tree: Any, mesh: Mesh, rules: Rules) -> Any:
   directly as jit in/out shardings or as orbax restore targets.
   """
   def leaf(x):
+    if _is_box(x) and not hasattr(x.value, "shape"):
+      return x.value  # a node without arrays (optax's MaskedNode in multi_transform's state)
     if _is_box(x):
       return NamedSharding(mesh, spec_for(x.names, x.value.shape, mesh, rules))
     return NamedSharding(mesh, P())

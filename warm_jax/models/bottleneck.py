@@ -36,6 +36,7 @@ class MultiViewBottleneck(nn.Module):
   so B >= 2); returns the pieces `warm_jax.losses.mib_loss` takes."""
   z_dim: int
   hidden: int
+  standardize: bool = False  # encode (h - batch mean) / batch std: what the views share stands out
 
   def setup(self):
     self.encoder = _mlp((self.hidden, self.hidden, 2 * self.z_dim), "encoder")
@@ -46,6 +47,8 @@ class MultiViewBottleneck(nn.Module):
     return mu, jax.nn.softplus(raw) + 1e-7
 
   def __call__(self, h1: Array, h2: Array, rng: jax.Array) -> dict[str, Array]:
+    if self.standardize:
+      h1, h2 = standardized(h1, h2)
     (mu1, s1), (mu2, s2) = self.encode(h1), self.encode(h2)
     k1, k2 = jax.random.split(rng)
     z1 = mu1 + s1 * jax.random.normal(k1, mu1.shape)
@@ -53,3 +56,15 @@ class MultiViewBottleneck(nn.Module):
     t_pos = self.critic(jnp.concatenate([z1, z2], axis=-1))[:, 0]
     t_neg = self.critic(jnp.concatenate([z1, jnp.roll(z2, 1, axis=0)], axis=-1))[:, 0]
     return {"t_pos": t_pos, "t_neg": t_neg, "mu_1": mu1, "sigma_1": s1, "mu_2": mu2, "sigma_2": s2}
+
+
+def standardized(h1: Array, h2: Array, eps: float = 1e-6) -> tuple[Array, Array]:
+  """Both views' features standardised per feature with the mean and standard deviation of the
+  whole batch of both views (held constant for the gradient). A reward model's last-token states
+  are nearly the same for every post at first (cosine 0.95 and more): what varies between posts,
+  which is what two views of one post can share, is a small part of each vector until the common
+  part is taken out."""
+  both = jnp.concatenate([h1, h2], axis=0).astype(jnp.float32)
+  mean = jax.lax.stop_gradient(jnp.mean(both, axis=0))
+  std = jax.lax.stop_gradient(jnp.std(both, axis=0))
+  return (h1 - mean) / (std + eps), (h2 - mean) / (std + eps)

@@ -327,11 +327,52 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "final": final_win_rates(config, runs),
             "curves": {n: rl_curves.key_points(rl_curves.curves(p)) for n, p in runs.items()
                        if n != "sft"},
+            "uml": uml_trajectory(d("uml")),
             "seconds": {st: ctx.job.seconds(st) for st in ctx.job.rows}}
   curves = {n: rl_curves.curves(p) for n, p in runs.items() if n != "sft"}
+  plot_uml(result["uml"], os.path.join(workdir, "uml_mi.png"))
   stages.write_report(workdir, "rlp", result, tables(result),
                       lambda path: rl_curves.plot(curves, path))
   return result
+
+
+NO_INFORMATION = -2 * float(np.log(2))  # the JSD estimate when the critic tells nothing apart
+
+
+def uml_trajectory(run: str) -> dict:
+  """RLP-UML's logged training curve: step, the Jensen-Shannon MI estimate, the symmetrised KL
+  and beta, and where the estimate starts, peaks and ends."""
+  from warm_jax.train.metrics import read_metrics
+  rows = read_metrics(run, "train")
+  out = {k: [float(r[m]) for r in rows] for k, m in (("step", "step"), ("mi", "mi_jsd"),
+                                                     ("skl", "skl"), ("beta", "beta")) if
+         all(m in r for r in rows)}
+  mi = np.asarray(out["mi"])
+  i = int(np.argmax(mi))
+  out.update(mi_first=float(mi[0]), mi_max=float(mi[i]), mi_max_step=int(out["step"][i]),
+             mi_last=float(mi[-1]), no_information=NO_INFORMATION)
+  return out
+
+
+def plot_uml(u: dict, path: str) -> None:
+  """The MI estimate (and the symmetrised KL, beta) along RLP-UML's training."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  from warm_jax.train import metrics
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+  axes[0].plot(u["step"], u["mi"], "-", label="JSD MI estimate")
+  axes[0].axhline(u["no_information"], color="k", ls=":", label="no information (-2 ln 2)")
+  axes[0].set(xlabel="step", ylabel="I_JSD(z1; z2)", title="RLP-UML: what two responses share")
+  axes[0].legend(fontsize=8)
+  axes[1].plot(u["step"], u["skl"], "-", color="tab:orange", label="symmetrised KL")
+  if "beta" in u:
+    twin = axes[1].twinx()
+    twin.plot(u["step"], u["beta"], "--", color="tab:gray", label="beta")
+    twin.set(yscale="log", ylabel="beta (dashed)")
+  axes[1].set(xlabel="step", ylabel="D_SKL(p(z|v1) || p(z|v2))", title="the bottleneck")
+  fig.tight_layout()
+  metrics.save_figure(fig, path, dpi=110)
 
 
 LABELS = {"rm": "the reward model (pairs only)", "uml": "RLP-UML", "spg": "RLP-SPG",
@@ -348,6 +389,11 @@ def tables(result: dict) -> str:
     human = a["human_pairs_accuracy"].get(name)
     lines.append(f"| {LABELS.get(name, name)} | {acc:.3f} | "
                  f"{'-' if human is None else format(human, '.3f')} |")
+  u = result["uml"]
+  lines += ["", f"RLP-UML's Jensen-Shannon MI estimate between the codes of two responses to one "
+            f"prompt (no information: {u['no_information']:.3f}): {u['mi_first']:.3f} at the first "
+            f"log, at most {u['mi_max']:.3f} (step {u['mi_max_step']}), {u['mi_last']:.3f} at the "
+            "end (uml_mi.png)."]
   sp = result["spg"]
   lines += ["", f"SPG kept {sp['kept']} of {sp['prompts']} prompts (mean confidence "
             f"{sp['mean_confidence']:.2f}; prompts whose samples all meant one thing: "

@@ -44,8 +44,15 @@ MIB = "mib"  # the params key of the bottleneck modules (training only)
 
 def default_uml_config() -> ml_collections.ConfigDict:
   """config.uml: the MIB loss's weight (lambda, 0.5 in the paper) and beta (1 in the paper's L_M),
-  the code size z_dim and the MLP width (neither given by the paper; Federici et al. use z 64)."""
-  return ml_collections.ConfigDict(dict(weight=0.5, beta=1.0, z_dim=64, hidden=256))
+  the code size z_dim and the MLP width (neither given by the paper; Federici et al. use z 64).
+  As Federici et al. train it: beta annealed exponentially from beta_start up to beta over
+  anneal_steps (0: the whole run), the features standardised over the batch before the encoder
+  (`bottleneck.standardized`), and the bottleneck (encoder and critic) optimised at lr_multiplier
+  times the reward model's learning rate. beta_start = beta, standardize False and lr_multiplier 1:
+  the paper's loss as written (beta 1 from the first step)."""
+  return ml_collections.ConfigDict(dict(weight=0.5, beta=1.0, beta_start=1e-3, anneal_steps=0,
+                                        standardize=True, lr_multiplier=10.0, z_dim=64,
+                                        hidden=256))
 
 
 def reward_model_params(params: dict) -> dict:
@@ -54,20 +61,32 @@ def reward_model_params(params: dict) -> dict:
 
 
 def bottleneck(uml: ml_collections.ConfigDict) -> MultiViewBottleneck:
-  return MultiViewBottleneck(z_dim=uml.z_dim, hidden=uml.hidden)
+  return MultiViewBottleneck(z_dim=uml.z_dim, hidden=uml.hidden,
+                             standardize=uml.get("standardize", False))
+
+
+def uml_beta(uml: ml_collections.ConfigDict, num_steps: int):
+  """The MIB loss's beta at a step: `losses.annealed_beta` from uml.beta_start to uml.beta over
+  uml.anneal_steps (0: num_steps); constant beta for configs without beta_start."""
+  start = uml.get("beta_start", uml.beta)
+  steps = uml.get("anneal_steps", 0) or num_steps
+  return lambda step: losses.annealed_beta(step, start, uml.beta, steps)
 
 
 def make_uml_train_step(model: RewardModel, mib: MultiViewBottleneck,
                         tx: optax.GradientTransformation, schedule: optax.Schedule,
                         uml: ml_collections.ConfigDict, label_smoothing: float,
-                        dropout_seed: int) -> Callable:
+                        dropout_seed: int, num_steps: int) -> Callable:
   """Bradley-Terry on (chosen, rejected) + uml.weight * MIB(view_1, view_2), one forward pass of
-  the reward model over the 4B rows. Keys derive from (dropout_seed, step): resumable exactly."""
+  the reward model over the 4B rows, beta annealed over `num_steps` (`uml_beta`). Keys derive
+  from (dropout_seed, step): resumable exactly."""
   base_rng = jax.random.key(dropout_seed)
+  beta_at = uml_beta(uml, num_steps)
 
   def step(state: state_lib.TrainState, batch: dict):
     rng_drop, rng_z = jax.random.split(jax.random.fold_in(base_rng, state.step))
     b = batch["chosen"].shape[0]
+    beta = beta_at(state.step)
 
     def loss_fn(params):
       tokens = jnp.concatenate([batch["chosen"], batch["rejected"], batch["view_1"],
@@ -80,7 +99,7 @@ def make_uml_train_step(model: RewardModel, mib: MultiViewBottleneck,
       mi = jnp.mean(losses.jsd_mutual_information(pieces["t_pos"], pieces["t_neg"]))
       skl = jnp.mean(losses.symmetric_gaussian_kl(pieces["mu_1"], pieces["sigma_1"],
                                                   pieces["mu_2"], pieces["sigma_2"]))
-      mib_loss = jnp.mean(losses.mib_loss(**pieces, beta=uml.beta))
+      mib_loss = jnp.mean(losses.mib_loss(**pieces, beta=beta))
       return bt + uml.weight * mib_loss, (rc, rr, bt, mib_loss, mi, skl)
 
     (loss, (rc, rr, bt, mib_loss, mi, skl)), grads = jax.value_and_grad(
@@ -88,6 +107,7 @@ def make_uml_train_step(model: RewardModel, mib: MultiViewBottleneck,
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     out = {"loss": loss, "bt_loss": bt, "mib_loss": mib_loss, "mi_jsd": mi, "skl": skl,
+           "beta": beta,
            "accuracy": jnp.mean(losses.preference_accuracy(rc, rr)),
            "margin": jnp.mean(losses.reward_margin(rc, rr)),
            "grad_norm": optax.tree.norm(grads), "lr": schedule(state.step)}
@@ -99,6 +119,14 @@ def make_uml_train_step(model: RewardModel, mib: MultiViewBottleneck,
 UML_RULES = (
     configs.number("uml.weight", 0.0, must="a finite number >= 0 (the paper's lambda: 0.5)"),
     configs.number("uml.beta", 0.0), configs.integer("uml.z_dim"), configs.integer("uml.hidden"),
+    configs.number("uml.beta_start", 0.0, lo_open=True, optional=True,
+                   must="positive and finite (the annealing is exponential)"),
+    configs.integer("uml.anneal_steps", lo=0, optional=True),
+    configs.boolean("uml.standardize", optional=True),
+    configs.number("uml.lr_multiplier", 0.0, lo_open=True, optional=True),
+    configs.Rule("uml.beta", lambda v, c: v > 0 or c.uml.get("beta_start", v) == v,
+                 "positive when annealed from beta_start (or equal to it)",
+                 reads=("uml.beta_start",)),
 )
 # A UML run: the reward model's fields and config.uml.
 RULES = (*rm_lib.RULES, *UML_RULES, configs.Rule(
@@ -124,6 +152,14 @@ def build_uml(config: ml_collections.ConfigDict, devices=None) -> loop.Setup:
     return {**model.init(r1, dummy)["params"], MIB: mib.init(r2, feats, feats, r2)["params"]}
 
   setup.init_params = init_params
+  mult = config.uml.get("lr_multiplier", 1.0)
+  if mult != 1.0:  # the bottleneck at its own learning rate: a separate optimiser for 'mib'
+    fast = ml_collections.ConfigDict(config.optim.to_dict())
+    fast.lr = config.optim.lr * mult
+    setup.tx = optax.multi_transform(
+        {"model": setup.tx, MIB: state_lib.make_optimizer(fast, config.train.num_steps)},
+        lambda params: {k: jax.tree.map(lambda _: MIB if k == MIB else "model", v)
+                        for k, v in params.items()})
   setup.shardings = state_lib.state_shardings(init_params, setup.tx, setup.mesh, setup.rules)
   return setup
 
@@ -184,10 +220,10 @@ def train_uml(config: ml_collections.ConfigDict, workdir: str, sources: dict,
       config, workdir, setup, {**sources, "train": ViewPairs(sources["train"], views)},
       ViewPairEncoder(tokenizer, config.data.max_len),
       make_uml_train_step(setup.model, bottleneck(config.uml), setup.tx, setup.schedule, config.uml,
-                          config.train.label_smoothing, config.seed + 1),
+                          config.train.label_smoothing, config.seed + 1, config.train.num_steps),
       lambda params, batch: eval_step(reward_model_params(params), batch),
       init_params=with_bottleneck(setup, init_params, config.seed),
-      desc="reward model (RLP-UML)", show=("bt_loss", "mib_loss", "accuracy"))
+      desc="reward model (RLP-UML)", show=("bt_loss", "mi_jsd", "beta", "accuracy"))
 
 
 def views_from_samples(prompts: Sequence[str], samples: Sequence[Sequence[str]]) -> list[dict]:
