@@ -98,3 +98,47 @@ def test_bad_rl_config_names_the_field(toy_data, tmp_path):
   c.rl.ppo_minibatches = 3
   with pytest.raises(ValueError, match="config.rl.ppo_minibatches=3"):
     policy.build(c)
+
+
+def _one_rollout(algorithm, temperature, toy_data):
+  """A tempered rollout of a policy that still equals its reference, and the step's setup."""
+  from warm_jax import sharding as shd
+  from warm_jax.data import pipeline
+  from warm_jax.train import rollout as rollout_lib
+  from warm_jax.train import state as state_lib
+  tok = toy_data["tokenizer"]
+  c = rl_config(algorithm)
+  c.rl.temperature = temperature
+  c.rl.ppo_epochs, c.rl.ppo_minibatches = 1, 1
+  setup = policy.build(c)
+  params = nn.unbox(setup.init_params(jax.random.key(0)))
+  ref = {k: v for k, v in params.items() if k != "value_head"}
+  roll = rollout_lib.Rollout(setup.model, c.rl, tok, _count_a, _count_a, ref,
+                             setup.batch_sharding, seed=0)
+  encode = pipeline.PromptEncoder(tok, c.data.max_len)
+  batch = next(iter(pipeline.epoch_batches([{"prompt": "xyz"}] * 8, encode, 8)))
+  batch.pop("weight")
+  state = state_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                               opt_state=setup.tx.init(params))
+  return c, setup, state, roll(state, shd.to_global(batch, setup.batch_sharding))
+
+
+@pytest.mark.parametrize("algorithm", ["rloo", "ppo"])
+def test_kl_and_ratio_use_one_tempered_distribution(algorithm, toy_data):
+  """At temperature 0.5 the sampled log-probs, the reference's and the policy's in the update are
+  all of softmax(logits / 0.5): a policy equal to its reference has zero KL, and PPO's first
+  update sees a ratio of exactly 1 (nothing clipped)."""
+  from warm_jax.train import rollout as rollout_lib
+  c, setup, state, r = _one_rollout(algorithm, 0.5, toy_data)
+  m = np.asarray(r["mask"], np.float32)
+  assert m.sum() > 0
+  np.testing.assert_allclose(np.asarray(r["sample_logp"]) * m, np.asarray(r["ref_logp"]) * m,
+                             atol=1e-4)
+  untempered = rollout_lib.response_logps(setup.model, state.params, r["prompt"], r["response"],
+                                          r["mask"])[0]
+  assert np.max(np.abs((np.asarray(untempered) - np.asarray(r["ref_logp"])) * m)) > 0.1
+  step = policy.make_train_step(setup.model, setup.tx, setup.schedule, c.rl)
+  _, metrics = step(state, r)
+  assert abs(float(metrics["kl"])) < 1e-3
+  if algorithm == "ppo":
+    assert float(metrics["clip_fraction"]) == 0.0

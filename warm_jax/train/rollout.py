@@ -5,6 +5,13 @@
 e.g. a reward model, a WARM average, an ENS, or the gold reward) and the judge, and adds the
 reference policy's log-probs (and, for PPO, the value head's values): the batch the pure
 `policy` step updates on. `response_logps` is the policy's log-probability of response tokens.
+
+Temperature: every log-prob of RL (the sampled ones, the reference's, the policy's in the loss)
+is of the tempered distribution softmax(logits / config.rl.temperature), as TRL computes them. The
+samples are drawn from the tempered policy, so the PPO ratio and the policy gradient are
+importance-correct only under it; and the KL penalty then compares like with like (the tempered
+policy to the reference at the same temperature: zero at initialisation whatever the
+temperature, where tempering only the policy's side would penalise the temperature itself).
 """
 
 from __future__ import annotations
@@ -25,9 +32,10 @@ RewardFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 
 
 def response_logps(model: LanguageModel, params, prompts: Array, responses: Array,
-                   response_mask: Array, with_values: bool = False):
-  """Log-probs [B, N] of the response tokens given left-padded prompts, the policy's per-token
-  entropy [B, N], and (PPO) the value of the state before each response token."""
+                   response_mask: Array, with_values: bool = False, temperature: float = 1.0):
+  """Log-probs [B, N] of the response tokens given left-padded prompts under
+  softmax(logits / temperature), that distribution's per-token entropy [B, N], and (PPO) the value
+  of the state before each response token."""
   p = prompts.shape[1]
   seq = jnp.concatenate([prompts, responses], axis=1)
   mask = jnp.concatenate([prompts != PAD_ID, response_mask.astype(bool)], axis=1)
@@ -38,7 +46,7 @@ def response_logps(model: LanguageModel, params, prompts: Array, responses: Arra
     values = values[:, p - 1:]
   else:
     logits, values = model.apply({"params": params}, *args), None
-  logp_all = jax.nn.log_softmax(logits[:, p - 1:], axis=-1)
+  logp_all = jax.nn.log_softmax(logits[:, p - 1:].astype(jnp.float32) / temperature, axis=-1)
   logp = jnp.take_along_axis(logp_all, responses[..., None], axis=-1)[..., 0]
   entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
   return logp, entropy, values
@@ -58,8 +66,13 @@ class Rollout:
     self.batch_sharding, self.seed = batch_sharding, seed
     self.generate = sampling.make_generate(model, max_new_tokens=rl.max_new_tokens,
                                            temperature=rl.temperature, eos_id=tokenizer.eos_id)
-    self.ref_logps = jax.jit(lambda p, pr, r, m: response_logps(model, p, pr, r, m)[0])
-    self.values = jax.jit(lambda p, pr, r, m: response_logps(model, p, pr, r, m, True)[2])
+    t = rl.temperature
+    self.ref_logps = jax.jit(lambda p, pr, r, m: response_logps(model, p, pr, r, m,
+                                                                temperature=t)[0])
+    # PPO: the old policy's log-probs and values from one forward pass, the same computation the
+    # update's first minibatch repeats (its ratio is exactly 1, as decoding's need not be)
+    self.logps_values = jax.jit(lambda p, pr, r, m: response_logps(
+        model, p, pr, r, m, with_values=True, temperature=t)[::2])
     self.last_texts: list[tuple[str, str]] = []
 
   def __call__(self, state, batch: dict, k: int | None = None, salt: int = 0) -> dict:
@@ -79,5 +92,6 @@ class Rollout:
                "reward": put(self.reward_fn(prompt_texts, texts)),
                "gold": put(self.gold_fn(prompt_texts, texts))}
     if self.rl.algorithm == "ppo":
-      rollout["old_values"] = self.values(state.params, prompts, out["tokens"], out["mask"])
+      rollout["sample_logp"], rollout["old_values"] = self.logps_values(
+          state.params, prompts, out["tokens"], out["mask"])
     return rollout
