@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from warm_jax.configs import model_field
+from warm_jax.models import precision
 from warm_jax.models.transformer import PAD_ID, Decoder
 
 Array = jax.Array
@@ -61,7 +62,8 @@ class LanguageModel(nn.Module):
     self.decoder = Decoder(self.cfg)
     if not self.cfg.tie_embeddings:
       self.lm_head = nn.Dense(
-          self.cfg.vocab_size, use_bias=False, dtype=jnp.float32,
+          self.cfg.vocab_size, use_bias=False, dtype=precision.compute_dtype(self.cfg.dtype),
+          dot_general=precision.dot_general(jnp.float32),
           kernel_init=nn.with_logical_partitioning(nn.initializers.normal(self.cfg.d_model ** -0.5),
                                                    ("embed", "vocab")))
     self.value_head = nn.Dense(
@@ -70,15 +72,17 @@ class LanguageModel(nn.Module):
         bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("scalar",)))
 
   def _logits(self, h: Array) -> Array:
-    """Float32 logits: the tied head divides by sqrt(d_model) unless config.model
-    .scale_tied_logits is False; final_logit_softcap > 0 maps them to cap * tanh(logits / cap)."""
+    """Float32 logits of the compute-dtype matmul (float32 accumulation): the tied head divides by
+    sqrt(d_model) unless config.model.scale_tied_logits is False; final_logit_softcap > 0 maps
+    them to cap * tanh(logits / cap)."""
+    dtype = precision.compute_dtype(self.cfg.dtype)
     if self.cfg.tie_embeddings:
-      logits = self.decoder.embed.attend(h.astype(jnp.float32))
+      logits = precision.einsum("btd,vd->btv", h.astype(dtype),
+                                self.decoder.embed.embedding.astype(dtype), jnp.float32)
       if model_field(self.cfg, "scale_tied_logits"):
         logits = logits / jnp.sqrt(jnp.float32(self.cfg.d_model))
-      logits = logits.astype(jnp.float32)
     else:
-      logits = self.lm_head(h.astype(jnp.float32))
+      logits = self.lm_head(h)
     cap = model_field(self.cfg, "final_logit_softcap")
     if cap:
       logits = cap * jnp.tanh(logits / cap)

@@ -32,14 +32,14 @@ import ml_collections
 import numpy as np
 
 from warm_jax.configs import head_dim, is_local_layer, model_field
+from warm_jax.models import precision
 
 Array = jax.Array
 
 PAD_ID = 0
 
 
-def _dtype(name: str) -> Any:
-  return {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
+_dtype = precision.compute_dtype
 
 
 def _kernel_init(axes: tuple[str | None, ...]):
@@ -148,8 +148,7 @@ def causal_attention(q: Array, k: Array, v: Array, key_mask: Array, blocks: int 
   outs = []
   for lo, hi in zip(bounds[:-1], bounds[1:]):
     klo = max(0, lo - window + 1) if window else 0  # the first key the block's window reaches
-    logits = jnp.einsum("btkgh,bskh->bkgts", qg[:, lo:hi], k[:, klo:hi],
-                        preferred_element_type=jnp.float32)
+    logits = precision.einsum("btkgh,bskh->bkgts", qg[:, lo:hi], k[:, klo:hi], jnp.float32)
     if softcap:
       logits = softcap * jnp.tanh(logits / softcap)
     k_idx, q_idx = jnp.arange(klo, hi)[None, :], jnp.arange(lo, hi)[:, None]
@@ -161,8 +160,7 @@ def causal_attention(q: Array, k: Array, v: Array, key_mask: Array, blocks: int 
     # The max only keeps exp in range; softmax does not depend on it, so no gradient flows.
     p = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
     denom = jnp.sum(p, axis=-1)  # [B, K, G, t]
-    out = jnp.einsum("bkgts,bskh->btkgh", p.astype(v.dtype), v[:, klo:hi],
-                     preferred_element_type=jnp.float32)
+    out = precision.einsum("bkgts,bskh->btkgh", p.astype(v.dtype), v[:, klo:hi], jnp.float32)
     outs.append(out / jnp.transpose(denom, (0, 3, 1, 2))[..., None])
   return jnp.concatenate(outs, axis=1).reshape(b, t, n, h).astype(q.dtype)
 
@@ -170,19 +168,21 @@ def causal_attention(q: Array, k: Array, v: Array, key_mask: Array, blocks: int 
 def dense_attention(q: Array, k: Array, v: Array, mask: Array, scale: float | None = None,
                     softcap: float = 0.0) -> Array:
   """Softmax attention under a [B, 1, Tq, Tk] boolean mask (True: allowed), q: [B, Tq, N, H], k
-  and v: [B, Tk, K, H]. Without soft-capping it is `jax.nn.dot_product_attention` (scale None:
-  H ** -0.5); with it, the same computed here (float32 logits and softmax)."""
-  if not softcap:
+  and v: [B, Tk, K, H]. In float32 without soft-capping it is `jax.nn.dot_product_attention`
+  (scale None: H ** -0.5); otherwise the same computed here (float32 logits and softmax, both
+  matmuls accumulated in float32, see `precision`)."""
+  if not softcap and q.dtype == jnp.float32:
     return jax.nn.dot_product_attention(q, k, v, mask=mask, scale=scale)
   b, t, n, h = q.shape
   n_kv = k.shape[2]
   scale = h ** -0.5 if scale is None else scale
   qg = q.reshape(b, t, n_kv, n // n_kv, h) * jnp.asarray(scale, q.dtype)
-  logits = jnp.einsum("btkgh,bskh->bkgts", qg, k, preferred_element_type=jnp.float32)
-  logits = softcap * jnp.tanh(logits / softcap)
+  logits = precision.einsum("btkgh,bskh->bkgts", qg, k, jnp.float32)
+  if softcap:
+    logits = softcap * jnp.tanh(logits / softcap)
   logits = jnp.where(mask[:, :, None].astype(bool), logits, _MASKED)
   p = jax.nn.softmax(logits, axis=-1)
-  out = jnp.einsum("bkgts,bskh->btkgh", p.astype(v.dtype), v, preferred_element_type=jnp.float32)
+  out = precision.einsum("bkgts,bskh->btkgh", p.astype(v.dtype), v, jnp.float32)
   return out.reshape(b, t, n, h).astype(q.dtype)
 
 
@@ -199,7 +199,7 @@ class Attention(nn.Module):
 
   def _project(self, x: Array, w: Array, name: str, axes: tuple[str, str]) -> Array:
     """x @ w ([B, T, N, H]), plus the projection's bias `<name>_bias` when the config has them."""
-    y = jnp.einsum("btd,dnh->btnh", x, w)
+    y = precision.einsum("btd,dnh->btnh", x.astype(w.dtype), w)
     if model_field(self.cfg, "qkv_bias"):
       y = y + self._weight(f"{name}_bias", w.shape[1:], axes, 1, nn.initializers.zeros)
     return y
@@ -244,7 +244,7 @@ class Attention(nn.Module):
       else:  # the library's own attention over the full T x T (on GPU it may pick cuDNN's)
         out = dense_attention(q, k, v, attention_mask(token_mask, window), scale, softcap)
     out = nn.with_logical_constraint(out, ("batch", "length", "act_heads", "head_dim"))
-    out = jnp.einsum("btnh,nhd->btd", out, wo)
+    out = precision.einsum("btnh,nhd->btd", out, wo)
     return nn.Dropout(cfg.dropout_rate)(out, deterministic=deterministic)
 
 
@@ -286,7 +286,8 @@ class GatedMLP(nn.Module):
     cfg = self.cfg
     dtype = _dtype(cfg.dtype)
     dense = lambda feats, axes, name: nn.Dense(feats, use_bias=False, dtype=dtype, name=name,
-                                               kernel_init=_kernel_init(axes))
+                                               kernel_init=_kernel_init(axes),
+                                               dot_general=precision.dot_general())
     gate = dense(cfg.d_ff, ("embed", "mlp"), "gate")(x)
     up = dense(cfg.d_ff, ("embed", "mlp"), "up")(x)
     if model_field(cfg, "mlp_activation") == "gelu_tanh":
