@@ -141,7 +141,7 @@ def test_lmc_endpoints_are_the_members_and_ens_is_linear(job):
   wa = scorers[0].with_params(averaging.interpolate(scorers[0].params, scorers[1].params, lam))
   for s in res["subsets"]:
     assert mid["wa"][s] == pytest.approx(evaluation.pair_accuracy(
-        wa.score_tokens(sets[s][0]), wa.score_tokens(sets[s][1])))
+        wa.score_tokens(*sets[s][0]), wa.score_tokens(*sets[s][1])))
   # M = all members: the label-noise run's WARM and ENS.
   full = res["by_m"][-1]
   for s in res["subsets"]:

@@ -9,8 +9,10 @@ numpy rewards out.
 
 Each text pair is tokenised with the run's tokenizer (or the one passed in) as
 [bos] prompt response [eos] (`pipeline.join_prompt_response`), padded to the run's
-config.data.max_len, and scored in fixed-size batches by one jitted function (the last batch is
-padded, so there is a single compilation). Parameters are restored onto a mesh with the run's
+config.data.max_len with a mask of its real tokens (`encode` returns both; the reward is read at
+the last real token, the eos, even where the pad id is the eos id), and scored in fixed-size
+batches by one jitted function (the last batch is padded, so there is a single compilation).
+Parameters are restored onto a mesh with the run's
 axis names: one device by default, or `mesh_shape`/`devices` for a sharded model.
 """
 
@@ -49,13 +51,15 @@ class RewardScorer:
   def _compile(self):
     model, rules = self.model, self.rules
 
-    def rewards(params, tokens):
+    def rewards(params, tokens, mask):
       with nn.logical_axis_rules(rules):
-        return model.apply({"params": params}, tokens).astype(jnp.float32)
+        return model.apply({"params": params}, tokens, mask).astype(jnp.float32)
     return jax.jit(rewards, out_shardings=shd.replicated(self.mesh))
 
-  def encode(self, prompts: Sequence[str] | str, responses: Sequence[str] | str) -> np.ndarray:
-    """int32 [N, max_len] token rows of the (prompt, response) pairs."""
+  def encode(self, prompts: Sequence[str] | str, responses: Sequence[str] | str
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens int32 [N, max_len], mask bool [N, max_len]): the (prompt, response) pairs' rows
+    and their real tokens."""
     prompts, responses = _as_list(prompts, "prompts"), _as_list(responses, "responses")
     if len(prompts) == 1 and len(responses) > 1:
       prompts = prompts * len(responses)  # one prompt, several responses
@@ -63,31 +67,50 @@ class RewardScorer:
       raise ValueError(f"got {len(prompts)} prompts and {len(responses)} responses; give one "
                        "prompt per response (or a single prompt)")
     tok = self.tokenizer
-    rows = [pipeline.pad_to(pipeline.join_prompt_response(
+    rows = [pipeline.padded(pipeline.join_prompt_response(
         tok.encode(p), tok.encode(r), self.max_len, tok.bos_id, tok.eos_id), self.max_len,
-        getattr(tok, "pad_id", pipeline.PAD_ID)) for p, r in zip(prompts, responses)]
-    return np.stack(rows) if rows else np.zeros((0, self.max_len), np.int32)
+        pipeline.pad_id_of(tok)) for p, r in zip(prompts, responses)]
+    if not rows:
+      return np.zeros((0, self.max_len), np.int32), np.zeros((0, self.max_len), bool)
+    return np.stack([t for t, _ in rows]), np.stack([m for _, m in rows])
 
-  def _batches(self, tokens: np.ndarray):
+  def mask_of(self, tokens: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """`mask`, or when None the non-pad tokens of right-padded rows: refused where the pad id is
+    also the eos id (the eos would be hidden: pass the mask `encode` returns)."""
+    if mask is not None:
+      mask = np.asarray(mask, bool)
+      if mask.shape != np.shape(tokens):
+        raise ValueError(f"mask {mask.shape} does not match tokens {np.shape(tokens)}")
+      return mask
+    pad = pipeline.pad_id_of(self.tokenizer)
+    if pad == getattr(self.tokenizer, "eos_id", None):
+      raise ValueError(f"the tokenizer's pad id {pad} is its eos id: pass the rows' mask "
+                       "(`encode` returns it), padding cannot be told from the eos")
+    return np.asarray(tokens) != pad
+
+  def _batches(self, tokens: np.ndarray, mask: np.ndarray):
     n, b = tokens.shape[0], self.batch_size
     for start in range(0, n, b):
-      chunk = tokens[start:start + b]
+      chunk, chunk_mask = tokens[start:start + b], mask[start:start + b]
       real = chunk.shape[0]
       if real < b:  # pad with copies of the last row: one compiled shape
         chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - real, axis=0)])
-      yield real, jax.device_put(chunk, self._batch_sharding)
+        chunk_mask = np.concatenate([chunk_mask, np.repeat(chunk_mask[-1:], b - real, axis=0)])
+      yield real, (jax.device_put(chunk, self._batch_sharding),
+                   jax.device_put(chunk_mask, self._batch_sharding))
 
-  def score_tokens(self, tokens: np.ndarray) -> np.ndarray:
-    """Rewards [N] of token rows [N, T]."""
+  def score_tokens(self, tokens: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Rewards [N] of token rows [N, T] with their mask (see `mask_of` for None)."""
+    tokens = np.asarray(tokens, np.int32)
     out = []
     with jax.set_mesh(self.mesh):
-      for real, batch in self._batches(np.asarray(tokens, np.int32)):
-        out.append(np.asarray(self._fn(self.params, batch))[:real])
+      for real, batch in self._batches(tokens, self.mask_of(tokens, mask)):
+        out.append(np.asarray(self._fn(self.params, *batch))[:real])
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
   def score(self, prompts: Sequence[str] | str, responses: Sequence[str] | str) -> np.ndarray:
     """Rewards (float32 [N]) of N (prompt, response) pairs."""
-    return self.score_tokens(self.encode(prompts, responses))
+    return self.score_tokens(*self.encode(prompts, responses))
 
   def with_params(self, params: Any, meta: dict | None = None) -> "RewardScorer":
     """The same model, tokenizer and compiled scoring function with other parameters of the same
@@ -116,15 +139,17 @@ class EnsembleScorer(RewardScorer):
                                          out_shardings=(rep, rep) if v else rep)
             for v in (False, True)}
 
-  def score_tokens(self, tokens: np.ndarray, return_variance: bool = False):
+  def score_tokens(self, tokens: np.ndarray, mask: np.ndarray | None = None,
+                   return_variance: bool = False):
+    tokens = np.asarray(tokens, np.int32)
     means, variances = [], []
     with jax.set_mesh(self.mesh):
-      for real, batch in self._batches(np.asarray(tokens, np.int32)):
+      for real, batch in self._batches(tokens, self.mask_of(tokens, mask)):
         if return_variance:
-          m, v = self._fn[True](self.params, batch)
+          m, v = self._fn[True](self.params, *batch)
           variances.append(np.asarray(v)[:real])
         else:
-          m = self._fn[False](self.params, batch)
+          m = self._fn[False](self.params, *batch)
         means.append(np.asarray(m)[:real])
     mean = np.concatenate(means) if means else np.zeros((0,), np.float32)
     if return_variance:
@@ -132,7 +157,7 @@ class EnsembleScorer(RewardScorer):
     return mean
 
   def score(self, prompts, responses, return_variance: bool = False):
-    return self.score_tokens(self.encode(prompts, responses), return_variance)
+    return self.score_tokens(*self.encode(prompts, responses), return_variance=return_variance)
 
   def __len__(self) -> int:
     return len(self.params)

@@ -57,7 +57,8 @@ def make_train_step(model: LanguageModel, tx: optax.GradientTransformation,
       adv = adv / (jnp.std(adv) + 1e-8)
 
     def loss_fn(params):
-      logp, entropy, _ = response_logps(model, params, batch["prompt"], batch["response"], m)
+      logp, entropy, _ = response_logps(model, params, batch["prompt"], batch["response"], m,
+                                        prompt_mask=batch["prompt_mask"])
       loss = -jnp.mean(jax.lax.stop_gradient(adv) * jnp.sum(logp * m, axis=1))
       return loss, jnp.sum(entropy * m) / jnp.maximum(jnp.sum(m), 1.0)
 
@@ -81,7 +82,8 @@ def make_train_step(model: LanguageModel, tx: optax.GradientTransformation,
     def minibatch_loss(params, idx):
       take = lambda x: x[idx]
       logp, entropy, values = response_logps(model, params, take(batch["prompt"]),
-                                             take(batch["response"]), take(m), with_values=True)
+                                             take(batch["response"]), take(m), with_values=True,
+                                             prompt_mask=take(batch["prompt_mask"]))
       pg, vf, clip_frac = losses.ppo_losses(logp, take(batch["sample_logp"]), take(adv), values,
                                      take(batch["old_values"]), take(returns), take(m),
                                      rl.clip_eps, rl.value_clip)
