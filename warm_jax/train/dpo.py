@@ -185,6 +185,7 @@ class ReferenceLogps:
 RULES = (
     *configs.COMMON_RULES,
     configs.number("dpo.beta", 0.0, lo_open=True),
+    configs.init_source("dpo.ref_checkpoint"),
     configs.choice("dpo.loss_type", LOSS_TYPES),
     configs.number("dpo.label_smoothing", 0.0, 0.5, hi_open=True),
     configs.number("dpo.modpo_weight", 0.0, 1.0, lo_open=True, optional=True,

@@ -37,7 +37,7 @@ WORKDIR = ("a finished warm_label_noise.py workdir, e.g. "
 
 
 RULES = (
-    configs.seed("seed"), configs.integer("members", lo=2),
+    configs.seed("seed"), configs.init_source("init_from"), configs.integer("members", lo=2),
     configs.sequence("diversity.lrs", lambda v: configs.is_number(v) and v > 0,
                      "one or more positive learning rates"),
     configs.sequence("diversity.dropouts", lambda v: configs.is_number(v) and 0 <= v < 1,
