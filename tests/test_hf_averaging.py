@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import experiment, toy_pairs, write_tiny_hf
 
-from warm_jax import average, pretrained, scoring
+from warm_jax import average, checkpoints, pretrained, scoring
 from warm_jax.averaging import hf
 from warm_jax.pretrained import safetensors_io as st
 
@@ -113,6 +113,8 @@ def test_hf_model_to_two_rms_to_warm_to_hf_export_scores_the_same(tiny_hf, tmp_p
     c.seed, c.data.seed = seed, seed
     runs.append(str(tmp_path / f"rm{seed}"))
     rm_study.main(c, runs[-1], sources)
+  saved = checkpoints.read_meta(os.path.join(runs[0], "checkpoints"))["config"]
+  assert saved["data"]["tokenizer"] == c.init_from and saved["model"]["vocab_size"] == 320
   out = str(tmp_path / "warm_hf")
   assert average.main(["--ckpt", runs[0], "--ckpt", runs[1], "--out", out, "--out_format", "hf",
                        "--quiet"]) == 0

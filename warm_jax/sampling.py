@@ -2,9 +2,10 @@
 
 `generate(model, params, prompts, rng, prompt_mask, ...)` takes left-padded prompt tokens [B, P]
 and their mask (see `left_pad`; without a mask, padding is inferred from pad id 0, the embedded
-task's, which is wrong wherever the pad id is a real token) and returns the sampled continuation [B, N], the log-probabilities of each sampled
-token under the sampling distribution (after temperature / top-k / top-p), and a mask of the real
-tokens (up to and including the first EOS; later slots are PAD). Decoding runs in one jitted
+task's, which is wrong wherever the pad id is a real token) and returns the sampled continuation
+[B, N], the log-probabilities of each sampled token under the sampling distribution (after
+temperature / top-k / top-p), and a mask of the real tokens (up to and including the first EOS;
+later slots are PAD). Decoding runs in one jitted
 `lax.while_loop` that stops once every row has emitted EOS. With `use_cache=False` every step re-runs
 the full prefix instead (the reference the cache is tested against, and the benchmark's baseline).
 Sharding follows the inputs: put the prompts on the batch sharding and the params on theirs.

@@ -82,9 +82,10 @@ def _check_same(first: HFSource, src: HFSource, i: int) -> None:
   from warm_jax.pretrained.safetensors_io import CheckpointError
   a, b = first.spec, src.spec
   if (a.kind, a.family) != (b.kind, b.family):
-    raise CheckpointError(f"cannot average {src.path} with {first.path}: {b.config_path} holds a "
-                          f"{b.family} {b.kind} ({b.hf_config.get('architectures')}), "
-                          f"{a.config_path} a {a.family} {a.kind} ({a.hf_config.get('architectures')})")
+    raise CheckpointError(
+        f"cannot average {src.path} with {first.path}: {b.config_path} holds a {b.family} "
+        f"{b.kind} ({b.hf_config.get('architectures')}), {a.config_path} a {a.family} {a.kind} "
+        f"({a.hf_config.get('architectures')})")
   why = _compare_model_configs({"model": a.model_cfg.to_dict()}, {"model": b.model_cfg.to_dict()},
                                a.config_path, b.config_path)
   if why:
@@ -249,7 +250,8 @@ def average_hf(paths: Sequence[str], weights: Sequence[float] | None = None, *, 
   sources, w = plan_hf(paths, weights, normalize, out)
   first = sources[0]
   averager = Averager(sources, w, chunk_bytes)
-  names = sorted(first.ckpt.names(), key=lambda n: (first.ckpt.info(n).file, first.ckpt.info(n).start))
+  info = first.ckpt.info
+  names = sorted(first.ckpt.names(), key=lambda n: (info(n).file, info(n).start))
   done = {"count": 0}
 
   def produce(name):

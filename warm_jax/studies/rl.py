@@ -2,9 +2,10 @@
 weighted sum of standardised reward models (MORLHF's scalarised reward).
 
 `main(config, workdir)`: the policy starts from config.init_from (the SFT run, or a Hugging Face
-*ForCausalLM as hf:DIR, also the frozen reference) and maximises reward - rl.kl_coef * KL(policy || SFT) with config.rl.algorithm
-('reinforce', 'rloo' or 'ppo'; `warm_jax.train.policy`). config.reward.kind: 'gold' (the judge
-itself), 'rm' (a reward-model run, a WARM average or a Hugging Face reward model at reward.path) or 'rms' (the weighted sum
+*ForCausalLM as hf:DIR, also the frozen reference) and maximises
+reward - rl.kl_coef * KL(policy || SFT) with config.rl.algorithm ('reinforce', 'rloo' or 'ppo';
+`warm_jax.train.policy`). config.reward.kind: 'gold' (the judge itself), 'rm' (a reward-model
+run, a WARM average or a Hugging Face reward model at reward.path) or 'rms' (the weighted sum
 over reward.paths). Every step logs the proxy reward (what is optimised), the gold reward (the
 judge, config.gold: never optimised unless reward.kind='gold'), the KL, entropy and length.
 """

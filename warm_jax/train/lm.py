@@ -4,8 +4,8 @@
                                                          'weights': f32[B, T]}
 
 `weights[b, t]` says whether token t is a target; the model reads tokens[:, :-1] under
-mask[:, :-1] (inferred from pad id 0 when the batch has no 'mask') and predicts tokens[:, 1:]. This produces the shared pre-trained / SFT checkpoint every reward model and policy
-starts from. The loop (resume, eval, logging, checkpoints) is `warm_jax.train.loop`.
+mask[:, :-1] (inferred from pad id 0 when the batch has no 'mask') and predicts tokens[:, 1:].
+This produces the shared pre-trained / SFT checkpoint every reward model and policy starts from. The loop (resume, eval, logging, checkpoints) is `warm_jax.train.loop`.
 """
 
 from __future__ import annotations

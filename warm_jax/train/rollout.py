@@ -2,8 +2,8 @@
 
 `Rollout(state, prompt_batch)` samples k responses per prompt from the current policy
 (KV-cached decoding, the left-padded prompts read under the batch's 'prompt_mask', which the
-rollout passes on to the step), scores them with the reward function (host side: any callable on strings,
-e.g. a reward model, a WARM average, an ENS, or the gold reward) and the judge, and adds the
+rollout passes on to the step), scores them with the reward function (host side: any callable
+on strings, e.g. a reward model, a WARM average, an ENS, or the gold reward) and the judge, and adds the
 reference policy's log-probs (and, for PPO, the value head's values): the batch the pure
 `policy` step updates on. `response_logps` is the policy's log-probability of response tokens.
 """
