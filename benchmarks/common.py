@@ -224,3 +224,63 @@ class StepTimer:
     if not len(gaps):
       raise ValueError("not enough timed steps; raise --steps")
     return float(np.median(gaps))
+
+
+def write_synthetic_hf(out_dir: str, *, d_model: int, n_layers: int, n_heads: int, n_kv_heads: int,
+                       d_ff: int, vocab: int, kind: str = "rm", dtype: str = "bfloat16",
+                       seed: int = 0, max_shard_bytes: int = 5 << 30) -> str:
+  """A Llama-shaped Hugging Face directory of random weights (normal, std 0.02; tied embeddings):
+  `LlamaForSequenceClassification` (kind 'rm') or `LlamaForCausalLM` ('lm'), written with
+  warm_jax's own safetensors writer one tensor at a time (so a model larger than memory can be
+  made), and its config.json as export writes it. Returns out_dir (left alone if it holds one)."""
+  from warm_jax import configs
+  from warm_jax.pretrained import convert, families
+  from warm_jax.pretrained import safetensors_io as st
+  from warm_jax.pretrained.layout import tensor_layout
+  if os.path.exists(os.path.join(out_dir, "config.json")):
+    return out_dir
+  cfg = configs.model_config("tiny", vocab_size=vocab, max_len=4096)
+  cfg.update(d_model=d_model, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads,
+             d_ff=d_ff, tie_embeddings=True, scale_tied_logits=False, reward_head_bias=False)
+  np_dtype = np.dtype(convert._DTYPES[dtype])
+
+  def produce(i, shape):
+    rng = np.random.default_rng([seed, i])
+    return (rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)).astype(np_dtype)
+
+  entries = [st.TensorEntry(m.name, m.hf_shape, np_dtype, lambda i=i, s=m.hf_shape: produce(i, s))
+             for i, m in enumerate(tensor_layout(cfg, kind))]
+  config = families.hf_config_from_model(cfg, "llama", kind, tie_word_embeddings=True, dtype=dtype,
+                                         overrides={"pad_token_id": 0, "bos_token_id": 1,
+                                                    "eos_token_id": 2})
+
+  def fill(tmp):
+    st.write_checkpoint(tmp, entries, max_shard_bytes, metadata={"format": "pt"})
+    convert.write_json(os.path.join(tmp, "config.json"), config)
+  return convert.write_directory(out_dir, fill)
+
+
+def dir_bytes(path: str) -> int:
+  """Bytes of the files under `path`."""
+  return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+PEAK_MARK = "__peak_rss_kb="
+
+
+def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
+  """(wall seconds, peak RSS in bytes, output) of a command run in its own process, under
+  /usr/bin/time: the peak is the command's own. (A child's ru_maxrss as os.wait4 reports it
+  starts at the RSS its parent had when it forked, which a benchmark holding models would
+  inflate; /usr/bin/time forks from its own small process.)"""
+  import re
+  import subprocess
+  t0 = time.perf_counter()
+  proc = subprocess.run(["/usr/bin/time", "-f", PEAK_MARK + "%M", *cmd], stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT, env=env)
+  seconds = time.perf_counter() - t0
+  out = proc.stdout.decode(errors="replace")
+  if proc.returncode != 0:
+    raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-3000:]}")
+  peak = int(re.findall(re.escape(PEAK_MARK) + r"(\d+)", out)[-1]) * 1024
+  return seconds, peak, out

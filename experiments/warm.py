@@ -3,6 +3,8 @@ r"""The main job: WARM (arXiv 2401.12187) end to end on the embedded task, in on
     python experiments/warm.py --config=experiments/warm.py:cpu --workdir=runs/warm
     python experiments/warm.py --config=experiments/warm.py:cpu --workdir=runs/warm \
         --config.warm_rl.rl.kl_coef=0.003          # any stage's field can be overridden
+    python experiments/warm.py --config=experiments/warm.py:paper --workdir=runs/warm_gemma \
+        --config.init_from=hf:/models/gemma-2-2b   # from a pretrained model (docs/pretrained.md)
 
 Stages (`warm_jax.studies.warm.job`), each configured by its own experiment file, whose config
 is this one's section of the same name: pretrain (the shared LM), sft (keeps the checkpoints
@@ -34,6 +36,10 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   # Everything after SFT (the reward models, best-of-N's samples, RL) runs once per seed; seed 0
   # is the report's run, the others give the spread of its headline claims (e.g. (0, 1, 2)).
   c.seeds = (0,)
+  # '' = pre-train on the task; hf:DIR = start from a Hugging Face *ForCausalLM (a Gemma, Llama,
+  # Qwen or Mistral base): no pre-training stage, SFT from it, every stage's model and tokenizer
+  # its own (warm_jax.studies.warm.job.pretrained_job_config).
+  c.init_from = ""
   for stage in job.NAMES:  # each stage's own experiment config: experiments/<stage>.py
     c[stage] = configs.load_experiment(stage).get_config(variant)
   if variant == "cpu":

@@ -72,3 +72,45 @@ def data_dir(path):
       os.environ.pop("WARM_JAX_DATA_DIR", None)
     else:
       os.environ["WARM_JAX_DATA_DIR"] = old
+
+
+HF_TOKENIZER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "hf",
+                            "tokenizer")
+
+
+def write_tiny_hf(out_dir, kind="lm", seed=0, vocab_size=320, dtype="float32"):
+  """A tiny Llama-layout Hugging Face directory (warm_jax's own export of a fresh model, stored
+  in `dtype`) with the fixture BPE tokenizer (303 ids) padding with its eos, as Llama 3's does:
+  kind 'lm' writes a *ForCausalLM, 'rm' a *ForSequenceClassification (random score head)."""
+  import json
+
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+
+  from warm_jax import configs, pretrained
+  from warm_jax.models import LanguageModel, RewardModel
+  cfg = configs.model_config("tiny", vocab_size=vocab_size, max_len=64, reward_head_bias=False,
+                             scale_tied_logits=False)
+  model = (LanguageModel if kind == "lm" else RewardModel)(cfg)
+  params = nn.unbox(model.init(jax.random.key(seed), jnp.ones((1, 4), jnp.int32))["params"])
+  if kind == "rm":
+    head = params["reward_head"]["kernel"]
+    params["reward_head"]["kernel"] = jax.random.normal(jax.random.key(seed + 1), head.shape)
+  pretrained.export_hf(params, cfg, str(out_dir), tokenizer_dir=HF_TOKENIZER, eos_id=2, bos_id=1,
+                       pad_id=2, dtype=dtype)
+  path = os.path.join(str(out_dir), "tokenizer_config.json")
+  with open(path) as f:
+    tok_config = json.load(f)
+  tok_config["pad_token"] = "</s>"
+  with open(path, "w") as f:
+    json.dump(tok_config, f)
+  return str(out_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_hf(tmp_path_factory):
+  """{'lm': a tiny *ForCausalLM directory, 'rm': a tiny *ForSequenceClassification} (see
+  `write_tiny_hf`), shared by the tests of a session."""
+  root = tmp_path_factory.mktemp("tiny_hf")
+  return {"lm": write_tiny_hf(root / "lm", "lm"), "rm": write_tiny_hf(root / "rm", "rm")}

@@ -96,13 +96,13 @@ def _paths(c):
 # Leaves no rule owns here (read elsewhere, or free text), so the fuzzer leaves them out.
 NOT_VALIDATED_HERE = {
     "variant": "checked by get_config",
-    "init_from": "a path, read by the study", "init_step": "the reward-model study",
+    "init_step": "the reward-model study",
     "data.name": "registry, at load time", "data.tokenizer": "a path, at load time",
     "data.train_split": "at load time", "data.task": "warm_jax.data.embedded.validate, at load time",
     "data.data_dir": "at load time",
     "mesh.axes": "build_setup / sharding", "mesh.shape": "build_setup / sharding",
     "sharding.rules": "sharding.validate_rules", "train.eval_splits": "at load time",
-    "dpo.ref_checkpoint": "a path, the DPO study", "gold.path": "a path (its rule: with kind 'rm')",
+    "gold.path": "a path (its rule: with kind 'rm')",
     "reward.kind": "the RL study", "reward.path": "the RL study", "reward.paths": "the RL study",
     "reward.weights": "the RL study", "reward.offsets": "multi_objective",
     "reward.scales": "multi_objective", "reward.name": "free text (best-of-N's label)",

@@ -97,8 +97,8 @@ def test_load_reward_models_share_one_scorer_and_trimming_changes_no_reward(two_
   swapped = rms[0].with_params(rms[1].params)
   np.testing.assert_allclose(swapped.score(prompts, responses), rms[1].score(prompts, responses))
   # Dropping the all-padding columns (right-padded rows) leaves every reward unchanged.
-  tokens = rms[0].encode(prompts, responses)
-  trimmed = pipeline.trim_padding(tokens, multiple=4)
-  assert trimmed.shape[1] < tokens.shape[1]
-  np.testing.assert_allclose(rms[0].score_tokens(trimmed), rms[0].score_tokens(tokens),
+  tokens, mask = rms[0].encode(prompts, responses)
+  trimmed = pipeline.trim_padding(tokens, mask, multiple=4)
+  assert trimmed[0].shape[1] < tokens.shape[1]
+  np.testing.assert_allclose(rms[0].score_tokens(*trimmed), rms[0].score_tokens(tokens, mask),
                              rtol=1e-5, atol=1e-6)

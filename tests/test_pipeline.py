@@ -109,13 +109,17 @@ def test_flip_labels_swaps_an_exact_seeded_fraction():
 
 
 def test_trim_padding_drops_only_all_padding_columns():
-  t = np.zeros((3, 40), np.int32)
-  t[0, :5] = 7
-  t[1, :19] = 7
-  assert pipeline.trim_padding(t, multiple=8).shape == (3, 24)
-  assert pipeline.trim_padding(t, multiple=1).shape == (3, 19)
-  assert pipeline.trim_padding(t, multiple=64).shape == (3, 40)
-  assert pipeline.trim_padding(np.zeros((2, 8), np.int32), multiple=1).shape == (2, 1)
+  t = np.full((3, 40), 2, np.int32)  # pad id 2 = eos: only the mask tells padding apart
+  m = np.zeros((3, 40), bool)
+  m[0, :5] = True
+  m[1, :19] = True
+  assert pipeline.trim_padding(t, m, multiple=8)[0].shape == (3, 24)
+  tokens, mask = pipeline.trim_padding(t, m, multiple=1)
+  assert tokens.shape == mask.shape == (3, 19) and mask[1].all() and not mask[2].any()
+  assert pipeline.trim_padding(t, m, multiple=64)[0].shape == (3, 40)
+  assert pipeline.trim_padding(t[:2, :8], m[1:, :8] & False, multiple=1)[0].shape == (2, 1)
+  with pytest.raises(ValueError, match="shape"):
+    pipeline.trim_padding(t, m[:, :8])
 
 
 def test_concat_reads_sources_in_order():

@@ -18,10 +18,10 @@ def lm():
 
 def test_cached_greedy_equals_uncached_greedy(lm):
   model, params = lm
-  prompts = jnp.asarray(sampling.left_pad([[5, 6, 7], [8, 9, 10, 11, 12], [13]]))
+  prompts, mask = sampling.left_pad([[5, 6, 7], [8, 9, 10, 11, 12], [13]])
   kw = dict(max_new_tokens=10, temperature=0.0, eos_id=2)
-  a = sampling.generate(model, params, prompts, jax.random.key(1), use_cache=True, **kw)
-  b = sampling.generate(model, params, prompts, jax.random.key(1), use_cache=False, **kw)
+  a = sampling.generate(model, params, prompts, jax.random.key(1), mask, use_cache=True, **kw)
+  b = sampling.generate(model, params, prompts, jax.random.key(1), mask, use_cache=False, **kw)
   np.testing.assert_array_equal(a["tokens"], b["tokens"])
   np.testing.assert_array_equal(a["mask"], b["mask"])
   np.testing.assert_allclose(a["logprobs"], 0.0)  # greedy: probability one
@@ -29,10 +29,10 @@ def test_cached_greedy_equals_uncached_greedy(lm):
 
 def test_cached_sampling_equals_uncached_sampling_and_stops_at_eos(lm):
   model, params = lm
-  prompts = jnp.asarray(sampling.left_pad([[5, 6, 7], [8, 9]]))
+  prompts, mask = sampling.left_pad([[5, 6, 7], [8, 9]])
   kw = dict(max_new_tokens=12, temperature=1.0, top_k=20, eos_id=3)
-  a = sampling.generate(model, params, prompts, jax.random.key(7), use_cache=True, **kw)
-  b = sampling.generate(model, params, prompts, jax.random.key(7), use_cache=False, **kw)
+  a = sampling.generate(model, params, prompts, jax.random.key(7), mask, use_cache=True, **kw)
+  b = sampling.generate(model, params, prompts, jax.random.key(7), mask, use_cache=False, **kw)
   np.testing.assert_array_equal(a["tokens"], b["tokens"])
   np.testing.assert_allclose(a["logprobs"], b["logprobs"], rtol=1e-4, atol=1e-4)
   for row, m in zip(np.asarray(a["tokens"]), np.asarray(a["mask"])):

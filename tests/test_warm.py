@@ -141,7 +141,7 @@ def test_lmc_endpoints_are_the_members_and_ens_is_linear(job):
   wa = scorers[0].with_params(averaging.interpolate(scorers[0].params, scorers[1].params, lam))
   for s in res["subsets"]:
     assert mid["wa"][s] == pytest.approx(evaluation.pair_accuracy(
-        wa.score_tokens(sets[s][0]), wa.score_tokens(sets[s][1])))
+        wa.score_tokens(*sets[s][0]), wa.score_tokens(*sets[s][1])))
   # M = all members: the label-noise run's WARM and ENS.
   full = res["by_m"][-1]
   for s in res["subsets"]:
@@ -216,7 +216,7 @@ def test_seeds_repeat_the_stochastic_stages_under_offset_seeds():
   from warm_jax import stages
   c = warm.get_config("tiny")
   c.seeds = (0, 2)
-  job_stages = warm_job.job_stages(c.seeds)
+  job_stages = warm_job.job_stages(c)
   names = [s.name for s in job_stages]
   assert names[:6] == list(warm_job.NAMES)  # seed 0's stages are the job's plain ones
   assert names[6:] == [f"{n}_seed2" for n in warm_job.NAMES[2:]]  # pre-training and SFT shared

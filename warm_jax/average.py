@@ -1,17 +1,27 @@
-r"""Weight-average reward-model checkpoints (WARM) into a new checkpoint.
+r"""Weight-average reward-model checkpoints (WARM) into a new checkpoint or Hugging Face directory.
 
     python -m warm_jax.average --ckpt runs/rm_a --ckpt runs/rm_b --ckpt runs/rm_c --out runs/warm
     python -m warm_jax.average --ckpt runs/rm_a@300 --ckpt runs/rm_b --weights 2 1 --out runs/warm
     python -m warm_jax.average --ckpt base --ckpt ft1 --ckpt ft2 --weights -1 1 1 \
         --no-normalize --out runs/task_sum
+    python -m warm_jax.average --ckpt hf:rm_a_hf --ckpt hf:rm_b_hf --out warm_hf      # HF in, HF out
+    python -m warm_jax.average --ckpt runs/rm_a --ckpt runs/rm_b --out warm_hf --out_format hf
 
 Each --ckpt is a run directory (holding checkpoints/) or a checkpoint directory, optionally with
-@STEP (default: its latest complete step). Weights are normalised to sum to 1 unless
---no-normalize. Checkpoints are streamed one at a time into a float32 running sum (peak memory
-~2 models whatever their number), one progress line per checkpoint read. Every input is validated
-before anything is read or written; the output is written atomically and is a regular
-params-only checkpoint (its metadata records the sources, steps, weights and config), so it loads
-like any other (`warm_jax.load_reward_model(out)`, `checkpoints.restore_params(out)`).
+@STEP (default: its latest complete step), or a Hugging Face model directory (hf:DIR, or a
+directory holding config.json and safetensors weights); the inputs are all checkpoints or all
+Hugging Face directories of one architecture, never a mix. Weights are normalised to sum to 1
+unless --no-normalize. --out_format: 'warm_jax' (a params-only checkpoint) or 'hf' (a Hugging
+Face directory); default: the inputs' format. Hugging Face inputs give a Hugging Face directory
+(`averaging.hf.average_hf`: streamed tensor by tensor, peak memory about one tensor whatever the
+model's size); checkpoints are streamed one at a time into a float32 running sum (peak memory ~2
+models whatever their number), one progress line per checkpoint read, and with --out_format hf the
+average is exported (`pretrained.export_run`: the family of the runs' model, the tokenizer of the
+Hugging Face model they started from, if any; --drop_reward_bias drops a non-zero reward-head
+bias, which the family's `score` layer cannot hold). Every input is validated before anything is
+read or written; the output is written atomically; a checkpoint output records the sources,
+steps, weights and config in its metadata (it loads like any other:
+`warm_jax.load_reward_model(out)`), a Hugging Face output in warm_jax_average.json.
 Exit status 2 on invalid input (with the reason), 0 on success.
 """
 
@@ -19,11 +29,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
 from warm_jax import averaging
+from warm_jax.averaging import hf
 from warm_jax.train import metrics
+
+FORMATS = ("warm_jax", "hf")
 
 
 def parse_ckpt(spec: str) -> tuple[str, int | None]:
@@ -39,14 +53,38 @@ def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog="python -m warm_jax.average",
                               description="Weight-average checkpoints (WARM).")
   p.add_argument("--ckpt", action="append", required=True, metavar="PATH[@STEP]",
-                 help="a checkpoint (repeat once per model)")
+                 help="a checkpoint or a Hugging Face directory (repeat once per model)")
   p.add_argument("--weights", nargs="+", type=float, default=None,
                  help="one weight per --ckpt (default: uniform); normalised to sum to 1")
   p.add_argument("--no-normalize", dest="normalize", action="store_false",
                  help="use the weights as given (any sign): a task-arithmetic sum")
-  p.add_argument("--out", required=True, help="output checkpoint directory (must not hold one)")
+  p.add_argument("--out", required=True, help="output directory (must not hold a checkpoint; a "
+                 "Hugging Face output must not exist)")
+  p.add_argument("--out_format", choices=FORMATS, default=None,
+                 help="a warm_jax checkpoint or a Hugging Face directory (default: as the inputs)")
+  p.add_argument("--drop_reward_bias", action="store_true",
+                 help="--out_format hf from checkpoints: drop a non-zero reward-head bias")
   p.add_argument("--quiet", action="store_true", help="no progress lines")
   return p
+
+
+def _check(paths, steps, weights, normalize, out, out_format) -> tuple[str, str]:
+  """(input format, output format), after validating everything (raises on bad input)."""
+  fmt = hf.input_format(paths)
+  out_format = out_format or fmt
+  if fmt == "hf":
+    if any(s is not None for s in steps):
+      raise ValueError(f"--ckpt ...@{next(s for s in steps if s is not None)}: Hugging Face "
+                       "directories have no steps")
+    if out_format != "hf":
+      raise ValueError("Hugging Face inputs are averaged into a Hugging Face directory "
+                       "(--out_format hf)")
+    hf.plan_hf(paths, weights, normalize, out)
+  else:
+    if out_format == "hf" and os.path.exists(out):
+      raise FileExistsError(f"output {out} exists; refusing to overwrite it")
+    averaging.plan(paths, weights, steps, normalize, None if out_format == "hf" else out)
+  return fmt, out_format
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,15 +92,33 @@ def main(argv: list[str] | None = None) -> int:
   specs = [parse_ckpt(c) for c in args.ckpt]
   paths, steps = [p for p, _ in specs], [s for _, s in specs]
   try:
-    sources, weights = averaging.plan(paths, args.weights, steps, args.normalize, args.out)
+    fmt, out_format = _check(paths, steps, args.weights, args.normalize, args.out,
+                             args.out_format)
   except (ValueError, FileNotFoundError, FileExistsError, TypeError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
 
   from warm_jax.train.metrics import Progress
+  t0 = time.time()
+  if fmt == "hf":
+    bar: list = []
+
+    def on_tensor(i, n, name):
+      if not bar:
+        bar.append(Progress(n, "averaging tensors", enabled=not args.quiet))
+      bar[0].update(i, name)
+
+    meta = hf.average_hf(paths, args.weights, out=args.out, normalize=args.normalize,
+                         on_tensor=on_tensor)
+    if not args.quiet:
+      bar[0].close(bar[0].total, "done")
+      print(json.dumps({"out": args.out, "weights": meta["weights"], "format": "hf",
+                        "bytes_read": meta["bytes_read"], "seconds": round(time.time() - t0, 2)}))
+    return 0
+
+  sources, weights = averaging.plan(paths, args.weights, steps, args.normalize)
   total_bytes = sum(s.nbytes for s, w in zip(sources, weights) if w != 0)
   progress = Progress(len(sources), "averaging", enabled=not args.quiet)
-  t0 = time.time()
   state = {"bytes": 0}
 
   def on_read(i, src, seconds):
@@ -72,13 +128,22 @@ def main(argv: list[str] | None = None) -> int:
                     f"({metrics.format_bytes(src.nbytes)} in {seconds:.1f}s, "
                     f"{metrics.format_bytes(rate)}/s)", force=True)
 
-  _, meta = averaging.average_checkpoints(
+  params, meta = averaging.average_checkpoints(
       [s.path for s in sources], args.weights, steps=[s.step for s in sources],
-      normalize=args.normalize, out=args.out, on_read=on_read)
+      normalize=args.normalize, out=args.out if out_format == "warm_jax" else None,
+      on_read=on_read)
+  if out_format == "hf":
+    from warm_jax import pretrained
+    try:
+      pretrained.export_run(params, meta["config"], args.out,
+                            drop_reward_bias=args.drop_reward_bias)
+    except (ValueError, FileExistsError) as e:  # nothing written: e.g. a reward-head bias
+      print(f"error: {e}", file=sys.stderr)
+      return 2
   if not args.quiet:
     progress.close(len(sources), "done")
     print(json.dumps({"out": args.out, "weights": meta["weights"], "steps": meta["steps"],
-                      "model_fingerprint": meta["model_fingerprint"],
+                      "format": out_format, "model_fingerprint": meta["model_fingerprint"],
                       "bytes_read": total_bytes, "seconds": round(time.time() - t0, 2)}))
   return 0
 

@@ -341,6 +341,20 @@ def text(field: str, **kw) -> Rule:
               **kw)
 
 
+HF_PREFIX = "hf:"  # how a config names a Hugging Face directory (read by warm_jax.pretrained.hf_dir)
+
+
+def init_source(field: str, **kw) -> Rule:
+  """Where a run starts from: '' (nothing), a warm_jax run or checkpoint directory, or hf:DIR (a
+  Hugging Face model directory). Whether it exists is checked where it is read."""
+  def ok(v, c):
+    if not isinstance(v, str) or v != v.strip():
+      return False
+    return not v.startswith(HF_PREFIX) or v[len(HF_PREFIX):].strip() != ""
+  return Rule(field, ok, "'' (none), a run or checkpoint directory, or hf:DIR (a Hugging Face "
+              "model directory), without surrounding spaces", **kw)
+
+
 def sequence(field: str, item: Callable[[Any], bool], must: str, min_len: int = 1,
              distinct: bool = False, **kw) -> Rule:
   """A tuple or list of at least `min_len` items, each accepted by `item` (distinct, if asked)."""
@@ -463,7 +477,8 @@ def _new_tokens(c) -> int:
 COMMON_RULES = (*DATA_RULES, *MODEL_RULES, *OPTIM_RULES, *TRAIN_RULES, Rule(
     "data.max_len", lambda v, c: v + _new_tokens(c) <= c.model.max_len,
     "at most config.model.max_len (minus rl.max_new_tokens: the responses)",
-    reads=("model.max_len", "rl.max_new_tokens")))
+    reads=("model.max_len", "rl.max_new_tokens")),
+    init_source("init_from", optional=True))  # where a run starts (absent from DPO's: its reference)
 
 
 def train_config(**fields) -> ml_collections.ConfigDict:

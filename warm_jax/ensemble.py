@@ -48,11 +48,11 @@ def check_members(members: Sequence[Any]) -> None:
 
 def make_ensemble_fn(model: nn.Module, return_variance: bool = False, rules=(),
                      in_shardings=None, out_shardings=None) -> Callable:
-  """jit of (members tuple, tokens) -> mean rewards [B] (or (mean, var)); the logical-axis
-  `rules` are active while tracing so activation constraints resolve to mesh axes."""
-  def fn(members, tokens):
+  """jit of (members tuple, tokens, mask=None) -> mean rewards [B] (or (mean, var)); the
+  logical-axis `rules` are active while tracing so activation constraints resolve to mesh axes."""
+  def fn(members, tokens, mask=None):
     with nn.logical_axis_rules(tuple(rules)):
-      return ensemble_rewards(model, members, tokens, return_variance=return_variance)
+      return ensemble_rewards(model, members, tokens, mask, return_variance=return_variance)
   kwargs = {}
   if in_shardings is not None:
     kwargs["in_shardings"] = in_shardings
@@ -73,5 +73,5 @@ class Ensemble:
   def __len__(self) -> int:
     return len(self.members)
 
-  def __call__(self, tokens: jax.Array, return_variance: bool = False):
-    return self._fns[bool(return_variance)](self.members, tokens)
+  def __call__(self, tokens: jax.Array, return_variance: bool = False, mask: jax.Array | None = None):
+    return self._fns[bool(return_variance)](self.members, tokens, mask)

@@ -1,9 +1,11 @@
 """Batched autoregressive decoding with a KV cache; `PolicySampler` for comparing policies.
 
-`generate(model, params, prompts, rng, ...)` takes left-padded prompt tokens [B, P] (see
-`left_pad`) and returns the sampled continuation [B, N], the log-probabilities of each sampled
-token under the sampling distribution (after temperature / top-k / top-p), and a mask of the real
-tokens (up to and including the first EOS; later slots are PAD). Decoding runs in one jitted
+`generate(model, params, prompts, rng, prompt_mask, ...)` takes left-padded prompt tokens [B, P]
+and their mask (see `left_pad`; without a mask, padding is inferred from pad id 0, the embedded
+task's, which is wrong wherever the pad id is a real token) and returns the sampled continuation
+[B, N], the log-probabilities of each sampled token under the sampling distribution (after
+temperature / top-k / top-p), and a mask of the real tokens (up to and including the first EOS;
+later slots are PAD). Decoding runs in one jitted
 `lax.while_loop` that stops once every row has emitted EOS. With `use_cache=False` every step re-runs
 the full prefix instead (the reference the cache is tested against, and the benchmark's baseline).
 Sharding follows the inputs: put the prompts on the batch sharding and the params on theirs.
@@ -27,16 +29,15 @@ from warm_jax.models.transformer import PAD_ID, default_positions
 Array = jax.Array
 
 
-def left_pad(rows: Sequence[Sequence[int]], length: int | None = None) -> np.ndarray:
-  """Left-pads token rows to a common length (the longest row by default; longer rows are cut
-  from the left) so all prompts end at the same slot."""
+def left_pad(rows: Sequence[Sequence[int]], length: int | None = None,
+             pad_id: int = PAD_ID) -> tuple[np.ndarray, np.ndarray]:
+  """(tokens int32 [B, length], mask bool [B, length]): token rows left-padded with pad_id to a
+  common length (the longest row by default; longer rows are cut from the left) so all prompts
+  end at the same slot; the mask is True at the rows' own tokens."""
+  from warm_jax.data import pipeline
   length = length or max(len(r) for r in rows)
-  out = np.full((len(rows), length), PAD_ID, np.int32)
-  for i, r in enumerate(rows):
-    r = list(r)[-length:]
-    if r:
-      out[i, length - len(r):] = r
-  return out
+  tokens, mask = zip(*(pipeline.left_padded(r, length, pad_id) for r in rows))
+  return np.stack(tokens), np.stack(mask)
 
 
 def process_logits(logits: Array, temperature: float, top_k: int, top_p: float) -> Array:
@@ -69,32 +70,36 @@ def _empty_cache(model: nn.Module, batch: int):
 
 def make_generate(model: nn.Module, *, max_new_tokens: int, temperature: float = 1.0,
                   top_k: int = 0, top_p: float = 1.0, eos_id: int = 2,
-                  use_cache: bool = True) -> Callable[[object, Array, Array], dict[str, Array]]:
-  """A jitted `fn(params, prompts, rng) -> {'tokens', 'logprobs', 'mask'}` for these settings;
-  build it once and call it many times (each new shape of prompts compiles once)."""
+                  use_cache: bool = True) -> Callable[..., dict[str, Array]]:
+  """A jitted `fn(params, prompts, rng, prompt_mask=None) -> {'tokens', 'logprobs', 'mask'}` for
+  these settings; build it once and call it many times (each new shape of prompts compiles
+  once)."""
   return jax.jit(functools.partial(_generate, model, max_new_tokens=max_new_tokens,
                                    temperature=temperature, top_k=top_k, top_p=top_p,
                                    eos_id=eos_id, use_cache=use_cache))
 
 
-def generate(model: nn.Module, params, prompts: Array, rng: Array, **settings) -> dict[str, Array]:
+def generate(model: nn.Module, params, prompts: Array, rng: Array, prompt_mask: Array | None = None,
+             **settings) -> dict[str, Array]:
   """One-off convenience around `make_generate` (compiles on every call: use make_generate in loops)."""
-  return make_generate(model, **settings)(params, prompts, rng)
+  return make_generate(model, **settings)(params, prompts, rng, prompt_mask)
 
 
-def _generate(model: nn.Module, params, prompts: Array, rng: Array, *, max_new_tokens: int,
-              temperature: float, top_k: int, top_p: float, eos_id: int,
-              use_cache: bool) -> dict[str, Array]:
-  """Samples up to `max_new_tokens` tokens after left-padded `prompts` [B, P].
+def _generate(model: nn.Module, params, prompts: Array, rng: Array,
+              prompt_mask: Array | None = None, *, max_new_tokens: int, temperature: float,
+              top_k: int, top_p: float, eos_id: int, use_cache: bool) -> dict[str, Array]:
+  """Samples up to `max_new_tokens` tokens after left-padded `prompts` [B, P] (real where
+  `prompt_mask`; None: where not pad id 0).
 
-  Returns {'tokens': [B, N], 'logprobs': [B, N], 'mask': [B, N]} with N = max_new_tokens.
+  Returns {'tokens': [B, N], 'logprobs': [B, N], 'mask': [B, N]} with N = max_new_tokens (slots
+  after a row's eos hold PAD_ID, masked out).
   """
   b, p = prompts.shape
   n = max_new_tokens
   if p + n > model.cfg.max_len:
     raise ValueError(f"prompt length {p} + max_new_tokens {n} exceeds the model's max_len "
                      f"{model.cfg.max_len}")
-  prompt_mask = prompts != PAD_ID
+  prompt_mask = prompts != PAD_ID if prompt_mask is None else prompt_mask.astype(bool)
   prompt_pos = default_positions(prompt_mask)
   next_pos = jnp.sum(prompt_mask, axis=1)  # position of the first generated token, per row
   pick = lambda logp, key: jax.random.categorical(key, logp, axis=-1)
@@ -167,14 +172,16 @@ def sample_texts(model: nn.Module, params, tokenizer, prompts: Sequence[str], *,
   `generate_fn` (from make_generate) avoids recompiling across calls."""
   fn = generate_fn or make_generate(model, max_new_tokens=max_new_tokens, temperature=temperature,
                                     top_k=top_k, top_p=top_p, eos_id=tokenizer.eos_id)
-  rows = [[tokenizer.bos_id] + list(tokenizer.encode(p)) for p in prompts]
+  from warm_jax.data import pipeline
+  rows = [pipeline.with_bos(tokenizer.encode(p), tokenizer.bos_id) for p in prompts]
   out: list[str] = []
   for start in range(0, len(rows), batch_size):
     chunk = rows[start:start + batch_size]
     real = len(chunk)
     chunk = chunk + [chunk[-1]] * (batch_size - real)
-    res = fn(params, jnp.asarray(left_pad(chunk, prompt_len)),
-             jax.random.fold_in(jax.random.key(seed), start))
+    tokens, mask = left_pad(chunk, prompt_len, pipeline.pad_id_of(tokenizer))
+    res = fn(params, jnp.asarray(tokens), jax.random.fold_in(jax.random.key(seed), start),
+             jnp.asarray(mask))
     out += decode_texts(tokenizer, np.asarray(res["tokens"]), np.asarray(res["mask"]),
                         tokenizer.eos_id)[:real]
   return out
@@ -294,10 +301,6 @@ def main(argv=None) -> dict:
       t, g = out[run][i]
       print(f"  {run:<24} [gold {g:.2f}] {t}")
   return out
-
-
-if __name__ == "__main__":
-  main()
 
 
 if __name__ == "__main__":

@@ -6,11 +6,20 @@ numpy rewards out.
     warm = warm_jax.load_averaged(["runs/rm_a", "runs/rm_b"], weights=[0.5, 0.5])   # WARM
     ens = warm_jax.load_ensemble(["runs/rm_a", "runs/rm_b"])       # ENS: M forward passes
     mean, var = ens.score(prompts, responses, return_variance=True)
+    hf = warm_jax.load_reward_model("hf:Skywork-Reward-Llama-3.1-8B", max_len=1024)
+    warm = warm_jax.load_averaged(["hf:rm_a_hf", "hf:rm_b_hf"])   # WARM of HF reward models
+
+A Hugging Face *ForSequenceClassification directory (hf:DIR, or a directory with config.json and
+safetensors weights) loads with its own tokenizer, in float32, rows padded to `max_len` (default
+`HF_MAX_LEN`, at most its max_position_embeddings); `load_averaged` takes either only such
+directories (of one architecture: `warm_jax.averaging.hf`) or only warm_jax checkpoints.
 
 Each text pair is tokenised with the run's tokenizer (or the one passed in) as
 [bos] prompt response [eos] (`pipeline.join_prompt_response`), padded to the run's
-config.data.max_len, and scored in fixed-size batches by one jitted function (the last batch is
-padded, so there is a single compilation). Parameters are restored onto a mesh with the run's
+config.data.max_len with a mask of its real tokens (`encode` returns both; the reward is read at
+the last real token, the eos, even where the pad id is the eos id), and scored in fixed-size
+batches by one jitted function (the last batch is padded, so there is a single compilation).
+Parameters are restored onto a mesh with the run's
 axis names: one device by default, or `mesh_shape`/`devices` for a sharded model.
 """
 
@@ -25,11 +34,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from warm_jax import averaging, checkpoints, ensemble
+from warm_jax import averaging, checkpoints, ensemble, errors
 from warm_jax import sharding as shd
 from warm_jax.data import pipeline
 from warm_jax.models import RewardModel
 from warm_jax.train.init import abstract_params
+
+HF_MAX_LEN = 512  # rows of a Hugging Face reward model, unless max_len says otherwise
 
 
 class RewardScorer:
@@ -49,13 +60,15 @@ class RewardScorer:
   def _compile(self):
     model, rules = self.model, self.rules
 
-    def rewards(params, tokens):
+    def rewards(params, tokens, mask):
       with nn.logical_axis_rules(rules):
-        return model.apply({"params": params}, tokens).astype(jnp.float32)
+        return model.apply({"params": params}, tokens, mask).astype(jnp.float32)
     return jax.jit(rewards, out_shardings=shd.replicated(self.mesh))
 
-  def encode(self, prompts: Sequence[str] | str, responses: Sequence[str] | str) -> np.ndarray:
-    """int32 [N, max_len] token rows of the (prompt, response) pairs."""
+  def encode(self, prompts: Sequence[str] | str, responses: Sequence[str] | str
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens int32 [N, max_len], mask bool [N, max_len]): the (prompt, response) pairs' rows
+    and their real tokens."""
     prompts, responses = _as_list(prompts, "prompts"), _as_list(responses, "responses")
     if len(prompts) == 1 and len(responses) > 1:
       prompts = prompts * len(responses)  # one prompt, several responses
@@ -63,31 +76,50 @@ class RewardScorer:
       raise ValueError(f"got {len(prompts)} prompts and {len(responses)} responses; give one "
                        "prompt per response (or a single prompt)")
     tok = self.tokenizer
-    rows = [pipeline.pad_to(pipeline.join_prompt_response(
+    rows = [pipeline.padded(pipeline.join_prompt_response(
         tok.encode(p), tok.encode(r), self.max_len, tok.bos_id, tok.eos_id), self.max_len,
-        getattr(tok, "pad_id", pipeline.PAD_ID)) for p, r in zip(prompts, responses)]
-    return np.stack(rows) if rows else np.zeros((0, self.max_len), np.int32)
+        pipeline.pad_id_of(tok)) for p, r in zip(prompts, responses)]
+    if not rows:
+      return np.zeros((0, self.max_len), np.int32), np.zeros((0, self.max_len), bool)
+    return np.stack([t for t, _ in rows]), np.stack([m for _, m in rows])
 
-  def _batches(self, tokens: np.ndarray):
+  def mask_of(self, tokens: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """`mask`, or when None the non-pad tokens of right-padded rows: refused where the pad id is
+    also the eos id (the eos would be hidden: pass the mask `encode` returns)."""
+    if mask is not None:
+      mask = np.asarray(mask, bool)
+      if mask.shape != np.shape(tokens):
+        raise ValueError(f"mask {mask.shape} does not match tokens {np.shape(tokens)}")
+      return mask
+    pad = pipeline.pad_id_of(self.tokenizer)
+    if pad == getattr(self.tokenizer, "eos_id", None):
+      raise ValueError(f"the tokenizer's pad id {pad} is its eos id: pass the rows' mask "
+                       "(`encode` returns it), padding cannot be told from the eos")
+    return np.asarray(tokens) != pad
+
+  def _batches(self, tokens: np.ndarray, mask: np.ndarray):
     n, b = tokens.shape[0], self.batch_size
     for start in range(0, n, b):
-      chunk = tokens[start:start + b]
+      chunk, chunk_mask = tokens[start:start + b], mask[start:start + b]
       real = chunk.shape[0]
       if real < b:  # pad with copies of the last row: one compiled shape
         chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - real, axis=0)])
-      yield real, jax.device_put(chunk, self._batch_sharding)
+        chunk_mask = np.concatenate([chunk_mask, np.repeat(chunk_mask[-1:], b - real, axis=0)])
+      yield real, (jax.device_put(chunk, self._batch_sharding),
+                   jax.device_put(chunk_mask, self._batch_sharding))
 
-  def score_tokens(self, tokens: np.ndarray) -> np.ndarray:
-    """Rewards [N] of token rows [N, T]."""
+  def score_tokens(self, tokens: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Rewards [N] of token rows [N, T] with their mask (see `mask_of` for None)."""
+    tokens = np.asarray(tokens, np.int32)
     out = []
     with jax.set_mesh(self.mesh):
-      for real, batch in self._batches(np.asarray(tokens, np.int32)):
-        out.append(np.asarray(self._fn(self.params, batch))[:real])
+      for real, batch in self._batches(tokens, self.mask_of(tokens, mask)):
+        out.append(np.asarray(self._fn(self.params, *batch))[:real])
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
   def score(self, prompts: Sequence[str] | str, responses: Sequence[str] | str) -> np.ndarray:
     """Rewards (float32 [N]) of N (prompt, response) pairs."""
-    return self.score_tokens(self.encode(prompts, responses))
+    return self.score_tokens(*self.encode(prompts, responses))
 
   def with_params(self, params: Any, meta: dict | None = None) -> "RewardScorer":
     """The same model, tokenizer and compiled scoring function with other parameters of the same
@@ -116,15 +148,17 @@ class EnsembleScorer(RewardScorer):
                                          out_shardings=(rep, rep) if v else rep)
             for v in (False, True)}
 
-  def score_tokens(self, tokens: np.ndarray, return_variance: bool = False):
+  def score_tokens(self, tokens: np.ndarray, mask: np.ndarray | None = None,
+                   return_variance: bool = False):
+    tokens = np.asarray(tokens, np.int32)
     means, variances = [], []
     with jax.set_mesh(self.mesh):
-      for real, batch in self._batches(np.asarray(tokens, np.int32)):
+      for real, batch in self._batches(tokens, self.mask_of(tokens, mask)):
         if return_variance:
-          m, v = self._fn[True](self.params, batch)
+          m, v = self._fn[True](self.params, *batch)
           variances.append(np.asarray(v)[:real])
         else:
-          m = self._fn[False](self.params, batch)
+          m = self._fn[False](self.params, *batch)
         means.append(np.asarray(m)[:real])
     mean = np.concatenate(means) if means else np.zeros((0,), np.float32)
     if return_variance:
@@ -132,7 +166,7 @@ class EnsembleScorer(RewardScorer):
     return mean
 
   def score(self, prompts, responses, return_variance: bool = False):
-    return self.score_tokens(self.encode(prompts, responses), return_variance)
+    return self.score_tokens(*self.encode(prompts, responses), return_variance=return_variance)
 
   def __len__(self) -> int:
     return len(self.params)
@@ -174,36 +208,81 @@ def _prepare(path: str, step, tokenizer, devices, mesh_shape):
   return ckpt, meta, config, model, mesh, rules, tokenizer
 
 
-def load_reward_model(path: str, step: int | None = None, *, tokenizer=None, batch_size: int = 32,
-                      devices=None, mesh_shape=None) -> RewardScorer:
-  """A trained (or averaged) reward model from a run directory or checkpoint directory.
+def _hf_scorer(load, directory: str, tokenizer, batch_size: int, devices, mesh_shape,
+               max_len: int | None, meta: dict) -> RewardScorer:
+  """A RewardScorer of a Hugging Face reward model: `load(mesh, rules)` returns its
+  `pretrained.Pretrained` (one directory, or an average of several) on the mesh."""
+  from warm_jax import pretrained
+  from warm_jax.configs import DEFAULT_RULES, mesh_config
+  spec = pretrained.read_spec(directory)
+  if spec.kind != "rm":
+    raise errors.InputError(f"{directory} holds a language model "
+                            f"({spec.hf_config.get('architectures')}), not a reward model "
+                            "(*ForSequenceClassification with one label)")
+  config = ml_collections.ConfigDict({"mesh": mesh_config(), "sharding": {"rules": DEFAULT_RULES}})
+  mesh, rules = _mesh_for(config, devices, mesh_shape), DEFAULT_RULES
+  pre = load(mesh, rules)
+  tokenizer = tokenizer or pretrained.load_tokenizer(directory,
+                                                     model_vocab_size=pre.model_cfg.vocab_size)
+  max_len = max_len or min(HF_MAX_LEN, pre.model_cfg.max_len)
+  config.model = pre.model_cfg
+  return RewardScorer(pre.model(), pre.params, tokenizer, max_len, mesh=mesh, rules=rules,
+                      batch_size=batch_size, config=config, meta=meta)
 
-  `tokenizer`: defaults to the run's (`warm_jax.data.load_tokenizer(config.data)`).
-  `devices`/`mesh_shape`: where to put the parameters (default: the first device)."""
+
+def load_reward_model(path: str, step: int | None = None, *, tokenizer=None, batch_size: int = 32,
+                      devices=None, mesh_shape=None, max_len: int | None = None) -> RewardScorer:
+  """A trained (or averaged) reward model from a run directory or checkpoint directory, or a
+  Hugging Face reward model (hf:DIR).
+
+  `tokenizer`: defaults to the run's (`warm_jax.data.load_tokenizer(config.data)`), or the
+  directory's. `devices`/`mesh_shape`: where to put the parameters (default: the first device).
+  `max_len`: the rows' length (default: the run's config.data.max_len; `HF_MAX_LEN`)."""
+  from warm_jax import pretrained
+  directory = pretrained.hf_dir(path)
+  if directory is not None:
+    if step is not None:
+      raise errors.InputError(f"{path} is a Hugging Face directory: it has no step {step}")
+    return _hf_scorer(lambda mesh, rules: pretrained.load_hf(directory, mesh=mesh, rules=rules),
+                      directory, tokenizer, batch_size, devices, mesh_shape, max_len,
+                      {"path": directory})
   ckpt, meta, config, model, mesh, rules, tokenizer = _prepare(path, step, tokenizer, devices,
                                                                mesh_shape)
   params = checkpoints.restore_params(ckpt, meta.get("step", step),
                                       target=abstract_params(model, mesh, rules))
-  return RewardScorer(model, params, tokenizer, config.data.max_len, mesh=mesh, rules=rules,
-                      batch_size=batch_size, config=config, meta={"path": ckpt, **meta})
+  return RewardScorer(model, params, tokenizer, max_len or config.data.max_len, mesh=mesh,
+                      rules=rules, batch_size=batch_size, config=config,
+                      meta={"path": ckpt, **meta})
 
 
 def load_averaged(paths: Sequence[str], weights: Sequence[float] | None = None, *,
                   steps: Sequence[int | None] | None = None, normalize: bool = True,
                   tokenizer=None, batch_size: int = 32, devices=None,
-                  mesh_shape=None) -> RewardScorer:
+                  mesh_shape=None, max_len: int | None = None) -> RewardScorer:
   """WARM in memory: the weighted average of the checkpoints (streamed: ~2 models of memory),
-  as a `RewardScorer`. Nothing is written."""
+  or of Hugging Face reward models (streamed tensor by tensor: `averaging.hf`; all of one
+  architecture, no mix with checkpoints), as a `RewardScorer`. Nothing is written."""
+  from warm_jax.averaging import hf
   paths = list(paths)
   if not paths:
     raise ValueError("nothing to average: no checkpoint paths given")
+  if hf.input_format(paths) == "hf":
+    if steps is not None and any(s is not None for s in steps):
+      raise errors.InputError(f"steps {list(steps)}: Hugging Face directories have no steps")
+    from warm_jax import pretrained
+    load = lambda mesh, rules: hf.load_averaged_hf(paths, weights, normalize=normalize,  # noqa: E731
+                                                   mesh=mesh, rules=rules)
+    meta = {"paths": [pretrained.hf_dir(p) for p in paths],
+            "weights": [float(x) for x in averaging.check_weights(weights, len(paths), normalize)]}
+    return _hf_scorer(load, pretrained.hf_dir(paths[0]), tokenizer, batch_size, devices,
+                      mesh_shape, max_len, meta)
   first_step = None if steps is None else list(steps)[0]
   _, _, config, model, mesh, rules, tokenizer = _prepare(paths[0], first_step, tokenizer, devices,
                                                          mesh_shape)
   params, meta = averaging.average_checkpoints(paths, weights, steps=steps, normalize=normalize,
                                                target=abstract_params(model, mesh, rules))
-  return RewardScorer(model, params, tokenizer, config.data.max_len, mesh=mesh, rules=rules,
-                      batch_size=batch_size, config=config, meta=meta)
+  return RewardScorer(model, params, tokenizer, max_len or config.data.max_len, mesh=mesh,
+                      rules=rules, batch_size=batch_size, config=config, meta=meta)
 
 
 def _load_members(paths, steps, tokenizer, devices, mesh_shape):

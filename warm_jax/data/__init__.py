@@ -6,6 +6,8 @@ dispatch on `data_config.name` ('embedded_tldr' is the default everything runs o
 
 from __future__ import annotations
 
+from warm_jax import configs
+
 
 def load_split(data_config, split: str):
   """A random-access source of python-dict records of `split` of the data set named in the config."""
@@ -27,10 +29,15 @@ def load_prompts(data_config, split: str, n: int, start: int = 0) -> list[str]:
 
 
 def load_tokenizer(data_config):
-  """The sentencepiece model at config.data.tokenizer; '' = the embedded task's committed model,
-  which only the embedded task may use (its 1024 pieces know nothing of real text)."""
+  """The tokenizer config.data.tokenizer names: a Hugging Face model directory's (hf:DIR, which
+  runs starting from that model set: `warm_jax.train.init.pretrained_config`), else the
+  sentencepiece model at that path; '' = the embedded task's committed model, which only the
+  embedded task may use (its 1024 pieces know nothing of real text)."""
   from warm_jax.data import tokenizer
   path = data_config.get("tokenizer") or None
+  if path is not None and path.startswith(configs.HF_PREFIX):
+    from warm_jax import pretrained
+    return pretrained.load_tokenizer(pretrained.hf_dir(path))
   if path is None and data_config.name != "embedded_tldr":
     raise ValueError(f"config.data.tokenizer is empty but config.data.name={data_config.name!r}: "
                      "set it to a sentencepiece .model file for this data set (the default "

@@ -1,5 +1,13 @@
 """Input pipeline: records -> padded token batches, deterministic and resumable, sharded per host.
 
+Every encoder emits, with each token row, its mask (True at the real tokens): 'chosen_mask' for
+'chosen', 'mask' for an LM row's 'tokens', 'prompt_mask' for a left-padded 'prompt'
+(`mask_key`). Padding is written with the tokenizer's pad id (`pad_id_of`), but only the masks
+say which slots are padding: with Hugging Face tokenizers the pad id may be a real token (Llama 3
+pads with eos), and `tokens != pad_id` would hide the eos the reward is read at. The embedded task
+pads with 0, never a real token, so its masks are exactly `tokens != 0`, what the models infer
+when no mask is passed.
+
 A `Batches` iterator draws from any random-access source (`len(src)`, `src[i]`: a TFDS data source,
 a list of dicts) in an order that depends only on (seed, epoch): epoch e visits a permutation of
 the records drawn from seed and e, and global batch k takes positions [k*B, (k+1)*B) of the
@@ -18,6 +26,18 @@ import numpy as np
 PAD_ID = 0
 
 
+def pad_id_of(tokenizer) -> int:
+  """The id padding slots are written with: the tokenizer's pad id, or 0 when it has none (-1).
+  Which slots are padding is said by the masks, never by this id."""
+  pad = getattr(tokenizer, "pad_id", PAD_ID)
+  return PAD_ID if pad is None or pad < 0 else int(pad)
+
+
+def mask_key(field: str) -> str:
+  """The batch key of the mask of token field `field`: 'mask' for 'tokens', else '<field>_mask'."""
+  return "mask" if field == "tokens" else f"{field}_mask"
+
+
 def pad_to(ids: Sequence[int], length: int, pad_id: int = PAD_ID) -> np.ndarray:
   out = np.full((length,), pad_id, dtype=np.int32)
   ids = list(ids)[:length]
@@ -25,31 +45,77 @@ def pad_to(ids: Sequence[int], length: int, pad_id: int = PAD_ID) -> np.ndarray:
   return out
 
 
+def padded(ids: Sequence[int], length: int, pad_id: int = PAD_ID) -> tuple[np.ndarray, np.ndarray]:
+  """(tokens int32 [length], mask bool [length]): `ids` right-padded with pad_id (cut beyond
+  `length`), the mask True at the ids."""
+  mask = np.zeros((length,), bool)
+  mask[:min(len(ids), length)] = True
+  return pad_to(ids, length, pad_id), mask
+
+
+def left_padded(ids: Sequence[int], length: int, pad_id: int = PAD_ID
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """(tokens int32 [length], mask bool [length]): the last `length` ids right-aligned after
+  pad_id slots (prompts end at the same slot, so generated tokens start together)."""
+  ids = list(ids)[-length:] if length else []
+  tokens = np.full((length,), pad_id, np.int32)
+  mask = np.zeros((length,), bool)
+  if ids:
+    tokens[length - len(ids):] = ids
+    mask[length - len(ids):] = True
+  return tokens, mask
+
+
+def with_bos(ids: Sequence[int], bos_id: int | None) -> list[int]:
+  """[bos] ids, or ids alone when the tokenizer has no bos (-1: Qwen's, for instance)."""
+  return ([bos_id] if bos_id is not None and bos_id >= 0 else []) + list(ids)
+
+
 def join_prompt_response(prompt_ids: Sequence[int], response_ids: Sequence[int], max_len: int,
                          bos_id: int, eos_id: int) -> list[int]:
-  """[bos] prompt response [eos], cutting the prompt from the left so the response fits.
+  """[bos] prompt response [eos], cutting the prompt from the left so the response fits ([bos]
+  left out when bos_id < 0: a tokenizer without one).
 
   A response longer than max_len - 2 is cut at the right (its end is what the reward head reads,
   so this is rare by construction of the configs' max_len and is counted by callers if needed).
   """
   response = list(response_ids)[:max_len - 2] + [eos_id]
-  room = max_len - 1 - len(response)
+  head = with_bos([], bos_id)
+  room = max_len - len(head) - len(response)
   prompt = list(prompt_ids)[-room:] if room > 0 else []
-  return [bos_id] + prompt + response
+  return head + prompt + response
+
+
+def stack_rows(batch: dict, fields: Sequence[str]):
+  """(tokens, mask): the token rows of `fields` of a batch concatenated along the rows, and their
+  masks likewise; mask is None when the batch carries no masks (a hand-made batch of the embedded
+  task: the model then infers them from pad id 0). Works on numpy and jax arrays (and tracers)."""
+  import jax.numpy as jnp
+  tokens = jnp.concatenate([batch[f] for f in fields], axis=0)
+  masks = [batch.get(mask_key(f)) for f in fields]
+  if all(m is None for m in masks):
+    return tokens, None
+  if any(m is None for m in masks):
+    raise ValueError(f"the batch has masks for some of {list(fields)} only: "
+                     f"{[mask_key(f) for f, m in zip(fields, masks) if m is not None]}")
+  return tokens, jnp.concatenate(masks, axis=0)
 
 
 class PairEncoder:
-  """Turns a preference record {'prompt','chosen','rejected'} into two padded [max_len] rows."""
+  """Turns a preference record {'prompt','chosen','rejected'} into two padded [max_len] rows
+  ('chosen', 'rejected') and their masks ('chosen_mask', 'rejected_mask')."""
 
   def __init__(self, tokenizer, max_len: int):
-    self.tok, self.max_len = tokenizer, max_len
+    self.tok, self.max_len, self.pad_id = tokenizer, max_len, pad_id_of(tokenizer)
 
   def __call__(self, record: dict) -> dict[str, np.ndarray]:
     prompt = self.tok.encode(record["prompt"])
-    def row(response):
-      return pad_to(join_prompt_response(prompt, self.tok.encode(response), self.max_len,
-                                         self.tok.bos_id, self.tok.eos_id), self.max_len)
-    return {"chosen": row(record["chosen"]), "rejected": row(record["rejected"])}
+    out = {}
+    for side in ("chosen", "rejected"):
+      ids = join_prompt_response(prompt, self.tok.encode(record[side]), self.max_len,
+                                 self.tok.bos_id, self.tok.eos_id)
+      out[side], out[mask_key(side)] = padded(ids, self.max_len, self.pad_id)
+    return out
 
 
 class Batches:
@@ -121,7 +187,8 @@ def epoch_batches(source, encode, global_batch: int, limit: int | None = None,
 
 
 class LMEncoder:
-  """Turns a record {'prompt', 'response'} into a [max_len] token row and per-token loss weights.
+  """Turns a record {'prompt', 'response'} into a [max_len] token row ('tokens'), its mask
+  ('mask') and per-token loss weights ('weights').
 
   weights[t] = 1 where token t is a training target (predicted from tokens < t): every real
   token after [bos] for pre-training (`response_only=False`), only the response and [eos] for SFT.
@@ -129,6 +196,7 @@ class LMEncoder:
 
   def __init__(self, tokenizer, max_len: int, response_only: bool):
     self.tok, self.max_len, self.response_only = tokenizer, max_len, response_only
+    self.pad_id = pad_id_of(tokenizer)
 
   def __call__(self, record: dict) -> dict[str, np.ndarray]:
     prompt = self.tok.encode(record["prompt"])
@@ -138,29 +206,30 @@ class LMEncoder:
     weights = np.zeros((self.max_len,), np.float32)
     first = len(ids) - n_response if self.response_only else 1
     weights[first:len(ids)] = 1.0
-    return {"tokens": pad_to(ids, self.max_len), "weights": weights}
+    tokens, mask = padded(ids, self.max_len, self.pad_id)
+    return {"tokens": tokens, "mask": mask, "weights": weights}
 
 
 class PromptEncoder:
   """A record's prompt as a left-padded row [bos] prompt of `prompt_len` tokens (cut from the
-  left), so generated tokens of every row start at the same slot."""
+  left), so generated tokens of every row start at the same slot: 'prompt' and 'prompt_mask'."""
 
   def __init__(self, tokenizer, prompt_len: int):
-    self.tok, self.prompt_len = tokenizer, prompt_len
+    self.tok, self.prompt_len, self.pad_id = tokenizer, prompt_len, pad_id_of(tokenizer)
 
   def __call__(self, record: dict) -> dict[str, np.ndarray]:
-    ids = ([self.tok.bos_id] + list(self.tok.encode(record["prompt"])))[-self.prompt_len:]
-    row = np.full((self.prompt_len,), PAD_ID, np.int32)
-    row[self.prompt_len - len(ids):] = ids
-    return {"prompt": row}
+    ids = with_bos(self.tok.encode(record["prompt"]), self.tok.bos_id)
+    tokens, mask = left_padded(ids, self.prompt_len, self.pad_id)
+    return {"prompt": tokens, "prompt_mask": mask}
 
 
 class PreferenceLMEncoder:
   """Turns a preference record {'prompt', 'chosen', 'rejected'} into two LM rows for DPO:
-  'chosen' / 'rejected' ([max_len] int32 tokens, laid out by `LMEncoder` with response_only=True)
-  and 'chosen_weights' / 'rejected_weights' ([max_len] float32, 1 on the response tokens and
-  [eos], the tokens whose log-probabilities DPO sums). A record's 'margin' (MODPO's reward
-  difference of the other objectives) is carried as a float32 scalar."""
+  'chosen' / 'rejected' ([max_len] int32 tokens, laid out by `LMEncoder` with response_only=True),
+  their masks 'chosen_mask' / 'rejected_mask', and 'chosen_weights' / 'rejected_weights'
+  ([max_len] float32, 1 on the response tokens and [eos], the tokens whose log-probabilities DPO
+  sums). A record's 'margin' (MODPO's reward difference of the other objectives) is carried as a
+  float32 scalar."""
 
   def __init__(self, tokenizer, max_len: int):
     self.lm = LMEncoder(tokenizer, max_len, response_only=True)
@@ -169,7 +238,8 @@ class PreferenceLMEncoder:
     out = {}
     for side in ("chosen", "rejected"):
       row = self.lm({"prompt": record["prompt"], "response": record[side]})
-      out[side], out[f"{side}_weights"] = row["tokens"], row["weights"]
+      out[side], out[mask_key(side)], out[f"{side}_weights"] = (row["tokens"], row["mask"],
+                                                                 row["weights"])
     if "margin" in record:
       out["margin"] = np.float32(record["margin"])
     return out
@@ -240,14 +310,18 @@ class FlipLabels:
     return rec
 
 
-def trim_padding(tokens: np.ndarray, pad_id: int = PAD_ID, multiple: int = 16) -> np.ndarray:
-  """Right-padded token rows [N, T] without the trailing columns that are padding in every row
-  (kept width rounded up to a multiple of `multiple`, so few distinct shapes get compiled).
-  Under causal attention, with the reward or log-probabilities read at real tokens, this changes
-  no result: it only saves the compute spent on padding."""
-  tokens = np.asarray(tokens)
+def trim_padding(tokens: np.ndarray, mask: np.ndarray, multiple: int = 16
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """Right-padded token rows [N, T] and their masks without the trailing columns that are
+  padding (mask False) in every row (kept width rounded up to a multiple of `multiple`, so few
+  distinct shapes get compiled). Under causal attention, with the reward or log-probabilities
+  read at real tokens, this changes no result: it only saves the compute spent on padding."""
+  tokens, mask = np.asarray(tokens), np.asarray(mask, bool)
+  if tokens.shape != mask.shape:
+    raise ValueError(f"tokens {tokens.shape} and mask {mask.shape} differ in shape")
   if tokens.size == 0:
-    return tokens
-  real = np.nonzero(np.any(tokens != pad_id, axis=0))[0]
+    return tokens, mask
+  real = np.nonzero(np.any(mask, axis=0))[0]
   used = int(real[-1]) + 1 if real.size else 1
-  return tokens[:, :min(tokens.shape[1], -(-used // multiple) * multiple)]
+  width = min(tokens.shape[1], -(-used // multiple) * multiple)
+  return tokens[:, :width], mask[:, :width]

@@ -89,6 +89,29 @@ class HFSpec:
   config_path: str
 
 
+HF_PREFIX = configs.HF_PREFIX  # "hf:"
+
+
+def hf_dir(path) -> str | None:
+  """The Hugging Face model directory that `path` names, or None: 'hf:DIR' names DIR (which must
+  exist), and so does a directory holding config.json and safetensors weights (model.safetensors
+  or its sharded index); anything else (a warm_jax run or checkpoint directory, '') is None."""
+  if not isinstance(path, str) or not path:
+    return None
+  if path.startswith(HF_PREFIX):
+    d = os.path.expanduser(path[len(HF_PREFIX):])
+    if not os.path.isdir(d):
+      from warm_jax.errors import MissingInput
+      raise MissingInput(f"{path}: {d} is not a directory (hf:DIR names a Hugging Face model "
+                         "directory: config.json and safetensors weights)")
+    return d
+  if os.path.isfile(os.path.join(path, CONFIG_FILE)) and (
+      os.path.isfile(os.path.join(path, st.SINGLE_FILE))
+      or os.path.isfile(os.path.join(path, st.INDEX_FILE))):
+    return path
+  return None
+
+
 def _read_json(path: str) -> dict:
   try:
     with open(path) as f:
@@ -204,14 +227,18 @@ def _set(tree: dict, path: tuple[str, ...], value) -> None:
   tree[path[-1]] = value
 
 
-def _load_one(ckpt: st.Checkpoint, m: TensorMap, sharding, dtype) -> jax.Array:
-  """One parameter on `sharding`: each addressable shard converts only its slice of the mmap'd
-  tensor (in the warm_jax layout) to `dtype`."""
+def _load_one(ckpt, m: TensorMap, sharding, dtype) -> jax.Array:
+  """One parameter on `sharding`: each addressable shard converts only its slice of the tensor
+  (an mmap'd view, in the warm_jax layout) to `dtype`; the tensor's pages are then released
+  (`Checkpoint.release`), so the file's pages never pile up in the process's memory."""
   view = m.to_warm(ckpt.array(m.name))
 
   def shard(index):
     return np.asarray(view[index]).astype(dtype)
-  return jax.make_array_from_callback(m.shape, sharding, shard)
+  out = jax.make_array_from_callback(m.shape, sharding, shard)
+  del view
+  ckpt.release(m.name)
+  return out
 
 
 def load_hf(path: str, *, mesh: Mesh | None = None, rules=None, dtype: str = "float32",
@@ -229,7 +256,15 @@ def load_hf(path: str, *, mesh: Mesh | None = None, rules=None, dtype: str = "fl
     raise st.CheckpointError(f"{spec.config_path}: holds a {'reward' if spec.kind == RM else 'language'} "
                              f"model (architectures={spec.hf_config.get('architectures')}), not "
                              f"kind={kind!r}")
-  ckpt = st.open_checkpoint(path).rename(spec.rename)
+  return load_tensors(spec, st.open_checkpoint(path).rename(spec.rename), path, mesh=mesh,
+                      rules=rules, dtype=dtype)
+
+
+def load_tensors(spec: HFSpec, ckpt, path: str, *, mesh: Mesh | None = None, rules=None,
+                 dtype: str = "float32") -> Pretrained:
+  """`load_hf` of an opened checkpoint: any object with the reading interface of
+  `safetensors_io.Checkpoint` (names, info, array, release, close, files), e.g. the streamed
+  average of several directories (`warm_jax.averaging.hf`). Checks every tensor first."""
   layout = tensor_layout(spec.model_cfg, spec.kind)
   check_tensors(ckpt, layout, spec)
   model = (RewardModel if spec.kind == RM else LanguageModel)(spec.model_cfg)
@@ -377,16 +412,46 @@ def export_hf(params: dict, model_cfg: ml_collections.ConfigDict, out_dir: str, 
     for e in entries:
       e.produce()
     return out_dir
+
+  def fill(tmp):
+    st.write_checkpoint(tmp, entries, max_shard_bytes, metadata={"format": "pt"})
+    write_json(os.path.join(tmp, CONFIG_FILE), config)
+    copy_tokenizer_files(tokenizer_dir, tmp)
+  return write_directory(out_dir, fill, overwrite)
+
+
+def export_run(params: dict, config: dict, out_dir: str, **kwargs) -> str:
+  """`export_hf` of a warm_jax run's params (or an average of runs) with the run's config (a
+  dict, as checkpoints record it): config['model'] is the architecture, and when the run started
+  from a Hugging Face model (config['data']['tokenizer'] = hf:DIR) that directory's config.json
+  passes on its token ids and max_position_embeddings and its tokenizer files are copied.
+  `kwargs`: export_hf's (dtype, drop_reward_bias, ...)."""
+  model_cfg = ml_collections.ConfigDict(dict(config["model"]))
+  tok = (config.get("data") or {}).get("tokenizer") or ""
+  src = hf_dir(tok) if tok.startswith(HF_PREFIX) else None
+  hf_config = read_spec(src).hf_config if src else None
+  return export_hf(params, model_cfg, out_dir, hf_config=hf_config, tokenizer_dir=src, **kwargs)
+
+
+def copy_tokenizer_files(src_dir: str | None, dst_dir: str) -> None:
+  """Copies the tokenizer and generation files (`TOKENIZER_FILES`) that `src_dir` holds."""
+  for name in TOKENIZER_FILES if src_dir else ():
+    src = os.path.join(src_dir, name)
+    if os.path.exists(src):
+      shutil.copyfile(src, os.path.join(dst_dir, name))
+
+
+def write_directory(out_dir: str, fill, overwrite: bool = False) -> str:
+  """Makes `out_dir` atomically: `fill(tmp)` writes into a fresh temporary sibling directory,
+  which is fsynced and renamed to `out_dir` only once complete (an existing out_dir is replaced
+  when `overwrite`, else refused); an interrupted run leaves only `<out>.tmp-*`. Returns out_dir."""
+  if os.path.exists(out_dir) and not overwrite:
+    raise FileExistsError(f"{out_dir} exists; pass overwrite=True to replace it")
   parent = os.path.dirname(os.path.abspath(out_dir))
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=os.path.basename(out_dir) + ".tmp-", dir=parent)
   try:
-    st.write_checkpoint(tmp, entries, max_shard_bytes, metadata={"format": "pt"})
-    _write_json(os.path.join(tmp, CONFIG_FILE), config)
-    for name in TOKENIZER_FILES if tokenizer_dir else ():
-      src = os.path.join(tokenizer_dir, name)
-      if os.path.exists(src):
-        shutil.copyfile(src, os.path.join(tmp, name))
+    fill(tmp)
     _fsync_dir(tmp)
     _replace_dir(tmp, out_dir, overwrite)
   finally:
@@ -395,7 +460,7 @@ def export_hf(params: dict, model_cfg: ml_collections.ConfigDict, out_dir: str, 
   return out_dir
 
 
-def _write_json(path: str, obj: dict) -> None:
+def write_json(path: str, obj: dict) -> None:
   with open(path, "w") as f:
     json.dump(obj, f, indent=2, sort_keys=True)
     f.write("\n")

@@ -5,12 +5,16 @@ optional `__metadata__`), then the raw little-endian tensor data.
     ckpt = open_checkpoint("hf_dir")       # model.safetensors, or the shards of its index
     ckpt.names(); ckpt.info("model.norm.weight").shape
     view = ckpt.array("model.norm.weight")   # a read-only numpy view of the mmap'd file
+    ckpt.release("model.norm.weight")        # its pages leave this process's memory
+    part = ckpt.read("model.norm.weight", 0, 16, buffer)   # pread into a reused buffer
 
 Every header is validated against its file before anything is read: a known dtype, a shape of
 non-negative ints, data offsets that hold exactly shape x itemsize bytes and end inside the file
 (a truncated file fails naming the file and the tensor). Arrays are views of an mmap, so reading a
 slice of a tensor touches only the pages of that slice; nothing is copied until a caller slices
-and converts. bfloat16 comes from ml_dtypes.
+and converts, and `release` drops a tensor's pages from the process once it is converted. `read`
+reads a range of a tensor's elements with pread into a caller's buffer instead (streams that
+should not map files). bfloat16 comes from ml_dtypes.
 
 `write_safetensors` writes one file from (name, shape, dtype, producer) entries, computing each
 tensor only when its bytes are written, so a model is never held whole in host memory.
@@ -124,6 +128,7 @@ class Checkpoint:
     self._tensors = tensors
     self.files = files
     self._maps: dict[str, mmap.mmap] = {}
+    self._fds: dict[str, int] = {}
 
   def names(self) -> list[str]:
     return sorted(self._tensors)
@@ -144,6 +149,37 @@ class Checkpoint:
     flat = np.frombuffer(self._maps[t.file], dtype=t.dtype, count=count, offset=t.start)
     return flat.reshape(t.shape)
 
+  def release(self, name: str) -> None:
+    """Drops the pages of the tensor's bytes from this process's memory (madvise DONTNEED on the
+    read-only map: touched again, they are read again from the file)."""
+    t = self._tensors[name]
+    m = self._maps.get(t.file)
+    if m is None or t.end <= t.start:
+      return
+    start = t.start - t.start % mmap.PAGESIZE
+    m.madvise(mmap.MADV_DONTNEED, start, t.end - start)
+
+  def read(self, name: str, start: int, count: int, out: np.ndarray) -> np.ndarray:
+    """Elements [start, start + count) of the flattened tensor, read with pread into `out` (a
+    caller's buffer of the tensor's dtype with at least `count` elements); returns out[:count]."""
+    t = self._tensors[name]
+    if out.dtype != t.dtype or out.size < count or not 0 <= start <= start + count <= math.prod(
+        t.shape):
+      raise ValueError(f"{t.file}: tensor {name!r}: cannot read elements [{start}, "
+                       f"{start + count}) of {list(t.shape)} into a {out.dtype}[{out.size}] buffer")
+    if t.file not in self._fds:
+      self._fds[t.file] = os.open(t.file, os.O_RDONLY)
+    nbytes = count * t.dtype.itemsize
+    view = memoryview(out.reshape(-1).view(np.uint8))[:nbytes]
+    offset, done = t.start + start * t.dtype.itemsize, 0
+    while done < nbytes:
+      n = os.preadv(self._fds[t.file], [view[done:]], offset + done)
+      if n <= 0:
+        raise CheckpointError(f"{t.file}: tensor {name!r}: the file ended at byte {offset + done} "
+                              "while reading (it was truncated after it was opened)")
+      done += n
+    return out.reshape(-1)[:count]
+
   def rename(self, mapping: Callable[[str], str | None]) -> "Checkpoint":
     """The same checkpoint with each name replaced by mapping(name), or dropped when None."""
     out = {}
@@ -162,7 +198,9 @@ class Checkpoint:
         m.close()
       except BufferError:  # a view of it is still alive; the map closes when that is collected
         pass
-    self._maps = {}
+    for fd in self._fds.values():
+      os.close(fd)
+    self._maps, self._fds = {}, {}
 
 
 def open_checkpoint(directory: str) -> Checkpoint:
@@ -254,7 +292,7 @@ def write_safetensors(path: str, entries: list[TensorEntry],
       if data.shape != tuple(e.shape) or data.dtype != np.dtype(e.dtype):
         raise ValueError(f"{path}: tensor {e.name!r} came out {data.dtype}{list(data.shape)}, "
                          f"expected {np.dtype(e.dtype)}{list(e.shape)}")
-      f.write(np.ascontiguousarray(data).tobytes())  # little-endian: checked at import
+      f.write(np.ascontiguousarray(data).reshape(-1).view(np.uint8))  # no copy; little-endian
     f.flush()
     os.fsync(f.fileno())
 

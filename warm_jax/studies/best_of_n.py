@@ -25,6 +25,7 @@ COMBINE = ("single", "average", "ensemble")
 # The judge and the sampling (what warm.bon shares), then the proxy.
 SAMPLING_RULES = (
     *evaluation.GOLD_RULES, *configs.MODEL_RULES, configs.seed("seed"), configs.text("bon.split"),
+    configs.init_source("init_from"),
     configs.sequence("bon.ns", lambda n: configs.is_int(n) and n >= 1, "positive integers"),
     configs.Rule("bon.ns", lambda v, c: all(max(v) % n == 0 for n in v),
                  "positive integers each dividing the largest (the samples of a prompt are cut "

@@ -1,7 +1,8 @@
 """DPO / IPO fine-tuning of a policy on preference pairs against its frozen SFT reference.
 
 `main(config, workdir)`: the reference is an SFT run (`config.dpo.ref_checkpoint`, on the same
-config.model), also the policy's starting point; training is `warm_jax.train.dpo` (implicit-reward
+config.model; or a Hugging Face *ForCausalLM, hf:DIR, whose architecture and tokenizer the run
+then takes), also the policy's starting point; training is `warm_jax.train.dpo` (implicit-reward
 accuracy and margins on the preference splits). On the embedded task the end of the run samples
 the DPO and SFT policies on `config.gold_eval.n` test prompts and writes the gold-judged win rate
 of DPO over SFT to `<workdir>/gold_eval.json` (also in the returned result).
@@ -36,15 +37,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  from warm_jax import checkpoints
   from warm_jax import data as data_lib
   from warm_jax.train import dpo, init
   configs.require(config, {"dpo.ref_checkpoint": "an SFT run (experiments/sft.py) on the same "
                            "config.model, e.g. --config.dpo.ref_checkpoint=runs/warm/sft"})
   validate(config)
+  config = init.pretrained_config(config, "dpo.ref_checkpoint")  # hf:DIR: its model, tokenizer
   setup = dpo.build(config)
-  ref_params = checkpoints.restore_params(init.resolve(config.dpo.ref_checkpoint),
-                                          target=dpo.abstract_state(setup).params)
+  ref_params = init.load_lm_params(config.dpo.ref_checkpoint, config.model, setup.mesh,
+                                   setup.rules)
   tokenizer = data_lib.load_tokenizer(config.data)
   sources = {s: data_lib.load_split(config.data, s) for s in ("train", *config.train.eval_splits)}
   result = dpo.train(config, workdir, sources, tokenizer, ref_params)

@@ -4,6 +4,8 @@
 config.data.train_split; `sft(config, workdir)` is the same training from a pre-trained run
 (config.init_from is required) on the SFT split, the loss on response tokens only
 (config.train.objective). Every reward model and policy starts from these checkpoints.
+config.init_from may be a Hugging Face *ForCausalLM (hf:DIR): the run then takes its architecture
+and tokenizer from DIR (`warm_jax.train.init.pretrained_config`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from warm_jax import configs
 def pretrain(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from warm_jax import data as data_lib
   from warm_jax.train import init, lm
+  lm.validate_config(config)
+  config = init.pretrained_config(config)
   setup = lm.build(config)  # validates the config before anything is read
   init_params = (init.load_lm_params(config.init_from, config.model, setup.mesh, setup.rules)
                  if config.init_from else None)

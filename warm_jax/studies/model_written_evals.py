@@ -160,7 +160,8 @@ class AnswerLogps:
     model = LanguageModel(model_cfg)
     self.encode = pipeline.LMEncoder(tokenizer, max_len, response_only=True)
     self.batch_size = batch_size
-    self._fn = jax.jit(lambda params, t, w: dpo.sequence_logps(model, params, t, w, average=True))
+    self._fn = jax.jit(lambda params, t, w, m: dpo.sequence_logps(model, params, t, w,
+                                                                   average=True, mask=m))
 
   def __call__(self, params, prompts, answers) -> np.ndarray:
     rows = [self.encode({"prompt": p, "response": a}) for p, a in zip(prompts, answers)]
@@ -171,7 +172,8 @@ class AnswerLogps:
       chunk = chunk + [chunk[-1]] * (self.batch_size - real)
       t = np.stack([r["tokens"] for r in chunk])
       w = np.stack([r["weights"] for r in chunk])
-      out.append(np.asarray(self._fn(params, t, w))[:real])
+      m = np.stack([r["mask"] for r in chunk])
+      out.append(np.asarray(self._fn(params, t, w, m))[:real])
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 

@@ -2,7 +2,10 @@
 
 `main(config, workdir, sources=None, tokenizer=None)`: the decoder starts from config.init_from
 (a pre-training or SFT run, at its kept checkpoint config.init_step; -1 = the latest) with a
-fresh zero head, or from a fresh initialisation when init_from is empty. `sources` and
+fresh zero head, or from a fresh initialisation when init_from is empty. init_from may be a
+Hugging Face directory (hf:DIR): a *ForCausalLM's decoder with a fresh head, or a
+*ForSequenceClassification whole, the architecture and tokenizer taken from DIR
+(`warm_jax.train.init.pretrained_config`). `sources` and
 `tokenizer` default to config.data's; studies that train many reward models (WARM's members,
 RLP, the soups' criteria, active queries) pass their own.
 """
@@ -34,7 +37,9 @@ def initial_params(config: ml_collections.ConfigDict, setup):
 
 def main(config: ml_collections.ConfigDict, workdir: str, sources: dict | None = None,
          tokenizer=None) -> dict:
-  from warm_jax.train import reward_model
+  from warm_jax.train import init, reward_model
+  reward_model.validate_config(config)
+  config = init.pretrained_config(config)
   init_params = initial_params(config, reward_model.build(config))
   result = reward_model.train(config, workdir, sources, tokenizer, init_params=init_params)
   result.pop("state")

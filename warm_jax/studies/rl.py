@@ -1,10 +1,11 @@
 """KL-regularised RL of the SFT policy against a reward: the gold reward, a reward model, or a
 weighted sum of standardised reward models (MORLHF's scalarised reward).
 
-`main(config, workdir)`: the policy starts from config.init_from (the SFT run, also the frozen
-reference) and maximises reward - rl.kl_coef * KL(policy || SFT) with config.rl.algorithm
-('reinforce', 'rloo' or 'ppo'; `warm_jax.train.policy`). config.reward.kind: 'gold' (the judge
-itself), 'rm' (a reward-model run or a WARM average at reward.path) or 'rms' (the weighted sum
+`main(config, workdir)`: the policy starts from config.init_from (the SFT run, or a Hugging Face
+*ForCausalLM as hf:DIR, also the frozen reference) and maximises
+reward - rl.kl_coef * KL(policy || SFT) with config.rl.algorithm ('reinforce', 'rloo' or 'ppo';
+`warm_jax.train.policy`). config.reward.kind: 'gold' (the judge itself), 'rm' (a reward-model
+run, a WARM average or a Hugging Face reward model at reward.path) or 'rms' (the weighted sum
 over reward.paths). Every step logs the proxy reward (what is optimised), the gold reward (the
 judge, config.gold: never optimised unless reward.kind='gold'), the KL, entropy and length.
 """
@@ -73,6 +74,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from warm_jax.train import init, policy
   configs.require(config, {"init_from": f"{SFT_RUN} (the policy and its frozen reference)"})
   validate(config)  # before anything is read
+  config = init.pretrained_config(config)  # hf:DIR: its architecture and tokenizer
   setup = policy.build(config)
   reward_fn, gold_fn = make_reward_fns(config)
   ref_params = init.load_lm_params(config.init_from, config.model, setup.mesh, setup.rules)

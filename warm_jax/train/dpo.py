@@ -1,7 +1,8 @@
 """Direct preference optimisation of a policy against a frozen reference policy: DPO and IPO.
 
     step(state, batch) -> (state, metrics)
-    batch = {'chosen', 'rejected': int32[B, T], 'chosen_weights', 'rejected_weights': f32[B, T],
+    batch = {'chosen', 'rejected': int32[B, T], 'chosen_mask', 'rejected_mask': bool[B, T],
+             'chosen_weights', 'rejected_weights': f32[B, T],
              'ref_chosen_logp', 'ref_rejected_logp': f32[B]}
 
 DPO (Rafailov et al. 2023, arXiv 2305.18290) fits the policy pi directly to preference pairs: with
@@ -48,11 +49,16 @@ LOSS_TYPES = ("sigmoid", "ipo", "modpo")
 # ---------------------------------------------------------------- model pieces
 
 def sequence_logps(model: nn.Module, params, tokens: Array, weights: Array,
-                   rng: jax.Array | None = None, average: bool = False) -> Array:
+                   rng: jax.Array | None = None, average: bool = False,
+                   mask: Array | None = None) -> Array:
   """log pi(response | prompt) of each row [B]: the sum (or, with `average`, the mean) of the
   log-probabilities of the tokens with weight 1, shifted exactly as in `lm.token_losses`
-  (weights[:, t] marks token t, predicted from tokens < t)."""
-  ce, w, _ = lm.token_losses(model, params, {"tokens": tokens, "weights": weights}, rng)
+  (weights[:, t] marks token t, predicted from tokens < t), the rows read under `mask` (None:
+  inferred from pad id 0)."""
+  batch = {"tokens": tokens, "weights": weights}
+  if mask is not None:
+    batch["mask"] = mask
+  ce, w, _ = lm.token_losses(model, params, batch, rng)
   total = -jnp.sum(ce * w, axis=-1)
   if average:
     total = total / jnp.maximum(jnp.sum(w, axis=-1), 1.0)
@@ -61,11 +67,12 @@ def sequence_logps(model: nn.Module, params, tokens: Array, weights: Array,
 
 def pair_logps(model: nn.Module, params, batch: dict, rng: jax.Array | None = None,
                average: bool = False) -> tuple[Array, Array]:
-  """Sequence log-probs of the chosen and rejected rows ([B] each), in one pass of 2B rows."""
+  """Sequence log-probs of the chosen and rejected rows ([B] each), in one pass of 2B rows, under
+  the batch's masks (inferred from pad id 0 when it has none)."""
   b = batch["chosen"].shape[0]
-  tokens = jnp.concatenate([batch["chosen"], batch["rejected"]], axis=0)
+  tokens, mask = pipeline.stack_rows(batch, ("chosen", "rejected"))
   weights = jnp.concatenate([batch["chosen_weights"], batch["rejected_weights"]], axis=0)
-  logp = sequence_logps(model, params, tokens, weights, rng, average)
+  logp = sequence_logps(model, params, tokens, weights, rng, average, mask)
   return logp[:b], logp[b:]
 
 
@@ -162,9 +169,10 @@ class ReferenceLogps:
                             out_shardings=(batch_sharding, batch_sharding))
 
   def logps(self, params, batch: dict) -> tuple[Array, Array]:
-    keys = ("chosen", "rejected", "chosen_weights", "rejected_weights")
+    keys = ("chosen", "rejected", "chosen_weights", "rejected_weights",
+            pipeline.mask_key("chosen"), pipeline.mask_key("rejected"))
     with jax.set_mesh(self.mesh):
-      return self._forward(params, {k: batch[k] for k in keys})
+      return self._forward(params, {k: batch[k] for k in keys if k in batch})
 
   def __call__(self, state, batch: dict) -> dict:
     del state  # the reference is frozen
@@ -177,6 +185,7 @@ class ReferenceLogps:
 RULES = (
     *configs.COMMON_RULES,
     configs.number("dpo.beta", 0.0, lo_open=True),
+    configs.init_source("dpo.ref_checkpoint"),
     configs.choice("dpo.loss_type", LOSS_TYPES),
     configs.number("dpo.label_smoothing", 0.0, 0.5, hi_open=True),
     configs.number("dpo.modpo_weight", 0.0, 1.0, lo_open=True, optional=True,

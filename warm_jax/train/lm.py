@@ -1,10 +1,11 @@
 """Next-token language-model training: pre-training (every token) and SFT (response tokens only).
 
-    step(state, batch) -> (state, metrics)     batch = {'tokens': int32[B, T], 'weights': f32[B, T]}
+    step(state, batch) -> (state, metrics)     batch = {'tokens': int32[B, T], 'mask': bool[B, T],
+                                                         'weights': f32[B, T]}
 
-`weights[b, t]` says whether token t is a target; the model reads tokens[:, :-1] and predicts
-tokens[:, 1:]. This produces the shared pre-trained / SFT checkpoint every reward model and policy
-starts from. The loop (resume, eval, logging, checkpoints) is `warm_jax.train.loop`.
+`weights[b, t]` says whether token t is a target; the model reads tokens[:, :-1] under
+mask[:, :-1] (inferred from pad id 0 when the batch has no 'mask') and predicts tokens[:, 1:].
+This produces the shared pre-trained / SFT checkpoint every reward model and policy starts from. The loop (resume, eval, logging, checkpoints) is `warm_jax.train.loop`.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from warm_jax.train import state as state_lib
 def token_losses(model: nn.Module, params, batch: dict, rng: jax.Array | None = None):
   """Per-token cross-entropy [B, T-1], weights [B, T-1] and whether the argmax was right."""
   inputs, targets = batch["tokens"][:, :-1], batch["tokens"][:, 1:]
+  mask = batch.get("mask")
+  mask = None if mask is None else mask[:, :-1]
   kwargs = {} if rng is None else {"rngs": {"dropout": rng}}
-  logits = model.apply({"params": params}, inputs, deterministic=rng is None, **kwargs)
+  logits = model.apply({"params": params}, inputs, mask, deterministic=rng is None, **kwargs)
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
   correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
   return ce, batch["weights"][:, 1:], correct

@@ -58,7 +58,8 @@ def make_train_step(model: LanguageModel, tx: optax.GradientTransformation,
 
     def loss_fn(params):
       logp, entropy, _ = response_logps(model, params, batch["prompt"], batch["response"], m,
-                                        temperature=rl.temperature)
+                                        temperature=rl.temperature,
+                                        prompt_mask=batch["prompt_mask"])
       loss = -jnp.mean(jax.lax.stop_gradient(adv) * jnp.sum(logp * m, axis=1))
       return loss, jnp.sum(entropy * m) / jnp.maximum(jnp.sum(m), 1.0)
 
@@ -83,7 +84,8 @@ def make_train_step(model: LanguageModel, tx: optax.GradientTransformation,
       take = lambda x: x[idx]
       logp, entropy, values = response_logps(model, params, take(batch["prompt"]),
                                              take(batch["response"]), take(m), with_values=True,
-                                             temperature=rl.temperature)
+                                             temperature=rl.temperature,
+                                             prompt_mask=take(batch["prompt_mask"]))
       pg, vf, clip_frac = losses.ppo_losses(logp, take(batch["sample_logp"]), take(adv), values,
                                      take(batch["old_values"]), take(returns), take(m),
                                      rl.clip_eps, rl.value_clip)

@@ -1,8 +1,11 @@
 """Bradley-Terry reward-model training: a sharded train step and the training loop.
 
-    step(state, batch) -> (state, metrics)     batch = {'chosen': int32[B, T], 'rejected': int32[B, T]}
+    step(state, batch) -> (state, metrics)     batch = {'chosen', 'rejected': int32[B, T],
+                                                         'chosen_mask', 'rejected_mask': bool[B, T]}
 
-The chosen and rejected rows go through the model as one [2B, T] batch. `train` validates the
+The chosen and rejected rows go through the model as one [2B, T] batch, with their masks (the
+reward is read at each row's last True: `pipeline.PairEncoder` writes them; a batch without
+masks has them inferred from pad id 0, the embedded task's). `train` validates the
 config before any compute and hands the step to the shared loop (`warm_jax.train.loop.run`:
 resume, evaluation, logging, checkpoints, SIGTERM).
 """
@@ -26,11 +29,12 @@ from warm_jax.train import state as state_lib
 
 
 def pair_rewards(model: nn.Module, params, batch: dict, rng: jax.Array | None = None):
-  """Rewards of the chosen and rejected rows ([B] each) in one forward pass of 2B rows."""
+  """Rewards of the chosen and rejected rows ([B] each) in one forward pass of 2B rows, under
+  the batch's masks ('chosen_mask', 'rejected_mask'; inferred from pad id 0 when absent)."""
   b = batch["chosen"].shape[0]
-  tokens = jnp.concatenate([batch["chosen"], batch["rejected"]], axis=0)
+  tokens, mask = pipeline.stack_rows(batch, ("chosen", "rejected"))
   kwargs = {} if rng is None else {"rngs": {"dropout": rng}}
-  r = model.apply({"params": params}, tokens, deterministic=rng is None, **kwargs)
+  r = model.apply({"params": params}, tokens, mask, deterministic=rng is None, **kwargs)
   return r[:b], r[b:]
 
 

@@ -9,7 +9,8 @@ modules live under params['mib'] during training only; `reward_model_params` dro
 UML-refined reward model has the architecture of any other (it scores, loads and averages alike).
 
     step(state, batch) -> (state, metrics)
-    batch = {'chosen', 'rejected', 'view_1', 'view_2': int32[B, T]}
+    batch = {'chosen', 'rejected', 'view_1', 'view_2': int32[B, T], and their masks
+             'chosen_mask', ...: bool[B, T]}
 
 RLP-SPG (synthetic preference generation): for each unlabelled prompt, n policy samples are
 grouped by meaning (`cluster`; the paper uses bi-directional entailment); the prompt is kept if
@@ -89,10 +90,9 @@ def make_uml_train_step(model: RewardModel, mib: MultiViewBottleneck,
     beta = beta_at(state.step)
 
     def loss_fn(params):
-      tokens = jnp.concatenate([batch["chosen"], batch["rejected"], batch["view_1"],
-                                batch["view_2"]], axis=0)
-      r, h = model.apply({"params": reward_model_params(params)}, tokens, deterministic=False,
-                         return_features=True, rngs={"dropout": rng_drop})
+      tokens, mask = pipeline.stack_rows(batch, ("chosen", "rejected", "view_1", "view_2"))
+      r, h = model.apply({"params": reward_model_params(params)}, tokens, mask,
+                         deterministic=False, return_features=True, rngs={"dropout": rng_drop})
       rc, rr = r[:b], r[b:2 * b]
       pieces = mib.apply({"params": params[MIB]}, h[2 * b:3 * b], h[3 * b:], rng_z)
       bt = jnp.mean(losses.bradley_terry_loss(rc, rr, label_smoothing))
@@ -192,8 +192,8 @@ class ViewPairs:
 
 class ViewPairEncoder:
   """Encodes a ViewPairs record: chosen/rejected rows and the two views' rows (prompt + response,
-  as the reward model reads any response). A plain preference record (an evaluation split) gets
-  its chosen/rejected rows only."""
+  as the reward model reads any response), each with its mask. A plain preference record (an
+  evaluation split) gets its chosen/rejected rows only."""
 
   def __init__(self, tokenizer, max_len: int):
     self.pair = pipeline.PairEncoder(tokenizer, max_len)
@@ -203,7 +203,8 @@ class ViewPairEncoder:
     if "view_1" in record:
       views = self.pair({"prompt": record["view_prompt"], "chosen": record["view_1"],
                          "rejected": record["view_2"]})
-      out.update(view_1=views["chosen"], view_2=views["rejected"])
+      out.update(view_1=views["chosen"], view_2=views["rejected"],
+                 view_1_mask=views["chosen_mask"], view_2_mask=views["rejected_mask"])
     return out
 
 

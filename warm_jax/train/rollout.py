@@ -1,8 +1,9 @@
 """Rollouts of the current policy for KL-regularised RL: sample, score, and the log-probs.
 
 `Rollout(state, prompt_batch)` samples k responses per prompt from the current policy
-(KV-cached decoding), scores them with the reward function (host side: any callable on strings,
-e.g. a reward model, a WARM average, an ENS, or the gold reward) and the judge, and adds the
+(KV-cached decoding, the left-padded prompts read under the batch's 'prompt_mask', which the
+rollout passes on to the step), scores them with the reward function (host side: any callable
+on strings, e.g. a reward model, a WARM average, an ENS, or the gold reward) and the judge, and adds the
 reference policy's log-probs (and, for PPO, the value head's values): the batch the pure
 `policy` step updates on. `response_logps` is the policy's log-probability of response tokens.
 
@@ -32,13 +33,17 @@ RewardFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 
 
 def response_logps(model: LanguageModel, params, prompts: Array, responses: Array,
-                   response_mask: Array, with_values: bool = False, temperature: float = 1.0):
-  """Log-probs [B, N] of the response tokens given left-padded prompts under
-  softmax(logits / temperature), that distribution's per-token entropy [B, N], and (PPO) the value
-  of the state before each response token."""
+                   response_mask: Array, with_values: bool = False, temperature: float = 1.0,
+                   prompt_mask: Array | None = None):
+  """Log-probs [B, N] of the response tokens given left-padded prompts (real where
+  `prompt_mask`; None: where not pad id 0) under softmax(logits / temperature), that
+  distribution's per-token entropy [B, N], and (PPO) the value of the state before each response
+  token."""
   p = prompts.shape[1]
   seq = jnp.concatenate([prompts, responses], axis=1)
-  mask = jnp.concatenate([prompts != PAD_ID, response_mask.astype(bool)], axis=1)
+  if prompt_mask is None:
+    prompt_mask = prompts != PAD_ID
+  mask = jnp.concatenate([prompt_mask.astype(bool), response_mask.astype(bool)], axis=1)
   positions = default_positions(mask)
   args = (seq[:, :-1], mask[:, :-1], positions[:, :-1])
   if with_values:
@@ -67,31 +72,36 @@ class Rollout:
     self.generate = sampling.make_generate(model, max_new_tokens=rl.max_new_tokens,
                                            temperature=rl.temperature, eos_id=tokenizer.eos_id)
     t = rl.temperature
-    self.ref_logps = jax.jit(lambda p, pr, r, m: response_logps(model, p, pr, r, m,
-                                                                temperature=t)[0])
+    self.ref_logps = jax.jit(lambda p, pr, r, m, pm: response_logps(
+        model, p, pr, r, m, temperature=t, prompt_mask=pm)[0])
     # PPO: the old policy's log-probs and values from one forward pass, the same computation the
     # update's first minibatch repeats (its ratio is exactly 1, as decoding's need not be)
-    self.logps_values = jax.jit(lambda p, pr, r, m: response_logps(
-        model, p, pr, r, m, with_values=True, temperature=t)[::2])
+    self.logps_values = jax.jit(lambda p, pr, r, m, pm: response_logps(
+        model, p, pr, r, m, with_values=True, temperature=t, prompt_mask=pm)[::2])
     self.last_texts: list[tuple[str, str]] = []
 
   def __call__(self, state, batch: dict, k: int | None = None, salt: int = 0) -> dict:
     k = self.rl.samples_per_prompt if k is None else k
     prompts = jnp.repeat(batch["prompt"], k, axis=0)
+    prompt_mask = (jnp.repeat(batch["prompt_mask"], k, axis=0) if "prompt_mask" in batch
+                   else prompts != PAD_ID)
     rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.seed), salt), state.step)
-    out = self.generate(state.params, prompts, rng)
-    prompt_np, tokens, mask = (np.asarray(x) for x in (prompts, out["tokens"], out["mask"]))
-    prompt_texts = [self.tok.decode([int(t) for t in row if t not in (PAD_ID, self.tok.bos_id)])
-                    for row in prompt_np]
+    out = self.generate(state.params, prompts, rng, prompt_mask)
+    prompt_np, prompt_mask_np, tokens, mask = (np.asarray(x) for x in (
+        prompts, prompt_mask, out["tokens"], out["mask"]))
+    prompt_texts = [self.tok.decode([int(t) for t, real in zip(row, real_row)
+                                     if real and t != self.tok.bos_id])
+                    for row, real_row in zip(prompt_np, prompt_mask_np)]
     texts = sampling.decode_texts(self.tok, tokens, mask, self.tok.eos_id)
     self.last_texts = list(zip(prompt_texts, texts))
     put = lambda x: jax.device_put(np.asarray(x, np.float32), self.batch_sharding)
-    rollout = {"prompt": prompts, "response": out["tokens"], "mask": out["mask"],
-               "sample_logp": out["logprobs"],
-               "ref_logp": self.ref_logps(self.ref_params, prompts, out["tokens"], out["mask"]),
+    rollout = {"prompt": prompts, "prompt_mask": prompt_mask, "response": out["tokens"],
+               "mask": out["mask"], "sample_logp": out["logprobs"],
+               "ref_logp": self.ref_logps(self.ref_params, prompts, out["tokens"], out["mask"],
+                                          prompt_mask),
                "reward": put(self.reward_fn(prompt_texts, texts)),
                "gold": put(self.gold_fn(prompt_texts, texts))}
     if self.rl.algorithm == "ppo":
       rollout["sample_logp"], rollout["old_values"] = self.logps_values(
-          state.params, prompts, out["tokens"], out["mask"])
+          state.params, prompts, out["tokens"], out["mask"], prompt_mask)
     return rollout

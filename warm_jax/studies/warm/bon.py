@@ -51,21 +51,23 @@ def selector_scores(config, ln: dict, flat_prompts, texts) -> dict[str, np.ndarr
   scorers = scoring.load_reward_models(paths, batch_size=config.score_batch_size)
   base = scorers[0]
   base.max_len = max(base.max_len, config.bon.prompt_len + config.bon.max_new_tokens + 2)
-  tokens = pipeline.trim_padding(base.encode(flat_prompts, texts),
-                                 getattr(base.tokenizer, "pad_id", pipeline.PAD_ID))
-  # The policy repeats itself: score each distinct (prompt, response) row once.
-  unique, inverse = np.unique(tokens, axis=0, return_inverse=True)
+  tokens, mask = pipeline.trim_padding(*base.encode(flat_prompts, texts))
+  # The policy repeats itself: score each distinct (prompt, response) row (tokens and mask) once.
+  width = tokens.shape[1]
+  unique, inverse = np.unique(np.concatenate([tokens, mask.astype(tokens.dtype)], axis=1), axis=0,
+                              return_inverse=True)
+  unique = (unique[:, :width], unique[:, width:].astype(bool))
   inverse = inverse.reshape(-1)
-  print(f"scoring {len(unique)} distinct of {len(tokens)} samples", flush=True)
+  print(f"scoring {len(unique[0])} distinct of {len(tokens)} samples", flush=True)
   member = []
   for i, s in enumerate(scorers):
-    member.append(base.with_params(s.params).score_tokens(unique)[inverse])
+    member.append(base.with_params(s.params).score_tokens(*unique)[inverse])
     print(f"scored with member {i + 1}/{len(scorers)}", flush=True)
   out = {"single": member[0]}
   for m in config.ms:
     out[f"ENS {m}"] = np.mean(member[:m], axis=0)
     warm = averaging.average([s.params for s in scorers[:m]])
-    out[f"WARM {m}"] = base.with_params(warm).score_tokens(unique)[inverse]
+    out[f"WARM {m}"] = base.with_params(warm).score_tokens(*unique)[inverse]
   return out
 
 

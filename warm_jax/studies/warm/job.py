@@ -9,7 +9,12 @@
 
 Each stage is the study of the same name run on the job config's section of that name
 (`experiments/<stage>.py` configures it; `experiments/warm.py` gathers them), with the
-directories of the stages it reads filled in (`warm_jax.stages.study`). At the end the job writes
+directories of the stages it reads filled in (`warm_jax.stages.study`).
+
+From a pretrained model (config.init_from = hf:DIR, a Hugging Face *ForCausalLM): there is no
+pre-training stage, SFT starts from DIR, and every stage's config.model is DIR's architecture
+(with the section's own max_len, dtype, dropout, remat and attention blocks) and its tokenizer
+DIR's (`pretrained_stages`, `pretrained_job_config`); the rest runs as above. At the end the job writes
 `<workdir>/results.md`: every stage's section of the report, and each paper claim checked
 against the numbers (held or not), with the plots copied to `<workdir>/plots/`.
 `python -m warm_jax.studies.warm.publish <workdir>` puts the report into docs/warm.md.
@@ -33,8 +38,10 @@ from warm_jax.studies.warm import bon, label_noise, lmc, rl
 # ---------------------------------------------------------------------------- report sections
 
 def _lm_section(results: dict) -> str:
-  pre = results["pretrain"].get("corpus_validation/loss", float("nan"))
   sft = results["sft"].get("sft_validation/loss", float("nan"))
+  if "pretrain" not in results:  # SFT of a pretrained model
+    return "\n".join(["## SFT", "", f"- SFT: held-out SFT loss {sft:.3f}"])
+  pre = results["pretrain"].get("corpus_validation/loss", float("nan"))
   return "\n".join(["## Pre-training and SFT", "", f"- pre-training: held-out corpus loss {pre:.3f}",
                     f"- SFT: held-out SFT loss {sft:.3f}"])
 
@@ -181,11 +188,45 @@ def seed_stages(seed: int = 0) -> list[stages.Stage]:
 
 STAGES = [*SHARED, *seed_stages(0)]  # the job under its one default seed
 NAMES = tuple(s.name for s in STAGES)
+# The job from a pretrained model: no pre-training, SFT from config.sft.init_from (hf:DIR).
+PRETRAINED_SHARED = [stages.study("sft", lm.sft, report=_lm_section)]
 
 
-def job_stages(seeds=(0,)) -> list[stages.Stage]:
-  """The job under every seed of config.seeds (seed 0 first: its stages are the report's)."""
-  return [*SHARED, *(st for s in sorted(seeds) for st in seed_stages(s))]
+def pretrained_base(config: ml_collections.ConfigDict) -> str | None:
+  """The Hugging Face directory the job starts from (config.init_from = hf:DIR), or None."""
+  from warm_jax.train import init
+  return init.hf_dir(config.get("init_from", ""))
+
+
+def job_stages(config: ml_collections.ConfigDict) -> list[stages.Stage]:
+  """The job's stages: pre-training and SFT (only SFT, from the model, when the job starts from a
+  pretrained one), then everything after SFT under every seed of config.seeds (seed 0 first: its
+  stages are the report's)."""
+  shared = PRETRAINED_SHARED if pretrained_base(config) else SHARED
+  seeds = sorted(config.get("seeds", (0,)))
+  return [*shared, *(st for s in seeds for st in seed_stages(s))]
+
+
+def pretrained_job_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The job config starting from config.init_from = hf:DIR: SFT's init_from is DIR, and every
+  section holding a model (a stage's config.model, the members' config.rm.model) gets DIR's
+  architecture and tokenizer (`warm_jax.train.init.pretrained_config`); unchanged without one."""
+  from warm_jax.train import init
+  base = config.get("init_from", "")
+  if not pretrained_base(config):
+    return config
+  out = ml_collections.ConfigDict(config.to_dict())
+  out.sft.init_from = base
+  print(f"starting from {base}: no pre-training; every stage's config.model and tokenizer come "
+        "from it", flush=True)
+  for name in NAMES:
+    for section in (out[name], out[name].get("rm")):
+      if section is not None and "model" in section:
+        with_base = ml_collections.ConfigDict(section.to_dict())
+        with_base.init_from = base
+        with_base = init.pretrained_config(with_base, verbose=False)
+        section.model, section.data.tokenizer = with_base.model, with_base.data.tokenizer
+  return out
 
 
 def claims(results: dict) -> list[tuple[str, bool, str]]:
@@ -198,12 +239,15 @@ SEEDS_RULES = (
                      "distinct seeds in [0, 1000)", distinct=True),
     configs.Rule("seeds", lambda v, c: 0 in v, "a list that includes 0 (the run the report shows)"),
 )
+# The job's own field: what it starts from ('' = pre-training on the task; hf:DIR).
+RULES = (configs.init_source("init_from", optional=True),)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Cross-stage checks, before any compute: the seeds; the Baklava steps must be kept SFT
-  checkpoints; and each study's own checks, so a bad value fails now rather than after the
-  training stages."""
+  """Cross-stage checks, before any compute: the seeds and the starting point; the Baklava steps
+  must be kept SFT checkpoints; and each study's own checks, so a bad value fails now rather than
+  after the training stages."""
+  configs.check(config, RULES)
   if "seeds" in config:  # configs saved before it existed: (0,)
     configs.check(config, SEEDS_RULES)
   sft_train = config.sft.train
@@ -230,8 +274,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   from warm_jax.train.metrics import format_seconds
   validate(config)
-  ctx = stages.run_job(config, workdir, job_stages(config.get("seeds", (0,))))
-  plots = stages.copy_plots(STAGES, workdir)
+  config = pretrained_job_config(config)
+  job = job_stages(config)
+  ctx = stages.run_job(config, workdir, job)
+  plots = stages.copy_plots(job, workdir)
   text = report(config, ctx.results, ctx.job.rows)
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(text)
@@ -245,15 +291,16 @@ def report(config, results: dict, ledger: dict) -> str:
   """The job's report: its command and stage times, each stage's section, the claims."""
   from warm_jax.train.metrics import format_seconds
   seeds = sorted(config.get("seeds", (0,)))
-  names = [s.name for s in job_stages(seeds)]
+  job = job_stages(config)
+  names = [s.name for s in job]
   times = ", ".join(f"{s} {format_seconds(ledger[s]['seconds'])}" for s in names)
   total = sum(ledger[s]["seconds"] for s in names)
   head = [f"# WARM on the embedded task (`experiments/warm.py:{config.variant}`)", "",
           f"Generated by `{command_line(config)}` on {platform.machine()} with {os.cpu_count()} "
           f"CPU cores; stage wall times: {times} (total {format_seconds(total)}).", ""]
-  body = "\n\n".join(stages.report_sections(STAGES, results))
+  body = "\n\n".join(stages.report_sections(job, results))
   text = "\n".join(head) + "\n" + body + "\n\n## The paper's claims on this run\n\n" + \
-      stages.claims_table(STAGES, results) + "\n"
+      stages.claims_table(job, results) + "\n"
   if len(seeds) > 1:
     text += "\n" + seeds_section(results, seeds) + "\n"
   return text

@@ -37,7 +37,7 @@ WORKDIR = ("a finished warm_label_noise.py workdir, e.g. "
 
 
 RULES = (
-    configs.seed("seed"), configs.integer("members", lo=2),
+    configs.seed("seed"), configs.init_source("init_from"), configs.integer("members", lo=2),
     configs.sequence("diversity.lrs", lambda v: configs.is_number(v) and v > 0,
                      "one or more positive learning rates"),
     configs.sequence("diversity.dropouts", lambda v: configs.is_number(v) and 0 <= v < 1,
@@ -160,20 +160,21 @@ def train_members(mcs, workdir: str, train, held_out, tokenizer) -> list[str]:
   return paths
 
 
-def encode_pairs(scorer, records) -> tuple[np.ndarray, np.ndarray]:
-  """(chosen, rejected) token rows of preference records at the scorer's max_len, both trimmed
-  to the same width (`pipeline.trim_padding`: no reward changes, less compute on padding)."""
+def encode_pairs(scorer, records) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+  """(chosen, rejected), each (token rows, mask), of preference records at the scorer's max_len,
+  both trimmed to the same width (`pipeline.trim_padding`: no reward changes, less compute on
+  padding)."""
   from warm_jax.data import pipeline
   prompts = [r["prompt"] for r in records]
   chosen, rejected = (scorer.encode(prompts, [r[side] for r in records])
                       for side in ("chosen", "rejected"))
-  pad = getattr(scorer.tokenizer, "pad_id", pipeline.PAD_ID)
-  width = max(pipeline.trim_padding(chosen, pad).shape[1], pipeline.trim_padding(rejected, pad).shape[1])
-  return chosen[:, :width], rejected[:, :width]
+  width = max(pipeline.trim_padding(*chosen)[0].shape[1],
+              pipeline.trim_padding(*rejected)[0].shape[1])
+  return tuple((tokens[:, :width], mask[:, :width]) for tokens, mask in (chosen, rejected))
 
 
-def evaluation_sets(config, scorer, train, held_out) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """{subset: (chosen tokens, rejected tokens)}: train-clean, train-corrupted (labels as trained
+def evaluation_sets(config, scorer, train, held_out) -> dict[str, tuple]:
+  """{subset: ((chosen tokens, mask), (rejected tokens, mask))}: train-clean, train-corrupted (labels as trained
   on, i.e. flipped), the ranking split and the reported splits."""
   recs = [train[i] for i in range(len(train))]
   sets = {"train_clean": encode_pairs(scorer, [r for r in recs if not r["flipped"]]),
@@ -185,7 +186,7 @@ def evaluation_sets(config, scorer, train, held_out) -> dict[str, tuple[np.ndarr
 
 
 def pair_rewards(scorer, sets) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  return {k: (scorer.score_tokens(c), scorer.score_tokens(r)) for k, (c, r) in sets.items()}
+  return {k: (scorer.score_tokens(*c), scorer.score_tokens(*r)) for k, (c, r) in sets.items()}
 
 
 def save_rewards(path: str, rewards: dict) -> None:
@@ -281,7 +282,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   result = {
       "flip_fraction": float(config.flip_fraction if config.rm.data.name != "embedded_tldr"
                              else config.rm.data.task.flip_fraction),
-      "train_pairs": len(train), "counts": {k: int(len(v[0])) for k, v in sets.items()},
+      "train_pairs": len(train), "counts": {k: int(len(chosen[0])) for k, (chosen, _) in sets.items()},
       "subsets": subsets, "rank_split": config.eval.rank_split,
       # Paths relative to this workdir (`load` resolves them): a moved workdir stays usable.
       "members": [{"index": i, "path": os.path.relpath(p, workdir), "lr": mc.optim.lr,
