@@ -12,7 +12,9 @@ Each --ckpt is a run directory (holding checkpoints/) or a checkpoint directory,
 before anything is read or written; the output is written atomically and is a regular
 params-only checkpoint (its metadata records the sources, steps, weights and config), so it loads
 like any other (`warm_jax.load_reward_model(out)`, `checkpoints.restore_params(out)`).
-Exit status 2 on invalid input (with the reason), 0 on success.
+Exit status 2 on invalid input (with the reason): a bad argument, a missing or damaged checkpoint
+(named with its step and what is wrong), weights that overflow, an average that is not finite, an
+--out that is not new or empty (a run's workdir is never written into); 0 on success.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import json
 import sys
 import time
 
-from warm_jax import averaging
+from warm_jax import averaging, errors
 from warm_jax.train import metrics
 
 
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     sources, weights = averaging.plan(paths, args.weights, steps, args.normalize, args.out)
   except (ValueError, FileNotFoundError, FileExistsError, TypeError) as e:
     print(f"error: {e}", file=sys.stderr)
-    return 2
+    return errors.EXIT_BAD_INPUT
 
   from warm_jax.train.metrics import Progress
   total_bytes = sum(s.nbytes for s, w in zip(sources, weights) if w != 0)
@@ -72,9 +74,13 @@ def main(argv: list[str] | None = None) -> int:
                     f"({metrics.format_bytes(src.nbytes)} in {seconds:.1f}s, "
                     f"{metrics.format_bytes(rate)}/s)", force=True)
 
-  _, meta = averaging.average_checkpoints(
-      [s.path for s in sources], args.weights, steps=[s.step for s in sources],
-      normalize=args.normalize, out=args.out, on_read=on_read)
+  try:  # what only reading can find: damaged arrays, a result that is not finite
+    _, meta = averaging.average_checkpoints(
+        [s.path for s in sources], args.weights, steps=[s.step for s in sources],
+        normalize=args.normalize, out=args.out, on_read=on_read)
+  except (errors.InputError, FileExistsError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return errors.EXIT_BAD_INPUT
   if not args.quiet:
     progress.close(len(sources), "done")
     print(json.dumps({"out": args.out, "weights": meta["weights"], "steps": meta["steps"],
