@@ -19,7 +19,8 @@ it is read back, so damaged bytes are an error, never a silently different model
 arrays' bytes without a checksum of their own). Every failure to read a checkpoint (a missing
 item, a truncated or overwritten file, a directory where a file should be) is an
 `errors.DamagedInput` / `errors.MissingInput` naming the checkpoint directory, the step and what
-is wrong.
+is wrong. A run resumes only under the config it was saved with, but for the fields of
+`RESUME_MAY_CHANGE` (`Checkpointer.check_config`).
 
 Arrays are stored without zstd compression (orbax's default compresses): float weights barely
 shrink, while decompression slows streaming checkpoints back (benchmarks/README.md has the
@@ -168,6 +169,25 @@ class Checkpointer:
     if mismatch:
       raise ValueError(f"checkpoint {self.directory} step {step} does not match the configured "
                        f"model: {mismatch}")
+
+  def check_config(self, step: int | None = None) -> list[str]:
+    """Refuses (InputError naming every differing field) to resume step `step` (default: the
+    latest) under a config that differs from the one it was saved with in a field outside
+    RESUME_MAY_CHANGE, unless $WARM_JAX_RESUME_CHANGED_CONFIG is 1; returns the differences it
+    let through (all of them when forced). A checkpoint saved without a config is not checked."""
+    step = self.latest_step() if step is None else step
+    saved = _restore_meta(self._mngr, self.directory, step).get("config")
+    if saved is None or self.config is None:
+      return []
+    changes = config_changes(saved, self.config.to_dict())
+    if changes and os.environ.get(RESUME_CHANGED_CONFIG_ENV) != "1":
+      raise errors.InputError(
+          f"{where(self.directory, step)} was saved under another config; resuming it would "
+          "change what the run computes or which run it is:\n  " + "\n  ".join(changes) +
+          f"\nUse another --workdir, restore the config, or resume anyway with "
+          f"--resume_changed_config ({RESUME_CHANGED_CONFIG_ENV}=1). Fields that may change on "
+          f"resume: {', '.join(RESUME_MAY_CHANGE)}")
+    return changes
 
   def restore(self, step: int, abstract_state):
     """Restores (state, data_state) onto the shardings carried by `abstract_state`'s leaves,
@@ -447,6 +467,55 @@ def check_digests(tree: Any, expected: dict[str, str] | None, what: str, item: s
       raise errors.DamagedInput(
           f"{what} is damaged: {item}/{key} does not match the checksum recorded when it was "
           f"saved; {_FIX}")
+
+
+# ------------------------------------------------------------------------------ resume config
+
+# The fields of a run's config that may differ when it resumes (a field, or a whole section):
+# how long it runs, what it logs and evaluates and how often, how often it saves and how many
+# steps it keeps, its policy on non-finite steps, and where it runs (the mesh, the sharding rules,
+# where the data cache lives, remat and attention blocking). Any other difference changes the
+# function being trained or the run's identity (a seed, a model field, the data, the optimiser,
+# the starting checkpoint) and is refused unless forced (RESUME_CHANGED_CONFIG_ENV).
+RESUME_MAY_CHANGE = (
+    "train.num_steps", "train.log_every", "train.eval_every", "train.eval_batches",
+    "train.eval_splits", "train.eval_at_start", "train.ckpt_every", "train.keep",
+    "train.on_nonfinite", "train.max_nonfinite_skips", "data.eval_batch_size", "data.data_dir",
+    "data.task.data_dir", "mesh", "sharding", "model.remat", "model.attention_blocks",
+)
+# Set to 1 (the experiments' --resume_changed_config) to resume under a changed config anyway.
+RESUME_CHANGED_CONFIG_ENV = "WARM_JAX_RESUME_CHANGED_CONFIG"
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+  out: dict[str, Any] = {}
+  for k, v in d.items():
+    if isinstance(v, dict) and v:
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def config_changes(saved: dict, config: dict,
+                   may_change: tuple[str, ...] = RESUME_MAY_CHANGE) -> list[str]:
+  """'config.<field>: <saved> in the checkpoint vs <now> now' for every field on which a saved
+  config and the current one differ, but for the fields (or sections) of `may_change`. A decoder
+  field the saved config lacks is compared with its default (configs saved before it existed)."""
+  from warm_jax.configs import DECODER_DEFAULTS
+  normal = lambda c: json.loads(json.dumps(jsonable(c), default=str))  # noqa: E731
+  a, b = _flatten(normal(saved)), _flatten(normal(config))
+  for k, v in DECODER_DEFAULTS.items():
+    a.setdefault(f"model.{k}", normal(v))
+    b.setdefault(f"model.{k}", normal(v))
+  out = []
+  for key in sorted(set(a) | set(b)):
+    if any(key == f or key.startswith(f + ".") for f in may_change):
+      continue
+    va, vb = a.get(key, "<missing>"), b.get(key, "<missing>")
+    if va != vb:
+      out.append(f"config.{key}: {va!r} in the checkpoint vs {vb!r} now")
+  return out
 
 
 def save_params(path: str, params: Any, meta: dict, step: int = 0) -> None:

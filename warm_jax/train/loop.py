@@ -1,9 +1,11 @@
 """What every trainer shares: config -> mesh/optimizer/shardings (`build_setup`), and the training
-loop (`run`): resume from the latest complete checkpoint (params, optimizer state, data position),
-periodic evaluation, JSONL + TensorBoard logging, progress with ETA, checkpoints every k steps, and
-a checkpoint before exiting on SIGTERM (a pre-empted VM), and non-finite steps (NaN/Inf loss or
-gradients) that never reach the state or a checkpoint: the run stops naming the step, or skips it
-(config.train.on_nonfinite). Trainers supply the model, the pure step
+loop (`run`): resume from the latest complete checkpoint (params, optimizer state, data position)
+under the config it was saved with (but for `checkpoints.RESUME_MAY_CHANGE`; else refused, naming
+the fields, unless --resume_changed_config), periodic evaluation, JSONL + TensorBoard logging,
+progress with ETA, checkpoints every k steps, and a checkpoint before exiting on SIGTERM (a
+pre-empted VM; a SIGTERM is a flag until the last save has finished), and non-finite steps (NaN/Inf
+loss or gradients) that never reach the state or a checkpoint: the run stops naming the step, or
+skips it (config.train.on_nonfinite). Trainers supply the model, the pure step
 `step(state, batch) -> (state, metrics)` and an evaluation function.
 """
 
@@ -175,6 +177,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: 
   abstract = abstract_state(setup)
   if ckpt.latest_step() is not None:
     ckpt.check_compatible(abstract)  # before any compute; nothing is written on mismatch
+    for change in ckpt.check_config():  # refused unless forced: then each is reported
+      print(f"resuming {ckpt.directory} under a changed config: {change}", flush=True)
   restored = ckpt.restore_latest(abstract)
   if restored is not None:
     state, data_state, start = restored
@@ -233,8 +237,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: 
           last_eval = run_eval(step)
         ckpt.save(step, state, train_iter.get_state(), force=step == total or preempted.flag)
         if preempted.flag:
+          ckpt.wait()  # a second SIGTERM too waits for this save
           raise SystemExit(f"SIGTERM: saved a checkpoint at step {step} in {ckpt.directory}; "
                            "re-run the same command to resume")
+      ckpt.wait()  # the last step's save finishes while a SIGTERM is still only a flag
+    if preempted.flag:  # it came while that save was being written, which is now complete
+      raise SystemExit(f"SIGTERM: saved a checkpoint at step {step} in {ckpt.directory}; "
+                       "re-run the same command to resume")
     progress.close(step)
     if not last_eval:  # resumed a finished run: evaluate the restored state
       last_eval = run_eval(step)
