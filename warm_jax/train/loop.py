@@ -158,6 +158,21 @@ class _Preempted:
       signal.signal(signal.SIGTERM, self._old)
 
 
+def open_checkpoints(config: ml_collections.ConfigDict, workdir: str, abstract):
+  """The run's Checkpointer and what it resumes from: (state, data_state, step), or None when
+  `workdir` holds no complete checkpoint. A checkpoint of another model shape, or saved under a
+  config that differs outside checkpoints.RESUME_MAY_CHANGE (unless forced), is refused before
+  any compute, and nothing is written; a damaged one is an InputError naming it."""
+  ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                  save_every=config.train.ckpt_every, keep=config.train.keep,
+                                  config=config)
+  if ckpt.latest_step() is not None:
+    ckpt.check_compatible(abstract)
+    for change in ckpt.check_config():  # refused unless forced: then each is reported
+      print(f"resuming {ckpt.directory} under a changed config: {change}", flush=True)
+  return ckpt, ckpt.restore_latest(abstract)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: Callable,
         train_iter, evaluate: Callable[[Any], dict[str, dict[str, float]]],
         init_params: Any | None = None, desc: str = "train",
@@ -171,15 +186,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: 
   batch before the step: a frozen reference model's log-probabilities (DPO), or a whole rollout of
   the current policy with its rewards (RL).
   """
-  ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                  save_every=config.train.ckpt_every, keep=config.train.keep,
-                                  config=config)
-  abstract = abstract_state(setup)
-  if ckpt.latest_step() is not None:
-    ckpt.check_compatible(abstract)  # before any compute; nothing is written on mismatch
-    for change in ckpt.check_config():  # refused unless forced: then each is reported
-      print(f"resuming {ckpt.directory} under a changed config: {change}", flush=True)
-  restored = ckpt.restore_latest(abstract)
+  ckpt, restored = open_checkpoints(config, workdir, abstract_state(setup))
   if restored is not None:
     state, data_state, start = restored
     train_iter.set_state(data_state)
