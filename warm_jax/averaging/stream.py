@@ -261,15 +261,16 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
   return result, meta
 
 
-@jax.jit
-def _all_finite(leaves: list) -> list:
-  return [jnp.isfinite(x).all() for x in leaves]
+def _all_finite(x):
+  return jnp.isfinite(jnp.sum(x * 0, dtype=jnp.float32))  # inf * 0 and nan * 0 are nan
 
 
 def _check_finite(keys: list[tuple], leaves: list, w: np.ndarray) -> None:
   """InputError naming the first leaf of an average that holds an inf or a NaN: weights large
-  enough to overflow with these parameters (normalize=False), or a source holding them."""
-  for k, ok in zip(keys, jax.device_get(_all_finite(leaves))):
+  enough to overflow with these parameters (normalize=False), or a source holding them. One leaf
+  at a time (one jitted reduction per shape), so no temporary of the whole model is made."""
+  flags = [_cached_jit(_all_finite, ("all_finite", x.sharding))(x) for x in leaves]
+  for k, ok in zip(keys, jax.device_get(flags)):
     if not ok:
       raise errors.InputError(
           f"the weighted average (weights {w.tolist()}) is not finite at "
