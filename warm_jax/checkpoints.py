@@ -199,12 +199,16 @@ class Checkpointer:
           PARAMS: restore_args(abstract_state.params),
           OPT_STATE: restore_args(abstract_state.opt_state),
           META: ocp.args.JsonRestore()}))
-    recorded = (out[META].get("digests") or {}) if isinstance(out[META], dict) else {}
+    meta = out[META]
+    if not isinstance(meta, dict):
+      raise errors.DamagedInput(f"{where(self.directory, step)} is damaged: {META}/ holds "
+                                f"{type(meta).__name__}, not the JSON object it should; {_FIX}")
     for item in (PARAMS, OPT_STATE):
-      check_digests(out[item], recorded.get(item), where(self.directory, step), item)
+      check_digests(out[item], (meta.get("digests") or {}).get(item), where(self.directory, step),
+                    item)
     state = abstract_state.replace(step=jax.device_put(np.int32(step), abstract_state.step.sharding),
                                    params=out[PARAMS], opt_state=out[OPT_STATE])
-    return state, out[META].get("data_state", {})
+    return state, meta.get("data_state", {})
 
   def restore_latest(self, abstract_state):
     step = self.latest_step()

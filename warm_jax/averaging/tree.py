@@ -32,8 +32,8 @@ def check_weights(weights: Sequence[float] | None, m: int, normalize: bool = Tru
 
   Checked after each transformation they go through: finite as given; normalised without
   overflow (weights whose sum exceeds the float64 range are scaled down first: [1e308, 1e308] is
-  [0.5, 0.5]); and each finite in float32, the dtype they multiply the parameters in, where a
-  weight that is not all-zero must not become all-zero. Raises InputError naming the weight."""
+  [0.5, 0.5]); and each finite in float32, the dtype they multiply the parameters in, where
+  weights that are not all zero must not all become zero. Raises InputError naming the weight."""
   if m <= 0:
     raise InputError("nothing to average: the list of models is empty")
   if weights is None:
