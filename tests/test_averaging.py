@@ -2,6 +2,7 @@
 streaming over checkpoints == in-memory, validation before any write, interruption, CLI, ENS."""
 
 import os
+import re
 
 import flax.linen as nn
 import jax
@@ -13,7 +14,7 @@ import pytest
 
 from conftest import experiment
 from warm_jax import average as average_cli
-from warm_jax import averaging, checkpoints, ensemble
+from warm_jax import averaging, checkpoints, ensemble, errors
 from warm_jax.averaging import array_reader
 from warm_jax.models import RewardModel
 from warm_jax.train import reward_model as rm
@@ -188,7 +189,7 @@ def test_zero_weight_checkpoint_is_validated_but_not_read(three_runs, monkeypatc
   read = []
   orig = array_reader.ArrayReader.start
   monkeypatch.setattr(array_reader.ArrayReader, "start",
-                      lambda self, d, *a: read.append(d) or orig(self, d, *a))
+                      lambda self, d, *a, **k: read.append(d) or orig(self, d, *a, **k))
   params, _ = averaging.average_checkpoints(runs, [0, 1, 0])
   assert read == [os.path.join(os.path.abspath(runs[1]), "0", "params")]
   close(params, checkpoints.restore_params(runs[1]))
@@ -315,6 +316,122 @@ def test_cli_averages_and_rejects_bad_input(three_runs, tmp_path, capsys):
   rc = average_cli.main(["--ckpt", runs[0], "--ckpt", runs[1], "--out", out])
   assert rc == 2 and "already holds a checkpoint" in capsys.readouterr().err
   assert average_cli.parse_ckpt("a@b@12") == ("a@b", 12) and average_cli.parse_ckpt("x@y") == ("x@y", None)
+
+
+def _leaves_equal(a, b):
+  jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+
+
+def test_weights_are_checked_after_every_transformation(three_runs, tmp_path, capsys):
+  _, runs = three_runs
+  # Their sum overflows float64: normalised without it (it was an all-zero model).
+  out = str(tmp_path / "huge")
+  rc = average_cli.main(["--ckpt", runs[0], "--ckpt", runs[1], "--weights", "1e308", "1e308",
+                         "--out", out, "--quiet"])
+  assert rc == 0 and checkpoints.read_meta(out)["weights"] == [0.5, 0.5]
+  _leaves_equal(checkpoints.restore_params(out), averaging.average_checkpoints(runs[:2])[0])
+  # Finite in float64, inf in float32 (the dtype the parameters are multiplied in).
+  out = str(tmp_path / "inf32")
+  rc = average_cli.main(["--ckpt", runs[0], "--ckpt", runs[1], "--weights", "1e39", "1",
+                         "--no-normalize", "--out", out])
+  assert rc == 2 and "weight 0 (1e+39) overflows float32" in capsys.readouterr().err
+  assert not os.path.exists(out)
+  with pytest.raises(errors.InputError, match="underflow to 0 in float32"):
+    averaging.check_weights([1e-50, 1e-50], 2, normalize=False)
+  # Finite weights whose products overflow: the average is checked before it is written.
+  out = str(tmp_path / "overflow")
+  rc = average_cli.main(["--ckpt", runs[0], "--ckpt", runs[1], "--weights", "3e38", "3e38",
+                         "--no-normalize", "--out", out])
+  assert rc == 2 and "is not finite at" in capsys.readouterr().err
+  assert not checkpoints.complete_steps(out)
+  # A source holding a NaN: no average of it is written either.
+  nan = rm_params(tiny_config(), 0)
+  nan["reward_head"]["bias"] = np.full_like(nan["reward_head"]["bias"], np.nan)
+  nan_run = save_run(tmp_path / "nan", tiny_config(), nan)
+  with pytest.raises(errors.InputError, match="not finite at reward_head/bias"):
+    averaging.average_checkpoints([runs[0], nan_run], out=str(tmp_path / "nan_avg"))
+  assert not checkpoints.complete_steps(str(tmp_path / "nan_avg"))
+
+
+def test_out_is_never_a_run_or_anything_a_resolver_reads(three_runs, tmp_path, capsys):
+  _, runs = three_runs
+  # A run's workdir: checkpoints/ and its config (what `--out runs/rmA` pointed at).
+  run = tmp_path / "rmA"
+  save_run(run / "checkpoints", tiny_config(), rm_params(tiny_config(), 5))
+  (run / "config.json").write_text("{}")
+  before = sorted(os.listdir(run))
+  rc = average_cli.main(["--ckpt", runs[0], "--ckpt", runs[1], "--out", str(run)])
+  assert rc == 2 and "a run's workdir" in capsys.readouterr().err
+  assert sorted(os.listdir(run)) == before
+  assert checkpoints.resolve_checkpoint_dir(str(run)) == str(run / "checkpoints")
+  # Any directory that is not empty (but for what an interrupted save leaves), or a file.
+  other = tmp_path / "notes"
+  other.mkdir()
+  (other / "todo.txt").write_text("x")
+  for out in (other, other / "todo.txt"):
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+      averaging.average_checkpoints(runs[:2], out=str(out))
+  assert sorted(os.listdir(other)) == ["todo.txt"]
+  # A directory that already is both (the state that takeover left) is refused, not resolved.
+  checkpoints.save_params(str(tmp_path / "both"), rm_params(tiny_config(), 6), {})
+  os.makedirs(tmp_path / "both" / "checkpoints")
+  with pytest.raises(errors.InputError, match="ambiguous"):
+    averaging.average_checkpoints([str(tmp_path / "both"), runs[0]])
+
+
+def _damage(path, how):
+  """Damages a file: 'truncate' (to half), 'overwrite' (a block in the middle), 'delete'."""
+  if how == "delete":
+    os.remove(path)
+    return
+  size = os.path.getsize(path)
+  with open(path, "r+b") as f:
+    if how == "truncate":
+      f.truncate(size // 2)
+    else:
+      f.seek(size // 2)
+      f.write(bytes(255 - b for b in f.read(64)))  # every byte changed
+
+
+def _largest_file(directory):
+  files = [os.path.join(d, n) for d, _, names in os.walk(directory) for n in names]
+  return max(files, key=os.path.getsize)
+
+
+@pytest.mark.parametrize("how", ["truncate", "overwrite", "delete"])
+def test_damaged_source_is_named_with_its_step_and_exit_status_2(three_runs, tmp_path, capsys,
+                                                                 how):
+  import shutil
+  from warm_jax import scoring
+  _, runs = three_runs
+  bad = str(tmp_path / "bad")
+  shutil.copytree(runs[0], bad)
+  _damage(_largest_file(os.path.join(bad, "0", "params")), how)  # the arrays' data file
+  out = str(tmp_path / "out")
+  rc = average_cli.main(["--ckpt", bad, "--ckpt", runs[1], "--out", out, "--quiet"])
+  (err,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+  assert rc == 2 and f"checkpoint {bad} step 0 is damaged" in err, err
+  assert len(err) < 1000 and "TensorStore details" not in err  # no 2,500-character spec
+  assert not checkpoints.complete_steps(out)
+  with pytest.raises(errors.InputError, match=f"checkpoint {bad} step 0 is damaged"):
+    scoring.load_reward_model(bad)
+
+
+def test_missing_parts_of_a_checkpoint_are_named(three_runs, tmp_path, capsys):
+  import shutil
+  from warm_jax import scoring
+  _, runs = three_runs
+  for part, match in [("params/_METADATA", r"the parameters' tree \(params/_METADATA\) is missing"),
+                      ("params", "it has no params/"), ("meta", "it has no meta/")]:
+    bad = str(tmp_path / part.replace("/", "_"))
+    shutil.copytree(runs[0], bad)
+    target = os.path.join(bad, "0", part)
+    shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
+    rc = average_cli.main(["--ckpt", bad, "--ckpt", runs[1], "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"checkpoint {bad} step 0 is damaged" in err and re.search(match, err), err
+    with pytest.raises(errors.InputError, match=match):
+      scoring.load_reward_model(bad)
 
 
 # ------------------------------------------------------------------------------- ENS

@@ -209,6 +209,86 @@ def test_half_built_dataset_is_never_read(tmp_path):
   assert not stale.exists() and (variant / "dataset_info.json").exists()
 
 
+def test_damaged_data_files_are_named_with_the_record(tmp_path):
+  import os
+  import shutil
+  from warm_jax import errors
+  from warm_jax.data.builders import embedded_tldr as B
+  cfg = tiny_config(8)
+  cfg.data_dir = str(tmp_path / "ok")
+  expected = list(B.load_split(cfg, "train"))
+  name = "embedded_tldr-train.array_record-00000-of-00001"
+
+  def copy(how):
+    shutil.copytree(tmp_path / "ok", tmp_path / how)
+    c = tiny_config(8)
+    c.data_dir = str(tmp_path / how)
+    return c, os.path.join(B.get_builder(c, prepare=False).data_dir, name)
+
+  # Truncated: ArrayRecord read it back as 8 records whose every field was None.
+  c, path = copy("truncated")
+  with open(path, "r+b") as f:
+    f.truncate(os.path.getsize(path) // 2)
+  with pytest.raises(errors.DamagedInput, match=f"data file {path} is not a readable ArrayRecord"):
+    B.load_split(c, "train")
+  assert list(B.load_split(c, "validation")) == E.preference_records(c, "validation")
+  # A chunk overwritten: the record that reads it is named, with the file.
+  c, path = copy("overwritten")
+  with open(path, "r+b") as f:
+    f.seek(1000)
+    block = f.read(64)
+    f.seek(1000)
+    f.write(bytes(255 - b for b in block))
+  src = B.load_split(c, "train")
+  with pytest.raises(errors.DamagedInput, match=f"data file {path}, record 2: .*hash mismatch"):
+    list(src)
+  with pytest.raises(errors.DamagedInput, match=f"data file {path}, record 2"):
+    src.__getitems__([0, 2])  # a batch read names the record too
+  assert src[0] == expected[0]
+  # Gone, or a directory in its place.
+  c, path = copy("deleted")
+  os.remove(path)
+  with pytest.raises(errors.MissingInput, match=f"data file {path} is missing"):
+    B.load_split(c, "train")
+  c, path = copy("directory")
+  os.remove(path)
+  os.makedirs(path)
+  with pytest.raises(errors.DamagedInput, match=f"data file {path} is not a readable"):
+    B.load_split(c, "train")
+  # The metadata that says the data set is complete, damaged: named, with what to do.
+  c, path = copy("info")
+  info = os.path.join(os.path.dirname(path), "dataset_info.json")
+  with open(info, "r+b") as f:
+    f.truncate(100)
+  with pytest.raises(errors.DamagedInput, match=f"data set {os.path.dirname(path)}: .*rebuild"):
+    B.load_split(c, "train")
+
+
+def test_records_are_checked_against_the_features_as_they_are_read():
+  from warm_jax import errors
+  from warm_jax.data.builders import source
+
+  class Instruction:
+    filename, skip, take, examples_in_shard = "/data/x.array_record-00000-of-00002", 0, 2, 2
+
+  class Second(Instruction):
+    filename, skip = "/data/x.array_record-00001-of-00002", 1
+
+  good = {"id": np.int64(3), "prompt": b"p", "flipped": np.bool_(True), "labels": {"a": np.int64(1)}}
+  empty = {"id": None, "prompt": None, "flipped": None, "labels": {"a": None}}
+  types = {"id": int, "prompt": str, "flipped": bool, "labels": {"a": int}}
+  src = source.Source([good, good, good, empty], [Instruction, Second], types)
+  assert src[0] == {"id": 3, "prompt": "p", "flipped": True, "labels": {"a": 1}}
+  # Record 3 of the split is record 2 of the second file (which skips one).
+  with pytest.raises(errors.DamagedInput,
+                     match=r"data file /data/x.array_record-00001-of-00002, record 2: field 'id' is "
+                           r"None, not an int"):
+    src[3]
+  bad_label = dict(good, labels={"a": None})
+  with pytest.raises(errors.DamagedInput, match=r"record 0: field 'labels/a' is None"):
+    source.Source([bad_label], [Instruction], types)[0]
+
+
 # ------------------------------------------------------------------------------------ tokenizer
 def test_committed_tokenizer_round_trips():
   from warm_jax.data import tokenizer

@@ -1,5 +1,6 @@
 """A run killed with SIGKILL mid-training and restarted ends with exactly the params of an
-uninterrupted run; SIGTERM saves a checkpoint before exiting."""
+uninterrupted run; SIGTERM saves a checkpoint before exiting, also when it comes while the last
+checkpoint is being written."""
 
 import os
 import signal
@@ -58,3 +59,16 @@ def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
   saved = int(err.split("saved a checkpoint at step ")[1].split()[0])
   steps = [int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()]
   assert saved in steps and saved < 40
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_final_checkpoint_is_written_waits_for_it(tmp_path):
+  from warm_jax import checkpoints
+  env = dict(os.environ, TOY_SIGTERM_IN_FINAL_SAVE="1")
+  out = subprocess.run(RUN + [str(tmp_path), "4"], capture_output=True, text=True, timeout=600,
+                       env=env)
+  # It exited 143 with no message, the last step's checkpoint never finalised.
+  assert out.returncode == 1, (out.returncode, out.stderr[-2000:])
+  assert f"SIGTERM: saved a checkpoint at step 4 in {tmp_path / 'checkpoints'}" in out.stderr
+  assert checkpoints.complete_steps(str(tmp_path / "checkpoints"))[-1] == 4
+  assert checkpoints.read_meta(str(tmp_path / "checkpoints"), 4)["step"] == 4

@@ -244,7 +244,9 @@ def test_checkpoint_with_a_dropped_pickle_restores_without_unpickling(tmp_path, 
 
 # The file replaced by a pickle -> the reads that need it (and must fail: 'restore' = params,
 # 'meta' = the JSON metadata); the other reads must still work.
-VICTIMS = {"params/_METADATA": {"restore"}, "meta/metadata": {"meta"}, "_CHECKPOINT_METADATA": set()}
+# What each read needs: a restore checks the arrays against the digests in meta/.
+VICTIMS = {"params/_METADATA": {"restore"}, "meta/metadata": {"meta", "restore"},
+           "_CHECKPOINT_METADATA": set()}
 
 
 @pytest.mark.parametrize("protocol", [0, 4])  # 0: an ASCII pickle, which even decodes as text

@@ -341,6 +341,19 @@ def test_registry_names_and_errors(tmp_path):
   assert len(load_split(cfg, "train")) == 3
 
 
+def test_a_damaged_array_record_file_is_named(tmp_path):
+  from warm_jax import errors
+  build("hh_rlhf/helpful_base", tmp_path)
+  builder = registry.get_builder("hh_rlhf/helpful_base", str(tmp_path), prepare=False)
+  (path,) = [os.path.join(builder.data_dir, f) for f in os.listdir(builder.data_dir)
+             if "-train.array_record" in f]
+  with open(path, "r+b") as f:
+    f.truncate(os.path.getsize(path) // 2)  # was read as records whose every field is None
+  with pytest.raises(errors.DamagedInput, match=f"data file {path} is not a readable ArrayRecord"):
+    registry.load_split("hh_rlhf/helpful_base", "train", str(tmp_path))
+  assert len(list(registry.load_split("hh_rlhf/helpful_base", "test", str(tmp_path)))) == 2
+
+
 def test_each_builder_has_its_own_checksums_file_and_imdb_knows_its_archive():
   paths = {registry.builder_class(d)._checksums_path.name for d in registry._MODULES}
   assert paths == {f"{d}_checksums.tsv" for d in registry._MODULES}

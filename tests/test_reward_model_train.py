@@ -117,6 +117,55 @@ def test_resume_with_a_different_model_shape_names_the_parameter(toy_data, tmp_p
   assert sorted(os.listdir(tmp_path / "checkpoints")) == before
 
 
+def test_resume_under_a_changed_config_is_refused_naming_the_fields(toy_data, tmp_path, capsys,
+                                                                    monkeypatch):
+  from warm_jax import errors
+  c = tiny_config()
+  c.train.num_steps = 2
+  run = lambda c: rm.train(c, str(tmp_path), sources=toy_data["sources"],  # noqa: E731
+                           tokenizer=toy_data["tokenizer"])
+  run(c)
+  before = sorted(os.listdir(tmp_path)), sorted(os.listdir(tmp_path / "checkpoints"))
+  # Another RoPE trains the last steps of another function; another seed is another run.
+  changed = c.copy_and_resolve_references()
+  changed.model.rope_theta, changed.seed, changed.train.num_steps = 500_000.0, 7, 4
+  with pytest.raises(errors.InputError) as e:
+    run(changed)
+  assert "config.model.rope_theta: 10000.0 in the checkpoint vs 500000.0 now" in str(e.value)
+  assert "config.seed: 0 in the checkpoint vs 7 now" in str(e.value)
+  assert "num_steps" not in str(e.value).split("Fields that may change")[0]
+  assert (sorted(os.listdir(tmp_path)), sorted(os.listdir(tmp_path / "checkpoints"))) == before
+  # Forced: it resumes and says what changed, which is not what may change on resume (more steps,
+  # logging, evaluation and checkpoint cadence, the mesh).
+  monkeypatch.setenv(checkpoints.RESUME_CHANGED_CONFIG_ENV, "1")
+  forced = c.copy_and_resolve_references()
+  forced.seed = 7
+  forced.train.update(num_steps=3, log_every=1, eval_every=3, ckpt_every=1, keep=5)
+  forced.mesh.shape = (2, 2, 2)
+  capsys.readouterr()
+  assert run(forced)["step"] == 3
+  said = [line for line in capsys.readouterr().out.splitlines() if "under a changed config" in line]
+  assert len(said) == 1 and said[0].endswith("config.seed: 0 in the checkpoint vs 7 now"), said
+
+
+def test_config_changes_leave_out_what_may_change_on_resume():
+  c = tiny_config().to_dict()
+  other = tiny_config()
+  other.train.update(num_steps=9, log_every=1, eval_every=1, eval_batches=0, ckpt_every=1, keep=9,
+                     on_nonfinite="skip", eval_splits=("validation",))
+  other.mesh.shape = (2, 2, 2)
+  other.model.remat = True
+  other.data.eval_batch_size = 8
+  assert checkpoints.config_changes(c, other.to_dict()) == []
+  other.model.qk_norm = False  # a decoder field the saved config lacks: at its default there
+  assert checkpoints.config_changes(c, other.to_dict()) == []
+  other.optim.lr, other.data.seed, other.model.qkv_bias = 0.5, 3, True
+  assert checkpoints.config_changes(c, other.to_dict()) == [
+      "config.data.seed: 0 in the checkpoint vs 3 now",
+      "config.model.qkv_bias: False in the checkpoint vs True now",
+      "config.optim.lr: 0.001 in the checkpoint vs 0.5 now"]
+
+
 @pytest.mark.parametrize("field,value,match", [
     ("optim.lr", -1e-3, r"config.optim.lr=-0.001: must be positive"),
     ("mesh.shape", (3, 1, 1), r"config.mesh.shape=\(3, 1, 1\) needs 3 devices"),

@@ -1,7 +1,9 @@
 """A reward-model run on the toy pairs, as a separate process (for the kill/resume tests).
 
     python tests/toy_rm_run.py WORKDIR NUM_STEPS [SLEEP_PER_RECORD]
-Prints the path of an .npz with the final params when done.
+Prints the path of an .npz with the final params when done. With TOY_SIGTERM_IN_FINAL_SAVE=1 the
+process sends itself a SIGTERM 0.1 s after the last step's save starts, a save whose commit is
+slowed down by 1 s (so the signal lands while it is being written).
 """
 
 import os
@@ -30,7 +32,30 @@ class Slow:
     return self.src[i]
 
 
+def sigterm_in_final_save(num_steps):
+  import signal
+  import threading
+  import orbax.checkpoint as ocp
+  from warm_jax import checkpoints
+  save, write_json = checkpoints.Checkpointer.save, ocp.JsonCheckpointHandler._save_fn
+
+  def save_then_signal(self, step, *a, **k):
+    saved = save(self, step, *a, **k)
+    if saved and step == num_steps:
+      threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    return saved
+
+  async def slow_json(self, x, directory):
+    if x.get("step") == num_steps:
+      time.sleep(1.0)  # in orbax's commit thread
+    await write_json(self, x, directory)
+  checkpoints.Checkpointer.save = save_then_signal
+  ocp.JsonCheckpointHandler._save_fn = slow_json
+
+
 def main(workdir, num_steps, delay=0.0):
+  if os.environ.get("TOY_SIGTERM_IN_FINAL_SAVE") == "1":
+    sigterm_in_final_save(num_steps)
   c = experiment("reward_model").get_config("tiny")
   c.model.vocab_size = 64
   c.model.dropout_rate = 0.1

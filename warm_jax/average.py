@@ -22,7 +22,9 @@ bias, which the family's `score` layer cannot hold). Every input is validated be
 read or written; the output is written atomically; a checkpoint output records the sources,
 steps, weights and config in its metadata (it loads like any other:
 `warm_jax.load_reward_model(out)`), a Hugging Face output in warm_jax_average.json.
-Exit status 2 on invalid input (with the reason), 0 on success.
+Exit status 2 on invalid input (with the reason): a bad argument, a missing or damaged checkpoint
+(named with its step and what is wrong), weights that overflow, an average that is not finite, an
+--out that is not new or empty (a run's workdir is never written into); 0 on success.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import os
 import sys
 import time
 
-from warm_jax import averaging
+from warm_jax import averaging, errors
 from warm_jax.averaging import hf
 from warm_jax.train import metrics
 
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                              args.out_format)
   except (ValueError, FileNotFoundError, FileExistsError, TypeError) as e:
     print(f"error: {e}", file=sys.stderr)
-    return 2
+    return errors.EXIT_BAD_INPUT
 
   from warm_jax.train.metrics import Progress
   t0 = time.time()
@@ -108,8 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         bar.append(Progress(n, "averaging tensors", enabled=not args.quiet))
       bar[0].update(i, name)
 
-    meta = hf.average_hf(paths, args.weights, out=args.out, normalize=args.normalize,
-                         on_tensor=on_tensor)
+    try:  # what only reading can find: a damaged tensor, an average that is not finite
+      meta = hf.average_hf(paths, args.weights, out=args.out, normalize=args.normalize,
+                           on_tensor=on_tensor)
+    except (ValueError, FileExistsError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      return errors.EXIT_BAD_INPUT
     if not args.quiet:
       bar[0].close(bar[0].total, "done")
       print(json.dumps({"out": args.out, "weights": meta["weights"], "format": "hf",
@@ -128,18 +134,18 @@ def main(argv: list[str] | None = None) -> int:
                     f"({metrics.format_bytes(src.nbytes)} in {seconds:.1f}s, "
                     f"{metrics.format_bytes(rate)}/s)", force=True)
 
-  params, meta = averaging.average_checkpoints(
-      [s.path for s in sources], args.weights, steps=[s.step for s in sources],
-      normalize=args.normalize, out=args.out if out_format == "warm_jax" else None,
-      on_read=on_read)
-  if out_format == "hf":
-    from warm_jax import pretrained
-    try:
+  try:  # what only reading can find: damaged arrays, a result that is not finite
+    params, meta = averaging.average_checkpoints(
+        [s.path for s in sources], args.weights, steps=[s.step for s in sources],
+        normalize=args.normalize, out=args.out if out_format == "warm_jax" else None,
+        on_read=on_read)
+    if out_format == "hf":  # nothing written on failure: e.g. a reward-head bias
+      from warm_jax import pretrained
       pretrained.export_run(params, meta["config"], args.out,
                             drop_reward_bias=args.drop_reward_bias)
-    except (ValueError, FileExistsError) as e:  # nothing written: e.g. a reward-head bias
-      print(f"error: {e}", file=sys.stderr)
-      return 2
+  except (ValueError, FileExistsError) as e:  # InputError is a ValueError
+    print(f"error: {e}", file=sys.stderr)
+    return errors.EXIT_BAD_INPUT
   if not args.quiet:
     progress.close(len(sources), "done")
     print(json.dumps({"out": args.out, "weights": meta["weights"], "steps": meta["steps"],

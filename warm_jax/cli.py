@@ -1,7 +1,7 @@
 """The command-line entry point of every experiment (big_vision style).
 
     python experiments/X.py --config=experiments/X.py:variant --workdir=DIR [--config.a.b=value ...]
-        [--distributed]
+        [--distributed] [--resume_changed_config]
 
 An experiment file is a config (`get_config(variant)`) and one line naming the study it runs:
 
@@ -10,9 +10,13 @@ An experiment file is a config (`get_config(variant)`) and one line naming the s
 
 Before anything else `run` sets warm_jax's XLA defaults (`warm_jax.xla_flags`; the process has
 not started jax yet) and, with `--distributed` (or WARM_JAX_DISTRIBUTED=1), joins a multi-host run
-(`warm_jax.distributed`). `main` receives the parsed, overridden and locked config. Bad input
-(`warm_jax.errors.InputError`: a config value, a missing run) ends the command with its message
-and exit status 2, without a traceback. Orbax and absl log every checkpoint at INFO; unless
+(`warm_jax.distributed`). A run resumes in its workdir only under the config it was saved with
+(but for the fields of `checkpoints.RESUME_MAY_CHANGE`: steps, logging, evaluation and checkpoint
+cadence, the mesh, ...); `--resume_changed_config` (or WARM_JAX_RESUME_CHANGED_CONFIG=1) resumes
+it anyway, reporting each changed field. `main` receives the parsed, overridden and locked config.
+Bad input (`warm_jax.errors.InputError`: a config value, a missing run, a damaged checkpoint or
+data file, a resume under a changed config) ends the command with its message and exit status 2,
+without a traceback. Orbax and absl log every checkpoint at INFO; unless
 --verbosity is given, only warnings are shown (progress bars and results are printed separately).
 """
 
@@ -36,6 +40,9 @@ def run(main: Callable[[ml_collections.ConfigDict, str], object]) -> None:
   flags.DEFINE_string("workdir", None, "output directory (checkpoints, metrics, configs, plots)")
   flags.DEFINE_bool("distributed", False, "join a multi-host run (jax.distributed.initialize) "
                     "before anything else; also WARM_JAX_DISTRIBUTED=1")
+  flags.DEFINE_bool("resume_changed_config", False, "resume a run in --workdir even though its "
+                    "config changed in fields that change what it computes (each is reported); "
+                    "also WARM_JAX_RESUME_CHANGED_CONFIG=1")
   flags.mark_flags_as_required(["config", "workdir"])
 
   def _main(argv):
@@ -43,6 +50,9 @@ def run(main: Callable[[ml_collections.ConfigDict, str], object]) -> None:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)
+    if flags.FLAGS.resume_changed_config:
+      from warm_jax import checkpoints
+      os.environ[checkpoints.RESUME_CHANGED_CONFIG_ENV] = "1"
     if flags.FLAGS.distributed or os.environ.get("WARM_JAX_DISTRIBUTED") == "1":
       from warm_jax import distributed
       info = distributed.initialize()

@@ -37,6 +37,7 @@ import numpy as np
 from warm_jax import averaging, checkpoints, ensemble, errors
 from warm_jax import sharding as shd
 from warm_jax.data import pipeline
+from warm_jax.errors import InputError
 from warm_jax.models import RewardModel
 from warm_jax.train.init import abstract_params
 
@@ -183,7 +184,7 @@ def _as_list(x, name: str) -> list[str]:
 
 def _config_of(meta: dict, path: str) -> ml_collections.ConfigDict:
   if not meta.get("config"):
-    raise ValueError(f"checkpoint {path} records no config; cannot rebuild its model")
+    raise InputError(f"checkpoint {path} records no config; cannot rebuild its model")
   return ml_collections.ConfigDict(meta["config"])
 
 

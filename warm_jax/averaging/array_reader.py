@@ -285,13 +285,17 @@ class ArrayReader:
   def supports(item_dir: str) -> bool:
     return os.path.exists(os.path.join(item_dir, "manifest.ocdbt"))
 
-  def start(self, item_dir: str, keys: Sequence[tuple], abstract: Sequence[Any]):
+  def start(self, item_dir: str, keys: Sequence[tuple], abstract: Sequence[Any],
+            expect: dict[str, str] | None = None):
     """Starts reading the arrays at parameter paths `keys` of the item (targets: ShapeDtypeStructs
-    with shardings) into the next arena; returns what `finish` takes."""
+    with shardings) into the next arena; returns what `finish` takes. `expect`: {'a/b/c': digest}
+    recorded when the checkpoint was saved (`checkpoints.array_digest`); an array read whole whose
+    bytes do not match it makes `finish` raise DamagedInput."""
     keys, abstract = list(keys), list(abstract)
     slot, self._slot = self._slot, 1 - self._slot
     need = sum(_round_up(_nbytes(shape, a.dtype)) for a in abstract for shape in _host_shapes(a))
-    return self._pool.submit(self._read_group, item_dir, keys, abstract, slot, need), abstract
+    future = self._pool.submit(self._read_group, item_dir, keys, abstract, slot, need, expect)
+    return future, abstract
 
   def finish(self, pending) -> list[jax.Array]:
     """The arrays of `start`'s reads on their target shardings (CPU: views of the arena)."""
@@ -319,7 +323,7 @@ class ArrayReader:
       self._located = (item_dir, locate(item_dir) if self.direct else None)
     return self._located[1]
 
-  def _read_group(self, item_dir, keys, abstract, slot, need) -> list:
+  def _read_group(self, item_dir, keys, abstract, slot, need, expect=None) -> list:
     arena = self._arenas[slot]
     arena.reset(need)
     located = self._locate(item_dir)
@@ -347,6 +351,13 @@ class ArrayReader:
         slow.append(j)
     self._tensorstore_reads(item_dir, [keys[j] for j in slow], [abstract[j] for j in slow],
                             [hosts[j] for j in slow])
+    if expect:  # the arrays this process read whole (all of them on one host)
+      from warm_jax import checkpoints
+      whole = {"/".join(map(str, k)): h for k, a, h in zip(keys, abstract, hosts)
+               if not isinstance(h, dict) and _host_shape(a) == tuple(a.shape)}
+      step_dir = os.path.dirname(os.path.abspath(item_dir))
+      checkpoints.check_digests(whole, expect, checkpoints.where(
+          os.path.dirname(step_dir), os.path.basename(step_dir)), os.path.basename(item_dir))
     return hosts
 
   def _direct_plan(self, item_dir, located, k, a, host):

@@ -23,6 +23,7 @@ from warm_jax import checkpoints
 from warm_jax.averaging.tree import _check_leaves_floating, check_weights
 from warm_jax.checkpoints import resolve_checkpoint_dir, tree_mismatch
 from warm_jax.configs import DECODER_DEFAULTS
+from warm_jax.errors import MissingInput
 
 # Fields of config['model'] that only change how a model is trained or computed, not its parameters
 # or the function it computes; checkpoints that differ only in them have the same architecture
@@ -95,22 +96,12 @@ class Source:
     self.config = self.meta.get("config")
     self.item_dir = os.path.join(self.path, str(self.step), checkpoints.PARAMS)
     if not os.path.isdir(self.item_dir):
-      raise FileNotFoundError(f"{path}: step {self.step} has no parameter directory {self.item_dir}")
+      raise MissingInput(f"{path}: step {self.step} has no parameter directory {self.item_dir}")
 
   @property
   def nbytes(self) -> int:
     return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
                for x in jax.tree.leaves(self.params_meta))
-
-
-def _has_checkpoint(path: str) -> bool:
-  if not os.path.isdir(path):
-    return False
-  try:
-    checkpoints.read_meta(path)
-    return True
-  except FileNotFoundError:
-    return False
 
 
 def plan(paths: Sequence[str], weights: Sequence[float] | None = None,
@@ -121,7 +112,7 @@ def plan(paths: Sequence[str], weights: Sequence[float] | None = None,
   Checks: at least one path; one weight per path (non-negative, not all zero when normalised);
   every path holds a complete checkpoint (at `steps[i]`, else its latest); their configs agree on
   the model architecture and their parameter trees on paths, shapes and dtypes; `out`, if given,
-  does not already hold a checkpoint and is not a file."""
+  is new or empty (`checkpoints.output_conflict`: not a file, a checkpoint or a run's workdir)."""
   paths = list(paths)
   if not paths:
     raise ValueError("nothing to average: no checkpoint paths given")
@@ -130,15 +121,13 @@ def plan(paths: Sequence[str], weights: Sequence[float] | None = None,
   if len(steps) != len(paths):
     raise ValueError(f"got {len(steps)} steps for {len(paths)} checkpoints")
   if out is not None:
-    out_abs = os.path.abspath(out)
-    if os.path.exists(out_abs) and not os.path.isdir(out_abs):
-      raise FileExistsError(f"output {out} exists and is not a directory")
-    if _has_checkpoint(out_abs):
-      raise FileExistsError(f"output {out} already holds a checkpoint; refusing to overwrite")
+    why = checkpoints.output_conflict(os.path.abspath(out))
+    if why:
+      raise FileExistsError(f"output {out}: {why}; refusing to overwrite: choose a new directory")
   sources = []
   for p, s in zip(paths, steps):
     if not os.path.exists(p):
-      raise FileNotFoundError(f"checkpoint path {p} does not exist")
+      raise MissingInput(f"checkpoint path {p} does not exist")
     sources.append(Source(p, s))
   first = sources[0]
   for i, src in enumerate(sources[1:], start=1):

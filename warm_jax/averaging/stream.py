@@ -6,8 +6,10 @@ One checkpoint is read at a time into a running float32 sum, a group of arrays a
 (`array_reader`: straight onto the target shardings, into two reused host buffers, the next group
 read while this one is added), so peak memory is the sum plus two groups whatever the number of
 checkpoints. Everything is validated (`plan`) before any array is read and before anything is
-written; the result is written with `checkpoints.save_params`, which is atomic (orbax writes a
-temporary directory and renames it when complete).
+written; every array read is checked against the digest recorded when its checkpoint was saved,
+and the result must be finite; it is written with `checkpoints.save_params`, which is atomic (orbax
+writes a temporary directory and renames it when complete). A source that cannot be read is an
+`errors.DamagedInput` / `MissingInput` naming the checkpoint, its step and what is wrong.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import warm_jax
-from warm_jax import checkpoints
+from warm_jax import checkpoints, errors
 from warm_jax.averaging import array_reader
 from warm_jax.averaging.sources import Source, model_fingerprint, plan
 from warm_jax.averaging.tree import _acc_dtype, _cached_jit, _cast_to
@@ -165,8 +167,9 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
   two groups whatever len(paths), and nothing is allocated per checkpoint.
   Checkpoints with weight 0 are validated but not read. `on_read(i, source, seconds)` is called
   after each checkpoint (progress bars). All validation (see `plan`) happens before any array is
-  read; `out` is written atomically by `checkpoints.save_params`, so an interrupted run never
-  leaves a complete-looking checkpoint.
+  read; every array read must match the digest its checkpoint recorded, and the result must be
+  finite (else InputError, nothing written); `out` is written atomically by
+  `checkpoints.save_params`, so an interrupted run never leaves a complete-looking checkpoint.
   The metadata records the sources, their steps, the weights, the architecture fingerprint and
   the source config (so the average loads like any other checkpoint)."""
   sources, w = plan(paths, weights, steps, normalize, out)
@@ -194,18 +197,26 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
       i, g = item
       ks, ab = [keys[j] for j in groups[g]], [abstract[j] for j in groups[g]]
       if reader.supports(sources[i].item_dir):
-        return reader.start(sources[i].item_dir, ks, ab)
+        return reader.start(sources[i].item_dir, ks, ab, expect=recorded[i])
       return ("orbax", sources[i].item_dir, ks, ab)  # another layout: an orbax restore
 
-    def finish(pending):
-      if pending[0] == "orbax":
-        return _restore_item(*pending[1:])
-      return reader.finish(pending)
+    def finish(pending, i):
+      with errors.reading(f"{checkpoints.where(sources[i].path, sources[i].step)} is damaged: "
+                          f"{checkpoints.PARAMS}/ does not read",
+                          "average another step, or re-create this one"):
+        if pending[0] != "orbax":
+          return reader.finish(pending)
+        values = _restore_item(*pending[1:])
+      checkpoints.check_digests(_nest(pending[2], values), recorded[i],
+                                checkpoints.where(sources[i].path, sources[i].step),
+                                checkpoints.PARAMS)
+      return values
 
+    recorded = [(s.meta.get("digests") or {}).get(checkpoints.PARAMS) for s in sources]
     acc: list = [None] * len(abstract)
     t0, nxt = time.time(), (start(schedule[0]) if schedule else None)
     for k, (i, g) in enumerate(schedule):
-      values = finish(nxt)
+      values = finish(nxt, i)
       # Read ahead while adding: into the other buffer, whose group was added (and waited for)
       # in the previous iteration.
       nxt = start(schedule[k + 1]) if k + 1 < len(schedule) else None
@@ -229,6 +240,7 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
     dt = np.dtype(abstract[j].dtype)
     leaves.append(a if a.dtype == dt else _leaf_op(_cast_to(dt), abstract[j].sharding)(a))
     acc[j] = None
+  _check_finite(keys, leaves, w)
   result = jax.tree_util.tree_unflatten(treedef, leaves)
 
   meta = {
@@ -247,6 +259,23 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
   if out is not None:
     checkpoints.save_params(out, result, meta)
   return result, meta
+
+
+def _all_finite(x):
+  return jnp.isfinite(jnp.sum(x * 0, dtype=jnp.float32))  # inf * 0 and nan * 0 are nan
+
+
+def _check_finite(keys: list[tuple], leaves: list, w: np.ndarray) -> None:
+  """InputError naming the first leaf of an average that holds an inf or a NaN: weights large
+  enough to overflow with these parameters (normalize=False), or a source holding them. One leaf
+  at a time (one jitted reduction per shape), so no temporary of the whole model is made."""
+  flags = [_cached_jit(_all_finite, ("all_finite", x.sharding))(x) for x in leaves]
+  for k, ok in zip(keys, jax.device_get(flags)):
+    if not ok:
+      raise errors.InputError(
+          f"the weighted average (weights {w.tolist()}) is not finite at "
+          f"{'/'.join(map(str, k))}: the weights overflow float32 with these parameters, or a "
+          "checkpoint holds non-finite values; nothing was written")
 
 
 def average_once(path: str, sources: Sequence[str]) -> str:

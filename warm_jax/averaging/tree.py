@@ -23,27 +23,49 @@ import numpy as np
 
 from warm_jax.checkpoints import keystr as _keystr
 from warm_jax.checkpoints import tree_mismatch
+from warm_jax.errors import InputError
 
 
 def check_weights(weights: Sequence[float] | None, m: int, normalize: bool = True) -> np.ndarray:
   """The weights as float64 [m]: uniform when None; non-negative, finite, not all zero and
-  normalised to sum to 1 when `normalize` (else returned as given, any sign: task arithmetic)."""
+  normalised to sum to 1 when `normalize` (else returned as given, any sign: task arithmetic).
+
+  Checked after each transformation they go through: finite as given; normalised without
+  overflow (weights whose sum exceeds the float64 range are scaled down first: [1e308, 1e308] is
+  [0.5, 0.5]); and each finite in float32, the dtype they multiply the parameters in, where
+  weights that are not all zero must not all become zero. Raises InputError naming the weight."""
   if m <= 0:
-    raise ValueError("nothing to average: the list of models is empty")
+    raise InputError("nothing to average: the list of models is empty")
   if weights is None:
     return np.full((m,), 1.0 / m)
-  w = np.asarray(list(weights), dtype=np.float64)
+  given = np.asarray(list(weights), dtype=np.float64)
+  w = given
   if w.ndim != 1 or w.shape[0] != m:
-    raise ValueError(f"got {w.size} weights for {m} models; give one weight per model")
+    raise InputError(f"got {w.size} weights for {m} models; give one weight per model")
   if not np.all(np.isfinite(w)):
-    raise ValueError(f"weights {w.tolist()} must be finite")
+    raise InputError(f"weights {w.tolist()} must be finite")
   if normalize:
     if np.any(w < 0):
-      raise ValueError(f"weights {w.tolist()} must be non-negative (weight {int(np.argmax(w < 0))} "
-                       "is negative); pass normalize=False for signed task-arithmetic sums")
+      raise InputError(f"weights {w.tolist()} must be non-negative (weight "
+                       f"{int(np.argmax(w < 0))} is negative); pass normalize=False for signed "
+                       "task-arithmetic sums")
     if not np.any(w > 0):
-      raise ValueError(f"weights {w.tolist()} are all zero; at least one must be positive")
-    w = w / w.sum()
+      raise InputError(f"weights {w.tolist()} are all zero; at least one must be positive")
+    with np.errstate(over="ignore"):
+      total = w.sum()
+    if not np.isfinite(total):  # the sum overflows float64: the same ratios, scaled down first
+      w = w / w.max()
+      total = w.sum()
+    w = w / total
+  with np.errstate(over="ignore", under="ignore"):
+    w32 = w.astype(np.float32)
+  if not np.all(np.isfinite(w32)):
+    i = int(np.flatnonzero(~np.isfinite(w32))[0])
+    raise InputError(f"weight {i} ({float(given[i])!r}) overflows float32, the dtype the "
+                     "parameters are multiplied in; use smaller weights")
+  if np.any(w != 0) and not np.any(w32 != 0):
+    raise InputError(f"weights {given.tolist()} all underflow to 0 in float32, the dtype the "
+                     "parameters are multiplied in: the average would be all zeros")
   return w
 
 

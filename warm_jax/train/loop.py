@@ -1,9 +1,11 @@
 """What every trainer shares: config -> mesh/optimizer/shardings (`build_setup`), and the training
-loop (`run`): resume from the latest complete checkpoint (params, optimizer state, data position),
-periodic evaluation, JSONL + TensorBoard logging, progress with ETA, checkpoints every k steps, and
-a checkpoint before exiting on SIGTERM (a pre-empted VM), and non-finite steps (NaN/Inf loss or
-gradients) that never reach the state or a checkpoint: the run stops naming the step, or skips it
-(config.train.on_nonfinite). Trainers supply the model, the pure step
+loop (`run`): resume from the latest complete checkpoint (params, optimizer state, data position)
+under the config it was saved with (but for `checkpoints.RESUME_MAY_CHANGE`; else refused, naming
+the fields, unless --resume_changed_config), periodic evaluation, JSONL + TensorBoard logging,
+progress with ETA, checkpoints every k steps, and a checkpoint before exiting on SIGTERM (a
+pre-empted VM; a SIGTERM is a flag until the last save has finished), and non-finite steps (NaN/Inf
+loss or gradients) that never reach the state or a checkpoint: the run stops naming the step, or
+skips it (config.train.on_nonfinite). Trainers supply the model, the pure step
 `step(state, batch) -> (state, metrics)` and an evaluation function.
 """
 
@@ -156,6 +158,21 @@ class _Preempted:
       signal.signal(signal.SIGTERM, self._old)
 
 
+def open_checkpoints(config: ml_collections.ConfigDict, workdir: str, abstract):
+  """The run's Checkpointer and what it resumes from: (state, data_state, step), or None when
+  `workdir` holds no complete checkpoint. A checkpoint of another model shape, or saved under a
+  config that differs outside checkpoints.RESUME_MAY_CHANGE (unless forced), is refused before
+  any compute, and nothing is written; a damaged one is an InputError naming it."""
+  ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                  save_every=config.train.ckpt_every, keep=config.train.keep,
+                                  config=config)
+  if ckpt.latest_step() is not None:
+    ckpt.check_compatible(abstract)
+    for change in ckpt.check_config():  # refused unless forced: then each is reported
+      print(f"resuming {ckpt.directory} under a changed config: {change}", flush=True)
+  return ckpt, ckpt.restore_latest(abstract)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: Callable,
         train_iter, evaluate: Callable[[Any], dict[str, dict[str, float]]],
         init_params: Any | None = None, desc: str = "train",
@@ -169,13 +186,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: 
   batch before the step: a frozen reference model's log-probabilities (DPO), or a whole rollout of
   the current policy with its rewards (RL).
   """
-  ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                  save_every=config.train.ckpt_every, keep=config.train.keep,
-                                  config=config)
-  abstract = abstract_state(setup)
-  if ckpt.latest_step() is not None:
-    ckpt.check_compatible(abstract)  # before any compute; nothing is written on mismatch
-  restored = ckpt.restore_latest(abstract)
+  ckpt, restored = open_checkpoints(config, workdir, abstract_state(setup))
   if restored is not None:
     state, data_state, start = restored
     train_iter.set_state(data_state)
@@ -233,8 +244,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, setup: Setup, step_fn: 
           last_eval = run_eval(step)
         ckpt.save(step, state, train_iter.get_state(), force=step == total or preempted.flag)
         if preempted.flag:
+          ckpt.wait()  # a second SIGTERM too waits for this save
           raise SystemExit(f"SIGTERM: saved a checkpoint at step {step} in {ckpt.directory}; "
                            "re-run the same command to resume")
+      ckpt.wait()  # the last step's save finishes while a SIGTERM is still only a flag
+    if preempted.flag:  # it came while that save was being written, which is now complete
+      raise SystemExit(f"SIGTERM: saved a checkpoint at step {step} in {ckpt.directory}; "
+                       "re-run the same command to resume")
     progress.close(step)
     if not last_eval:  # resumed a finished run: evaluate the restored state
       last_eval = run_eval(step)

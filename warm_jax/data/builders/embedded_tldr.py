@@ -40,7 +40,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from warm_jax.data import embedded
-from warm_jax.data.builders import file_lock
+from warm_jax.data.builders import file_lock, source
+from warm_jax.data.builders.source import Source
 
 # TFDS warns "Using custom data configuration" on every load of a config-defined builder: routine.
 logging.getLogger("absl").addFilter(
@@ -127,58 +128,19 @@ class EmbeddedTldr(tfds.core.GeneratorBasedBuilder):
       yield rec["id"], {**_EMPTY, **rec}
 
 
-class Source:
-  """Random access to one split as python dicts: `len(src)`, `src[i]`, `src[i:j]`, iteration."""
-
-  def __init__(self, tfds_source, keys):
-    self._src, self.keys = tfds_source, tuple(keys)
-
-  def __len__(self):
-    return len(self._src)
-
-  def _convert(self, ex) -> dict:
-    out = {}
-    for k in self.keys:
-      v = ex[k]
-      if isinstance(v, bytes):
-        v = v.decode("utf-8")
-      elif isinstance(v, np.ndarray) or isinstance(v, np.generic):
-        v = v.item()
-      out[k] = v
-    return out
-
-  def __getitem__(self, i):
-    if isinstance(i, slice):
-      return [self[j] for j in range(*i.indices(len(self)))]
-    n = len(self)
-    i = int(i)
-    if i < 0:
-      i += n
-    if not 0 <= i < n:
-      raise IndexError(f"index {i} out of range for a split of {n} records")
-    return self._convert(self._src[i])
-
-  def __getitems__(self, indices):
-    return [self._convert(ex) for ex in self._src.__getitems__([int(i) for i in indices])]
-
-  def __iter__(self):
-    for i in range(len(self)):
-      yield self[i]
-
-  def __repr__(self):
-    return f"Source({self._src!r})"
-
-
 def get_builder(task_cfg, data_dir: str | None = None, prepare: bool = True) -> EmbeddedTldr:
   """The builder of `task_cfg` in its data dir, prepared (built) unless `prepare=False`."""
   data_dir = data_dir or embedded.resolve_data_dir(task_cfg)
   bc = builder_config(task_cfg)
-  builder = EmbeddedTldr(config=bc, data_dir=data_dir)
+  variant_dir = os.path.join(data_dir, NAME, bc.name, VERSION)
+  make = lambda: source.open_builder(EmbeddedTldr, variant_dir, config=bc,  # noqa: E731
+                                     data_dir=data_dir)
+  builder = make()
   if not prepare or builder.is_prepared():
     return builder
   config_dir = os.path.dirname(builder.data_dir)
   with file_lock(config_dir + ".lock"):
-    builder = EmbeddedTldr(config=bc, data_dir=data_dir)  # another process may have built it
+    builder = make()  # another process may have built it
     if not builder.is_prepared():
       # We hold the lock: anything here is a leftover of a killed build (`incomplete.*` dirs), or a
       # variant dir without dataset_info.json (which TFDS would otherwise "reuse" and fail to read).
@@ -195,10 +157,11 @@ def load_split(task_cfg, split: str, data_dir: str | None = None) -> Source:
   """A random-access source of the python-dict records of `split` (built on first use).
 
   Preference splits ('train', 'validation', 'test', 'ood') have the keys of `PAIR_KEYS`; text
-  splits ('corpus', 'sft') the keys of `TEXT_KEYS`.
+  splits ('corpus', 'sft') the keys of `TEXT_KEYS`. Records are checked as they are read
+  (`source.Source`): a damaged file is an InputError naming it and the record.
   """
   if split not in embedded.SPLITS:
     raise ValueError(f"unknown split {split!r} of {NAME}; choose one of {embedded.SPLITS}")
   builder = get_builder(task_cfg, data_dir)
   keys = PAIR_KEYS if split in embedded.PAIR_SPLITS else TEXT_KEYS
-  return Source(builder.as_data_source(split=split), keys)
+  return source.open_split(builder, split, keys)

@@ -28,9 +28,8 @@ from __future__ import annotations
 import importlib
 import os
 
-import numpy as np
-
-from warm_jax.data.builders import file_lock
+from warm_jax.data.builders import file_lock, source
+from warm_jax.data.builders.source import Source
 
 _MODULES = {  # data set name -> (module, builder class)
     "tldr_comparisons": ("warm_jax.data.builders.tldr_comparisons", "TldrComparisons"),
@@ -82,7 +81,8 @@ def get_builder(name: str, data_dir: str | None = None, prepare: bool = True,
   dataset, config = parse_name(name)
   cls = builder_class(dataset)
   data_dir = resolve_data_dir(data_dir)
-  make = lambda: cls(config=config, data_dir=data_dir)  # noqa: E731
+  where = os.path.join(data_dir, dataset, *([config] if config else []))
+  make = lambda: source.open_builder(cls, where, config=config, data_dir=data_dir)  # noqa: E731
   builder = make()
   if not prepare or builder.is_prepared():
     return builder
@@ -98,57 +98,17 @@ def skipped(name: str, data_dir: str | None = None) -> list[str]:
   return list(get_builder(name, data_dir).info.metadata.get("skipped", []))
 
 
-def _to_python(v):
-  if isinstance(v, dict):
-    return {k: _to_python(x) for k, x in v.items()}
-  if isinstance(v, bytes):
-    return v.decode("utf-8")
-  if isinstance(v, (np.ndarray, np.generic)):
-    v = v.item() if v.ndim == 0 else v.tolist()
-    return v.decode("utf-8") if isinstance(v, bytes) else v
-  return v
-
-
-class Source:
-  """Random access to one split as python dicts (str, int, bool, nested `labels` dict):
-  `len(src)`, `src[i]`, `src[i:j]`, `src.__getitems__(indices)`, iteration."""
-
-  def __init__(self, tfds_source):
-    self._src = tfds_source
-
-  def __len__(self):
-    return len(self._src)
-
-  def __getitem__(self, i):
-    if isinstance(i, slice):
-      return [self[j] for j in range(*i.indices(len(self)))]
-    n, i = len(self), int(i)
-    if i < 0:
-      i += n
-    if not 0 <= i < n:
-      raise IndexError(f"index {i} out of range for a split of {n} records")
-    return _to_python(self._src[i])
-
-  def __getitems__(self, indices):
-    return [_to_python(ex) for ex in self._src.__getitems__([int(i) for i in indices])]
-
-  def __iter__(self):
-    for i in range(len(self)):
-      yield self[i]
-
-  def __repr__(self):
-    return f"Source({self._src!r})"
-
-
 def load_split(name: str, split: str, data_dir: str | None = None, *,
                download_config=None) -> Source:
   """A random-access source of the python-dict records of `split` of `name` (built on first use).
 
   `split` may use TFDS slicing ('train[:1000]', 'train[90%:]'). `download_config`: a
-  `tfds.download.DownloadConfig` for the first build (e.g. `register_checksums=True`).
+  `tfds.download.DownloadConfig` for the first build (e.g. `register_checksums=True`). Records are
+  checked against the data set's features as they are read (`source.Source`): a damaged file is
+  an InputError naming it and the record.
   """
   builder = get_builder(name, data_dir, download_config=download_config)
   splits = list(builder.info.splits.keys())
   if split.split("[")[0] not in splits:
     raise ValueError(f"unknown split {split!r} of {name}; choose one of {splits}")
-  return Source(builder.as_data_source(split=split))
+  return source.open_split(builder, split)
