@@ -1,9 +1,20 @@
-r"""Weight-average reward-model checkpoints (WARM) into a new checkpoint.
+r"""Weight-average reward-model checkpoints (WARM) into a new checkpoint, or merge them.
 
     python -m warm_jax.average --ckpt runs/rm_a --ckpt runs/rm_b --ckpt runs/rm_c --out runs/warm
     python -m warm_jax.average --ckpt runs/rm_a@300 --ckpt runs/rm_b --weights 2 1 --out runs/warm
     python -m warm_jax.average --ckpt base --ckpt ft1 --ckpt ft2 --weights -1 1 1 \
         --no-normalize --out runs/task_sum
+    python -m warm_jax.average --method ties --base runs/sft --ckpt ft1 --ckpt ft2 --density 0.2 \
+        --out runs/ties
+    python -m warm_jax.average --method slerp --ckpt runs/rm_a --ckpt runs/rm_b --weights 0.7 0.3 \
+        --out runs/slerp   # t = 0.3; with --base: SLERP of the task vectors
+
+`--method` (default linear): linear, task_arithmetic (--scale), ties (--density, --scale), dare
+(--drop, --seed, --scale, --combine sum|ties), slerp (2 models, or M >= 2 task vectors with
+--base), model_stock; `--base PATH[@STEP]` for the methods on task vectors
+(`warm_jax.averaging.merges` defines each; `merge_stream` how they stream: linear and
+task_arithmetic as the average below, the others a group of tensors at a time over all the
+checkpoints, about one model plus seven groups of memory).
 
 Each --ckpt is a run directory (holding checkpoints/) or a checkpoint directory, optionally with
 @STEP (default: its latest complete step). Weights are normalised to sum to 1 unless
@@ -23,7 +34,10 @@ import sys
 import time
 
 from warm_jax import averaging
+from warm_jax import errors
 from warm_jax.train import metrics
+
+MERGE_ARGS = ("density", "drop", "seed", "scale", "combine")  # the merges' parameters
 
 
 def parse_ckpt(spec: str) -> tuple[str, int | None]:
@@ -44,6 +58,17 @@ def _parser() -> argparse.ArgumentParser:
                  help="one weight per --ckpt (default: uniform); normalised to sum to 1")
   p.add_argument("--no-normalize", dest="normalize", action="store_false",
                  help="use the weights as given (any sign): a task-arithmetic sum")
+  p.add_argument("--method", default="linear", help="linear (default), task_arithmetic, ties, "
+                 "dare, slerp or model_stock (warm_jax.averaging.merges)")
+  p.add_argument("--base", default=None, metavar="PATH[@STEP]",
+                 help="the base the task vectors are taken from (task_arithmetic, ties, dare, "
+                      "model_stock; slerp of task vectors)")
+  p.add_argument("--density", type=float, default=None, help="ties: fraction kept, in (0, 1]")
+  p.add_argument("--drop", type=float, default=None, help="dare: drop probability, in [0, 1)")
+  p.add_argument("--seed", type=int, default=None, help="dare: seed of the masks (default 0)")
+  p.add_argument("--scale", type=float, default=None,
+                 help="task_arithmetic, ties, dare: the merged task vector's scale (default 1)")
+  p.add_argument("--combine", default=None, help="dare: sum (default) or ties")
   p.add_argument("--out", required=True, help="output checkpoint directory (must not hold one)")
   p.add_argument("--quiet", action="store_true", help="no progress lines")
   return p
@@ -53,15 +78,27 @@ def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(argv)
   specs = [parse_ckpt(c) for c in args.ckpt]
   paths, steps = [p for p, _ in specs], [s for _, s in specs]
+  merge = args.method != "linear" or args.base is not None or any(
+      getattr(args, k) is not None for k in MERGE_ARGS)
   try:
-    sources, weights = averaging.plan(paths, args.weights, steps, args.normalize, args.out)
+    if merge and not args.normalize:
+      raise errors.InputError("--no-normalize applies to the linear average only (the merges "
+                              "take --scale)")
+    if merge:
+      base, base_step = parse_ckpt(args.base) if args.base is not None else (None, None)
+      kw = {k: getattr(args, k) for k in MERGE_ARGS if getattr(args, k) is not None}
+      _, weights, sources, _ = averaging.plan_merge(args.method, paths, args.weights, steps=steps,
+                                                    base=base, base_step=base_step,
+                                                    out=args.out, **kw)
+    else:
+      sources, weights = averaging.plan(paths, args.weights, steps, args.normalize, args.out)
   except (ValueError, FileNotFoundError, FileExistsError, TypeError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
 
   from warm_jax.train.metrics import Progress
   total_bytes = sum(s.nbytes for s, w in zip(sources, weights) if w != 0)
-  progress = Progress(len(sources), "averaging", enabled=not args.quiet)
+  progress = Progress(len(sources), "merging" if merge else "averaging", enabled=not args.quiet)
   t0 = time.time()
   state = {"bytes": 0}
 
@@ -72,12 +109,18 @@ def main(argv: list[str] | None = None) -> int:
                     f"({metrics.format_bytes(src.nbytes)} in {seconds:.1f}s, "
                     f"{metrics.format_bytes(rate)}/s)", force=True)
 
-  _, meta = averaging.average_checkpoints(
-      [s.path for s in sources], args.weights, steps=[s.step for s in sources],
-      normalize=args.normalize, out=args.out, on_read=on_read)
+  if merge:
+    _, meta = averaging.merge_checkpoints(
+        args.method, [s.path for s in sources], args.weights, steps=[s.step for s in sources],
+        base=base, base_step=base_step, out=args.out, on_read=on_read, **kw)
+  else:
+    _, meta = averaging.average_checkpoints(
+        [s.path for s in sources], args.weights, steps=[s.step for s in sources],
+        normalize=args.normalize, out=args.out, on_read=on_read)
   if not args.quiet:
     progress.close(len(sources), "done")
-    print(json.dumps({"out": args.out, "weights": meta["weights"], "steps": meta["steps"],
+    print(json.dumps({"out": args.out, "method": meta.get("method", "linear"),
+                      "weights": meta["weights"], "steps": meta["steps"],
                       "model_fingerprint": meta["model_fingerprint"],
                       "bytes_read": total_bytes, "seconds": round(time.time() - t0, 2)}))
   return 0

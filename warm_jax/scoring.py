@@ -191,17 +191,28 @@ def load_reward_model(path: str, step: int | None = None, *, tokenizer=None, bat
 def load_averaged(paths: Sequence[str], weights: Sequence[float] | None = None, *,
                   steps: Sequence[int | None] | None = None, normalize: bool = True,
                   tokenizer=None, batch_size: int = 32, devices=None,
-                  mesh_shape=None) -> RewardScorer:
+                  mesh_shape=None, method: str = "linear", base: str | None = None,
+                  **merge_params) -> RewardScorer:
   """WARM in memory: the weighted average of the checkpoints (streamed: ~2 models of memory),
-  as a `RewardScorer`. Nothing is written."""
+  as a `RewardScorer`; with `method` another merge (`averaging.merges.METHODS`, streamed by
+  `averaging.merge_checkpoints`) of the checkpoints with `base` (a checkpoint) and
+  `merge_params` (density, drop, seed, scale, combine). Nothing is written."""
   paths = list(paths)
   if not paths:
     raise ValueError("nothing to average: no checkpoint paths given")
   first_step = None if steps is None else list(steps)[0]
+  merged = method != "linear" or base is not None or bool(merge_params)
+  if merged:  # validated before anything is read
+    averaging.plan_merge(method, paths, weights, steps=steps, base=base, **merge_params)
   _, _, config, model, mesh, rules, tokenizer = _prepare(paths[0], first_step, tokenizer, devices,
                                                          mesh_shape)
-  params, meta = averaging.average_checkpoints(paths, weights, steps=steps, normalize=normalize,
-                                               target=abstract_params(model, mesh, rules))
+  if merged:
+    params, meta = averaging.merge_checkpoints(method, paths, weights, steps=steps, base=base,
+                                               target=abstract_params(model, mesh, rules),
+                                               **merge_params)
+  else:
+    params, meta = averaging.average_checkpoints(paths, weights, steps=steps, normalize=normalize,
+                                                 target=abstract_params(model, mesh, rules))
   return RewardScorer(model, params, tokenizer, config.data.max_len, mesh=mesh, rules=rules,
                       batch_size=batch_size, config=config, meta=meta)
 
