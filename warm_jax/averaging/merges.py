@@ -71,6 +71,9 @@ from warm_jax.errors import InputError
 
 METHODS = ("linear", "task_arithmetic", "ties", "dare", "slerp", "model_stock")
 COMBINES = ("sum", "ties")  # how DARE combines the rescaled task vectors
+# The parameters each method takes (besides the models, the base and the weights).
+PARAMETERS = {"linear": (), "task_arithmetic": ("scale",), "ties": ("density", "scale"),
+              "dare": ("drop", "seed", "scale", "combine"), "slerp": (), "model_stock": ()}
 SLERP_THRESHOLD = 0.9995  # |cos| above it: linear interpolation (mergekit's DOT_THRESHOLD)
 _EPS = 1e-8  # norms at or below it count as zero (mergekit's eps)
 
@@ -218,8 +221,7 @@ def check(method: str, m: int, has_base: bool, weights: Sequence[float] | None =
     raise InputError(f"method={method!r}: must be one of {METHODS}")
   given = {k: v for k, v in dict(density=density, drop=drop, seed=seed, scale=scale,
                                  combine=combine).items() if v is not None}
-  takes = {"linear": (), "task_arithmetic": ("scale",), "ties": ("density", "scale"),
-           "dare": ("drop", "seed", "scale", "combine"), "slerp": (), "model_stock": ()}[method]
+  takes = PARAMETERS[method]
   for k in given:
     if k not in takes:
       raise InputError(f"{k}={given[k]!r}: method {method!r} takes no {k} (it takes "
