@@ -13,6 +13,11 @@ samples k responses per prompt from the current policy, scores them with the rew
 adds the reference log-probs; then the pure `step(state, batch)` computes the loss (the pieces
 are in `warm_jax.losses`) and updates. Metrics every step: proxy reward, gold reward, KL to the
 reference, entropy, response length.
+
+The reference (the KL anchor, `warm_jax.train.anchor`) is the initial policy, or with
+config.rl.anchor='ema' an exponential moving average of the policy (rate config.rl.ema_rate),
+kept in the train state (WARP's anchor); then 'kl' is the KL to the anchor and 'kl/init' the KL
+to the initial policy.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from warm_jax import configs, losses
 from warm_jax import sharding as shd
 from warm_jax.data import pipeline
 from warm_jax.models import LanguageModel
-from warm_jax.train import loop
+from warm_jax.train import anchor, loop
 from warm_jax.train import state as state_lib
 from warm_jax.train.rollout import Rollout, RewardFn, response_logps
 
@@ -44,8 +49,11 @@ def make_train_step(model: LanguageModel, tx: optax.GradientTransformation,
 
   def common_metrics(batch, seq_kl):
     m = batch["mask"].astype(jnp.float32)
-    return {"reward/proxy": jnp.mean(batch["reward"]), "reward/gold": jnp.mean(batch["gold"]),
-            "kl": jnp.mean(seq_kl), "response_length": jnp.mean(jnp.sum(m, axis=1))}
+    out = {"reward/proxy": jnp.mean(batch["reward"]), "reward/gold": jnp.mean(batch["gold"]),
+           "kl": jnp.mean(seq_kl), "response_length": jnp.mean(jnp.sum(m, axis=1))}
+    if "init_logp" in batch:  # EMA anchor: 'kl' is to the anchor, 'kl/init' to the initial policy
+      out["kl/init"] = jnp.mean(losses.sequence_kl(batch["sample_logp"], batch["init_logp"], m))
+    return out
 
   def pg_step(state, batch):
     m = batch["mask"].astype(jnp.float32)
@@ -132,6 +140,7 @@ RULES = (
     configs.number("rl.vf_coef", 0.0, optional=True),
     configs.number("rl.gamma", 0.0, 1.0, optional=True),
     configs.number("rl.gae_lambda", 0.0, 1.0, optional=True),
+    *anchor.rules("rl"),
     configs.Rule("rl.ppo_minibatches", _rollout_divides,
                  "a divisor of the rollout size data.batch_size * rl.samples_per_prompt with ppo",
                  reads=("rl.algorithm", "data.batch_size", "rl.samples_per_prompt")),
@@ -153,7 +162,7 @@ def build(config: ml_collections.ConfigDict, devices=None) -> loop.Setup:
     dummy = jnp.ones((1, config.data.max_len), jnp.int32)
     setup.init_params = lambda rng: model.init(rng, dummy, method=model.logits_and_values)["params"]
     setup.shardings = state_lib.state_shardings(setup.init_params, setup.tx, setup.mesh, setup.rules)
-  return setup
+  return anchor.with_ema(setup, config.rl)
 
 
 def with_value_head(setup: loop.Setup, params: Any) -> Any:

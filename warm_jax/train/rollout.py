@@ -4,7 +4,9 @@
 (KV-cached decoding), scores them with the reward function (host side: any callable on strings,
 e.g. a reward model, a WARM average, an ENS, or the gold reward) and the judge, and adds the
 reference policy's log-probs (and, for PPO, the value head's values): the batch the pure
-`policy` step updates on. `response_logps` is the policy's log-probability of response tokens.
+`policy` step updates on. The reference is the KL anchor: the fixed `ref_params`, or with
+config.rl.anchor='ema' the EMA of the policy in the train state (`anchor`), in which case the
+fixed initial policy's log-probs are added too ('init_logp': the KL to it is logged). `response_logps` is the policy's log-probability of response tokens.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from warm_jax import sampling
 from warm_jax.models import LanguageModel
 from warm_jax.models.transformer import PAD_ID, default_positions
+from warm_jax.train import anchor
 
 Array = jax.Array
 RewardFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
@@ -61,6 +64,7 @@ class Rollout:
     self.ref_logps = jax.jit(lambda p, pr, r, m: response_logps(model, p, pr, r, m)[0])
     self.values = jax.jit(lambda p, pr, r, m: response_logps(model, p, pr, r, m, True)[2])
     self.last_texts: list[tuple[str, str]] = []
+    self.ema = anchor.kind(rl) == "ema"  # the KL anchor: the EMA in the state, not ref_params
 
   def __call__(self, state, batch: dict, k: int | None = None, salt: int = 0) -> dict:
     k = self.rl.samples_per_prompt if k is None else k
@@ -73,11 +77,14 @@ class Rollout:
     texts = sampling.decode_texts(self.tok, tokens, mask, self.tok.eos_id)
     self.last_texts = list(zip(prompt_texts, texts))
     put = lambda x: jax.device_put(np.asarray(x, np.float32), self.batch_sharding)
+    anchor_params = anchor.params(state) if self.ema else self.ref_params
     rollout = {"prompt": prompts, "response": out["tokens"], "mask": out["mask"],
                "sample_logp": out["logprobs"],
-               "ref_logp": self.ref_logps(self.ref_params, prompts, out["tokens"], out["mask"]),
+               "ref_logp": self.ref_logps(anchor_params, prompts, out["tokens"], out["mask"]),
                "reward": put(self.reward_fn(prompt_texts, texts)),
                "gold": put(self.gold_fn(prompt_texts, texts))}
+    if self.ema:  # the KL to the fixed initial policy, logged next to the anchor's
+      rollout["init_logp"] = self.ref_logps(self.ref_params, prompts, out["tokens"], out["mask"])
     if self.rl.algorithm == "ppo":
       rollout["old_values"] = self.values(state.params, prompts, out["tokens"], out["mask"])
     return rollout
