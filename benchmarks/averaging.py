@@ -146,7 +146,7 @@ def merge_kwargs(args) -> dict:
           if getattr(args, k) is not None}
 
 
-def worker(paths: list[str], out: str, group_bytes: int, reader: str, method: str = "linear",
+def worker(paths: list[str], out: str, group_bytes: int | None, reader: str, method: str = "linear",
            merge_params: dict | None = None) -> dict:
   """Runs in a fresh process: one streaming average (or merge); reports times and memory."""
   import jax
@@ -166,7 +166,8 @@ def worker(paths: list[str], out: str, group_bytes: int, reader: str, method: st
   on_read = lambda i, src, s: reads.append(round(s, 3))  # noqa: E731
   t0 = time.perf_counter()
   if method == "linear":
-    params, meta = averaging.average_checkpoints(paths, on_read=on_read, group_bytes=group_bytes)
+    params, meta = averaging.average_checkpoints(paths, on_read=on_read,
+                                                 group_bytes=group_bytes or (32 << 20))
   else:
     base = None if method == "slerp" and len(paths) == 2 else paths[0]
     kw = {k: v for k, v in (merge_params or {}).items() if k in merges.PARAMETERS[method]}
@@ -196,7 +197,8 @@ def _average_once(args, paths: list[str], method: str = "linear") -> dict:
   env.setdefault("JAX_PLATFORMS", "cpu")
   extra = [f"--{k}={v}" for k, v in merge_kwargs(args).items()]
   proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--dir", args.dir,
-                         "--group_mb", str(args.group_mb), "--reader", args.reader,
+                         *(["--group_mb", str(args.group_mb)] if args.group_mb else []),
+                         "--reader", args.reader,
                          "--method", method, *extra, "--worker", *paths, out],
                         capture_output=True, text=True, env=env)
   line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -213,8 +215,9 @@ def main() -> None:
   ap.add_argument("--dir", required=True, help="scratch directory for the checkpoints")
   ap.add_argument("--mb", type=float, default=100.0, help="size of one model in MiB")
   ap.add_argument("--ms", default="2,4,8,16", help="numbers of checkpoints to average")
-  ap.add_argument("--group_mb", type=float, default=32.0,
-                  help="average_checkpoints(group_bytes=...): MiB read per group")
+  ap.add_argument("--group_mb", type=float, default=None,
+                  help="group_bytes=... of average_checkpoints / merge_checkpoints: MiB read per "
+                       "group (default: theirs, 32 for the average, 8 for the group-major merges)")
   ap.add_argument("--reader", choices=("direct", "tensorstore", "orbax"), default="direct",
                   help="direct: array_reader.ArrayReader (the default path); tensorstore: the "
                        "same reader with every array read by tensorstore; orbax: restores")
@@ -236,7 +239,8 @@ def main() -> None:
   args = ap.parse_args()
   if args.worker:
     *paths, out = args.worker
-    print("RESULT " + json.dumps(worker(paths, out, int(args.group_mb * (1 << 20)), args.reader,
+    group = int(args.group_mb * (1 << 20)) if args.group_mb else None
+    print("RESULT " + json.dumps(worker(paths, out, group, args.reader,
                                         args.method, merge_kwargs(args))))
     return
 
@@ -280,7 +284,8 @@ def main() -> None:
   model = rows[0]["model_bytes"]
   print(f"\nOne model: {model / mib:.1f} MiB of float32 parameters ({N_LEAVES + 1} arrays); "
         f"checkpoints under {args.dir}; {os.cpu_count()} CPUs; jax on CPU (1 device); "
-        f"{args.group_mb:g} MiB per group of reads; reader: {args.reader}; methods: {args.method} "
+        f"{f'{args.group_mb:g} MiB' if args.group_mb else 'default'} groups of reads; reader: "
+        f"{args.reader}; methods: {args.method} "
         f"{merge_kwargs(args) or ''}; "
         f"{args.flush_gb:g} GiB read from another file before each cold read and average.\n")
   print(f"Medians of {args.repeats} alternating rounds (a cold raw read, then each method) per M; "

@@ -15,7 +15,8 @@ warm_jax's definition:
 
 - task_arithmetic, ties, model_stock, slerp (two models), nuslerp (two task vectors with a
   base): mergekit's defaults with the same weights, density, lambda (= warm_jax's scale), t.
-- dare_linear / dare_ties: the masks are random on both sides (torch vs jax.random), so
+- dare_linear / dare_ties: the masks are random on both sides (torch.bernoulli vs warm_jax's
+  hash of the entry's index), so
   mergekit's `sparsify` is given warm_jax's masks (identified by the task vector it is called
   on); mergekit's `rescale: true` matches the masked tensor's L1 norm to the unmasked one's
   instead of DARE's 1 / (1 - p), so the rows use `rescale: false` with the 1 / (1 - p) in the
@@ -81,14 +82,12 @@ class InjectedMasks:
   matched (bitwise) to the (model, tensor) it came from."""
 
   def __init__(self, base, models, drop, seed):
-    import jax
-
     from warm_jax.averaging import merges
     self.masks = {}
     for i, m in enumerate(models):
       for k in SHAPES:
         delta = m[k] - base[k]
-        keep = jax.random.bernoulli(merges.dare_key(seed, i, k), 1.0 - drop, delta.shape)
+        keep = merges.dare_mask(merges.dare_key(seed, i, k), delta.shape, drop)
         self.masks[delta.tobytes()] = np.asarray(keep, np.float32)
     self.calls = 0
 

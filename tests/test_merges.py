@@ -50,9 +50,17 @@ def test_ties_trims_elects_signs_and_takes_the_disjoint_mean():
 
 
 def test_kth_largest_is_exact():
-  x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
-  for k in (1, 7, 500, 1000):
-    assert float(merges.kth_largest(jnp.abs(x), k)) == np.sort(np.abs(x))[::-1][k - 1]
+  rng = np.random.default_rng(0)
+  x = np.abs(rng.standard_normal(1000)).astype(np.float32)
+  x[:300] = 0.0  # zeros and ties
+  x[300:310] = 1.5
+  for k in (1, 7, 10, 11, 500, 700, 701, 1000):
+    assert float(merges.kth_largest(jnp.asarray(x), k)) == np.sort(x)[::-1][k - 1], k
+  y = jnp.asarray(x[300:364], jnp.bfloat16)
+  assert float(merges.kth_largest(y, 5)) == float(np.sort(np.asarray(y, np.float32))[::-1][4])
+  with jax.enable_x64(True):  # float64: the bitwise search
+    z = jnp.asarray(rng.standard_normal(64) ** 2, jnp.float64)
+    assert z.dtype == jnp.float64 and float(merges.kth_largest(z, 5)) == np.sort(z)[::-1][4]
 
 
 def test_dare_drops_rescales_and_is_seeded():
@@ -61,23 +69,27 @@ def test_dare_drops_rescales_and_is_seeded():
   kept = out != 0
   np.testing.assert_allclose(out[kept], tau[kept] / 0.25)  # kept entries rescaled by 1 / (1 - p)
   assert abs(kept.mean() - 0.25) < 0.03
-  # The mask is jax.random's Bernoulli under the documented key (seed, model index, tensor path).
-  mask = np.asarray(jax.random.bernoulli(merges.dare_key(3, 0, "w"), 0.25, (4000,)))
+  # The mask is `dare_mask` under the documented key (seed, model index, tensor path).
+  mask = np.asarray(merges.dare_mask(merges.dare_key(3, 0, "w"), (4000,), 0.75))
   np.testing.assert_array_equal(kept, mask)
   again = value(averaging.dare({"w": base}, [{"w": tau}], drop=0.75, seed=3))
   other = value(averaging.dare({"w": base}, [{"w": tau}], drop=0.75, seed=4))
   np.testing.assert_array_equal(out, again)
   assert (other != out).any()
-  # drop 0: task arithmetic; two models get different masks; combine='ties' elects signs.
+  # drop 0: task arithmetic; two models get independent masks; combine='ties' elects signs.
   two = [{"w": tau}, {"w": -tau}]
   np.testing.assert_allclose(value(averaging.dare({"w": base}, two, drop=0.0)), 0)
-  m0 = np.asarray(jax.random.bernoulli(merges.dare_key(1, 0, "w"), 0.5, (4000,)))
-  m1 = np.asarray(jax.random.bernoulli(merges.dare_key(1, 1, "w"), 0.5, (4000,)))
+  m0 = np.asarray(merges.dare_mask(merges.dare_key(1, 0, "w"), (4000,), 0.5))
+  m1 = np.asarray(merges.dare_mask(merges.dare_key(1, 1, "w"), (4000,), 0.5))
+  assert abs(m0.mean() - 0.5) < 0.03 and abs((m0 & m1).mean() - 0.25) < 0.03
   summed = value(averaging.dare({"w": base}, two, drop=0.5, seed=1, weights=[1, 0.5]))
   np.testing.assert_allclose(summed, 2 * tau * m0 - 0.5 * 2 * tau * m1)
   tied = value(averaging.dare({"w": base}, two, drop=0.5, seed=1, combine="ties"))
   # Where both survive, + (sum 2t - 2t = 0 elects +) keeps the positive one; else the survivor.
   np.testing.assert_allclose(tied, np.where(m0, 2 * tau, np.where(m1, -2 * tau, 0)))
+  # A 2-D tensor's mask is that of its row-major entries (what a sharded tensor computes too).
+  np.testing.assert_array_equal(
+      np.asarray(merges.dare_mask(merges.dare_key(1, 0, "w"), (40, 100), 0.5)), m0.reshape(40, 100))
 
 
 def test_slerp_of_two_models_and_of_two_task_vectors_by_hand():

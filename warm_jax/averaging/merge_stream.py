@@ -18,7 +18,8 @@ group's merged leaves once the last checkpoint is in. Every byte of every checkp
 once, by the same double-buffered reader (the next read overlaps this fold). Peak memory: the
 output (one model, in its dtype) + the base's group + the state (at most four groups, float32) +
 the reader's two buffers (two groups): one model plus about seven groups whatever the number of
-checkpoints, where a group is max(group_bytes, the largest leaf).
+checkpoints, where a group is max(group_bytes, the largest leaf) (group_bytes: 8 MiB by default
+for these, 32 MiB for the sums).
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ from warm_jax.averaging.stream import (_leaf_groups, _leaf_op, _path_keys, _rele
 from warm_jax.averaging.tree import _acc_dtype, _cast_to
 from warm_jax.checkpoints import keystr, tree_mismatch
 from warm_jax.errors import InputError, MissingInput
+
+SUM_GROUP_BYTES = 32 << 20  # linear and task arithmetic: average_checkpoints' default
+# The group-major merges hold about seven groups (module docstring): smaller groups keep them
+# within a fraction of a model.
+FOLD_GROUP_BYTES = 8 << 20
 
 
 def plan_merge(method: str, paths: Sequence[str], weights: Sequence[float] | None = None, *,
@@ -75,7 +81,7 @@ def merge_checkpoints(method: str, paths: Sequence[str], weights: Sequence[float
                       base_step: int | None = None, target: Any | None = None,
                       out: str | None = None,
                       on_read: Callable[[int, Source, float], None] | None = None,
-                      group_bytes: int = 32 << 20, **params) -> tuple[Any, dict]:
+                      group_bytes: int | None = None, **params) -> tuple[Any, dict]:
   """Streams the merge `method` (`merges.METHODS`) of checkpoints: returns (params, meta), writes
   `out` if given. `base` (a checkpoint, at `base_step`) for the methods on task vectors;
   `params`: density, drop, seed, scale, combine as `merges.merge` takes them. `target`: a tree of
@@ -86,6 +92,7 @@ def merge_checkpoints(method: str, paths: Sequence[str], weights: Sequence[float
   m, w, sources, base_src = plan_merge(method, paths, weights, steps=steps, base=base,
                                        base_step=base_step, out=out, **params)
   if m.name in ("linear", "task_arithmetic"):  # one weighted sum: the streamed average
+    group_bytes = group_bytes or SUM_GROUP_BYTES
     srcs, coeffs, report = sources, w, on_read
     if m.name == "task_arithmetic":  # the base is checkpoint 0 of the sum
       srcs = [base_src, *sources]
@@ -95,7 +102,8 @@ def merge_checkpoints(method: str, paths: Sequence[str], weights: Sequence[float
                                     normalize=False, target=target, on_read=report,
                                     group_bytes=group_bytes)
   else:
-    result = _fold_checkpoints(m, w, sources, base_src, target, on_read, group_bytes)
+    result = _fold_checkpoints(m, w, sources, base_src, target, on_read,
+                               group_bytes or FOLD_GROUP_BYTES)
   meta = _meta(m, w, sources, base_src)
   if out is not None:
     checkpoints.save_params(out, result, meta)
