@@ -146,7 +146,8 @@ MEANINGFUL = {"optim.clip_norm": (None,),  # no clipping
               "objectives.rm_paths": ([],)}  # train the criteria's reward models
 
 ENUM_WORDS = ("float32", "bfloat16", "float16", "adamw", "rmsprop", "stop", "skip", "pretrain",
-              "sft", "sigmoid", "ipo", "modpo", "reinforce", "rloo", "ppo", "random",
+              "sft", "sigmoid", "ipo", "modpo", "reinforce", "rloo", "ppo", "grpo", "init", "ema",
+              "random",
               "disagreement", "entities", "text", "single", "average", "ensemble", "embedded", "rm",
               "coverage", "brevity", "uml", "spg")
 SPECIAL_VALUES = (
