@@ -125,14 +125,16 @@ class Method:
       pos, pos_w, neg, neg_w = state
       p, n = (tau > 0).astype(dt), (tau < 0).astype(dt)
       return (pos + w * tau * p, pos_w + w * p, neg + w * tau * n, neg_w + w * n)
-    if self.kind == "slerp":  # a zero weight leaves the state as it is
+    if self.kind == "slerp":
+      # lam = w / (the weights so far): the first model (r = 0) comes out as tau exactly
+      # (cos 0, coefficients sin 0 = 0 and sin(pi / 2) = 1), and a zero weight leaves r as it is.
       r, wsum = state
       lam = w / jnp.where(wsum + w > 0, wsum + w, 1)
-      r_new = jnp.where(wsum > 0, slerp_tensors(r, tau, lam), tau)
-      return (jnp.where(w == 0, r, r_new), wsum + w)
+      return (slerp_tensors(r, tau, lam), wsum + w)
     total, units, sq = state
-    u = tau / _safe_norm(tau)
-    return (total + tau, units + u, sq + jnp.sum(u * u))
+    norm = jnp.sqrt(jnp.sum(jnp.square(tau)))
+    u = tau / jnp.where(norm > _EPS, norm, 1.0)
+    return (total + tau, units + u, sq + jnp.where(norm > _EPS, 1.0, norm * norm))  # |u|^2
 
   def finish(self, state, b, count, dtype):
     if self.kind == "sum":
