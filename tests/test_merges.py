@@ -260,7 +260,7 @@ def test_streamed_bad_input_fails_before_anything_is_read_or_written(runs, tmp_p
 
   def no_read(*a, **k):
     raise AssertionError("a checkpoint was read before validation finished")
-  monkeypatch.setattr(averaging.merge_stream, "_restore_item", no_read)
+  monkeypatch.setattr(averaging.stream, "_restore_item", no_read)
   monkeypatch.setattr(averaging.merge_stream.array_reader.ArrayReader, "start", no_read)
   cases = [
       (dict(method="ties", paths=runs[1:], base=runs[0], density=1.2), InputError, r"density=1.2"),

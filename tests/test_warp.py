@@ -26,13 +26,18 @@ def upstream(tmp_path_factory):
            "label_noise": os.path.join(workdir, "warm_label_noise")}
 
 
+def run_tiny(upstream, name, main):
+  """experiments/<name>.py:tiny on the upstream runs: (config, workdir, result)."""
+  c = experiment(name).get_config("tiny")
+  c.init_from, c.label_noise = upstream["sft"], upstream["label_noise"]
+  w = str(upstream["root"] / name)
+  with data_dir(upstream["root"] / "data"):
+    return c, w, main(c, w)
+
+
 @pytest.mark.slow
 def test_warp_tiny_end_to_end(upstream):
-  c = experiment("warp").get_config("tiny")
-  c.init_from, c.label_noise = upstream["sft"], upstream["label_noise"]
-  w = str(upstream["root"] / "warp")
-  with data_dir(upstream["root"] / "data"):
-    results = warp.main(c, w)
+  c, w, results = run_tiny(upstream, "warp", warp.main)
   curves = results["fronts"]["curves"]
   for i in (1, 2):  # M RL runs per iteration, each anchored to its EMA, and the merges
     it = results[f"warp_{i}"]
@@ -80,11 +85,7 @@ def test_warp_tiny_end_to_end(upstream):
 
 @pytest.mark.slow
 def test_merge_methods_tiny_end_to_end(upstream):
-  c = experiment("merge_methods").get_config("tiny")
-  c.init_from, c.label_noise = upstream["sft"], upstream["label_noise"]
-  w = str(upstream["root"] / "merge_methods")
-  with data_dir(upstream["root"] / "data"):
-    result = merge_methods.main(c, w)
+  c, w, result = run_tiny(upstream, "merge_methods", merge_methods.main)
   labels = [r["label"] for r in result["rows"]]
   assert labels[0].startswith("best single RM") and labels[1].startswith("WARM (linear, M = 3)")
   assert any(lbl.startswith("TIES") for lbl in labels) and any("model stock" in lbl for lbl in labels)

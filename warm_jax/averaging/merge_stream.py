@@ -38,7 +38,7 @@ from warm_jax import checkpoints
 from warm_jax.averaging import array_reader, merges
 from warm_jax.averaging.sources import Source, _compare_model_configs, model_fingerprint, plan
 from warm_jax.averaging.stream import (_leaf_groups, _leaf_op, _path_keys, _release_free_memory,
-                                       _restore_item, average_checkpoints, default_target)
+                                       average_checkpoints, group_reads, target_leaves)
 from warm_jax.averaging.tree import _acc_dtype, _cast_to
 from warm_jax.checkpoints import keystr, tree_mismatch
 from warm_jax.errors import InputError, MissingInput
@@ -130,13 +130,7 @@ def _meta(m: merges.Method, w: np.ndarray, sources: list, base_src) -> dict:
 def _fold_checkpoints(m: merges.Method, w: np.ndarray, sources: list, base_src,
                       target, on_read, group_bytes: int) -> Any:
   """The group-major streamed fold (module docstring): returns the merged params tree."""
-  if target is None:
-    target = default_target(sources[0].params_meta)
-  else:
-    why = tree_mismatch(sources[0].params_meta, target, ("the checkpoints", "the target"))
-    if why:
-      raise InputError(f"the restore target does not match the checkpoints: {why}")
-  flat, treedef = jax.tree_util.tree_flatten_with_path(target)
+  flat, treedef = target_leaves(sources[0].params_meta, target)
   keys = [_path_keys(p) for p, _ in flat]
   names = [keystr(p) for p, _ in flat]
   abstract = [a for _, a in flat]
@@ -150,17 +144,11 @@ def _fold_checkpoints(m: merges.Method, w: np.ndarray, sources: list, base_src,
   with contextlib.ExitStack() as stack:
     reader = stack.enter_context(array_reader.ArrayReader())
 
+    start_group, finish = group_reads(reader, keys, abstract, groups)
+
     def start(item):  # starts reading one group of one checkpoint (returns at once)
       g, k = item
-      ks, ab = [keys[j] for j in groups[g]], [abstract[j] for j in groups[g]]
-      if reader.supports(srcs[k].item_dir):
-        return reader.start(srcs[k].item_dir, ks, ab)
-      return ("orbax", srcs[k].item_dir, ks, ab)  # another layout: an orbax restore
-
-    def finish(pending):
-      if pending[0] == "orbax":
-        return _restore_item(*pending[1:])
-      return reader.finish(pending)
+      return start_group(srcs[k].item_dir, g)
 
     base_vals: dict = {}
     state: dict = {}
