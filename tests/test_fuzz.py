@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from warm_jax import configs, errors
 from warm_jax.data import schema
 from warm_jax.studies import active_queries, best_of_n, dpo as dpo_study, model_written_evals
-from warm_jax.studies import modpo, rewarded_soups, rl as rl_study, rlp
+from warm_jax.studies import merge_methods, modpo, rewarded_soups, rl as rl_study, rlp, warp
 from warm_jax.studies.warm import bon, label_noise, rl as warm_rl
 from warm_jax.train import lm
 from warm_jax.train import reward_model as rm_train
@@ -54,6 +54,19 @@ def _rl_ppo():
   return c
 
 
+def _rl_grpo_ema():  # GRPO's and the EMA anchor's fields, which no experiment's tiny config holds
+  c = experiment("rl").get_config("tiny")
+  c.rl.algorithm = "grpo"
+  c.rl.grpo_std, c.rl.anchor, c.rl.ema_rate = True, "ema", 0.1
+  return c
+
+
+def _dpo_ema():
+  c = experiment("dpo").get_config("tiny")
+  c.dpo.anchor, c.dpo.ema_rate = "ema", 0.1
+  return c
+
+
 def _tiny(name):
   return lambda: experiment(name).get_config("tiny")
 
@@ -65,6 +78,11 @@ BASES = {
     "dpo": (_tiny("dpo"), dpo_study.rules(), dpo_study.validate),
     "rl": (_tiny("rl"), rl_study.rules(), rl_study.validate),
     "rl_ppo": (_rl_ppo, rl_study.rules(), rl_study.validate),
+    "rl_grpo_ema": (_rl_grpo_ema, rl_study.rules(), rl_study.validate),
+    "dpo_ema": (_dpo_ema, dpo_study.rules(), dpo_study.validate),
+    "warp": (_tiny("warp"), warp.RULES, warp.validate),
+    "merge_methods": (_tiny("merge_methods"), merge_methods.RULES,
+                      lambda c: configs.check(c, merge_methods.RULES)),
     "rlp_uml": (lambda: rlp.uml_config(experiment("rlp").get_config("tiny")), rlp_train.RULES,
                 rlp_train.validate_config),
     "rlp": (_tiny("rlp"), rlp.rules(), lambda c: configs.check(c, rlp.rules())),
@@ -143,10 +161,12 @@ MEANINGLESS = (None, [], {}, {"a": 1})
 MEANINGFUL = {"optim.clip_norm": (None,),  # no clipping
               "morl_lambdas": ([],), "lambdas": ([],),  # no MORL runs; no soups to evaluate
               "warm.members": ([],),  # no WARM of the refined models
-              "objectives.rm_paths": ([],)}  # train the criteria's reward models
+              "objectives.rm_paths": ([],),  # train the criteria's reward models
+              "merges.ties_densities": ([],), "merges.dare_drops": ([],)}  # no TIES, DARE rows
 
 ENUM_WORDS = ("float32", "bfloat16", "float16", "adamw", "rmsprop", "stop", "skip", "pretrain",
-              "sft", "sigmoid", "ipo", "modpo", "reinforce", "rloo", "ppo", "random",
+              "sft", "sigmoid", "ipo", "modpo", "reinforce", "rloo", "ppo", "grpo", "init", "ema",
+              "random",
               "disagreement", "entities", "text", "single", "average", "ensemble", "embedded", "rm",
               "coverage", "brevity", "uml", "spg")
 SPECIAL_VALUES = (

@@ -49,6 +49,31 @@ def test_ppo_losses_clip():
   np.testing.assert_allclose(frac, 0.5)
 
 
+def test_grpo_group_advantages_k3_and_loss_hand_computed():
+  r = jnp.array([1.0, 3.0, 2.0, 2.0, 0.0, 4.0])  # three prompts, k = 2
+  np.testing.assert_allclose(losses.group_advantages(r, 2, normalize_std=False),
+                             [-1, 1, 0, 0, -2, 2])
+  s1, s3 = np.sqrt(2.0), np.sqrt(8.0)  # sample standard deviations (n - 1) of the groups
+  np.testing.assert_allclose(losses.group_advantages(r, 2),
+                             [-1 / (s1 + 1e-4), 1 / (s1 + 1e-4), 0, 0, -2 / (s3 + 1e-4),
+                              2 / (s3 + 1e-4)], rtol=1e-6)
+  # k3: pi_ref / pi - log(pi_ref / pi) - 1 at pi = 0.5, pi_ref = 0.25; 0 where they agree.
+  np.testing.assert_allclose(losses.k3_kl(jnp.log(jnp.array([0.5, 0.3])),
+                                          jnp.log(jnp.array([0.25, 0.3]))),
+                             [0.5 - np.log(0.5) - 1, 0], atol=1e-6)
+  # Row 0: ratios [2, 1], A = 1, clip 0.2 -> -1.2 and -1 (mean -1.1); row 1: one real token,
+  # A = -1, ratio 1 -> +1 (its padded token ignored). KL: ref = logp + log 0.5 on every token.
+  logp = jnp.array([[np.log(2.0), 0.0], [0.0, 5.0]])
+  old, mask = jnp.zeros((2, 2)), jnp.array([[1.0, 1.0], [1.0, 0.0]])
+  adv = jnp.array([1.0, -1.0])
+  loss, (pg, kl, frac) = losses.grpo_loss(logp, old, logp + np.log(0.5), adv, mask, 0.2, 0.5)
+  k3 = 0.5 - np.log(0.5) - 1
+  np.testing.assert_allclose(pg, (-1.1 + 1.0) / 2, rtol=1e-6)
+  np.testing.assert_allclose(kl, k3, rtol=1e-5)
+  np.testing.assert_allclose(loss, (-1.1 + 1.0) / 2 + 0.5 * k3, rtol=1e-5)
+  np.testing.assert_allclose(frac, 1 / 3)  # one of three real tokens clipped
+
+
 def rl_config(algorithm):
   c = ml_collections.ConfigDict()
   c.seed = 0
@@ -70,7 +95,7 @@ def _count_a(prompts, responses):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["reinforce", "rloo", "ppo"])
+@pytest.mark.parametrize("algorithm", ["reinforce", "rloo", "ppo", "grpo"])
 def test_rl_raises_a_toy_reward_with_bounded_kl(algorithm, toy_data, tmp_path):
   tok = toy_data["tokenizer"]
   c = rl_config(algorithm)
@@ -94,9 +119,14 @@ def test_bad_rl_config_names_the_field(toy_data, tmp_path):
   c = rl_config("a2c")
   with pytest.raises(ValueError, match="config.rl.algorithm='a2c'"):
     policy.build(c)
-  c = rl_config("ppo")
-  c.rl.ppo_minibatches = 3
-  with pytest.raises(ValueError, match="config.rl.ppo_minibatches=3"):
+  for algorithm in ("ppo", "grpo"):
+    c = rl_config(algorithm)
+    c.rl.ppo_minibatches = 3
+    with pytest.raises(ValueError, match="config.rl.ppo_minibatches=3"):
+      policy.build(c)
+  c = rl_config("grpo")
+  c.rl.samples_per_prompt = 1
+  with pytest.raises(ValueError, match="config.rl.samples_per_prompt=1"):
     policy.build(c)
 
 

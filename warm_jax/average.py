@@ -1,4 +1,5 @@
-r"""Weight-average reward-model checkpoints (WARM) into a new checkpoint or Hugging Face directory.
+r"""Weight-average reward-model checkpoints (WARM) into a new checkpoint or Hugging Face directory,
+or merge them.
 
     python -m warm_jax.average --ckpt runs/rm_a --ckpt runs/rm_b --ckpt runs/rm_c --out runs/warm
     python -m warm_jax.average --ckpt runs/rm_a@300 --ckpt runs/rm_b --weights 2 1 --out runs/warm
@@ -6,6 +7,17 @@ r"""Weight-average reward-model checkpoints (WARM) into a new checkpoint or Hugg
         --no-normalize --out runs/task_sum
     python -m warm_jax.average --ckpt hf:rm_a_hf --ckpt hf:rm_b_hf --out warm_hf      # HF in, HF out
     python -m warm_jax.average --ckpt runs/rm_a --ckpt runs/rm_b --out warm_hf --out_format hf
+    python -m warm_jax.average --method ties --base runs/sft --ckpt ft1 --ckpt ft2 --density 0.2 \
+        --out runs/ties
+    python -m warm_jax.average --method slerp --ckpt runs/rm_a --ckpt runs/rm_b --weights 0.7 0.3 \
+        --out runs/slerp   # t = 0.3; with --base: SLERP of the task vectors
+
+`--method` (default linear): linear, task_arithmetic (--scale), ties (--density, --scale), dare
+(--drop, --seed, --scale, --combine sum|ties), slerp (2 models, or M >= 2 task vectors with
+--base), model_stock; `--base PATH[@STEP]` for the methods on task vectors
+(`warm_jax.averaging.merges` defines each; `merge_stream` how they stream: linear and
+task_arithmetic as the average below, the others a group of tensors at a time over all the
+checkpoints, about one model plus seven groups of memory). The merges take warm_jax checkpoints.
 
 Each --ckpt is a run directory (holding checkpoints/) or a checkpoint directory, optionally with
 @STEP (default: its latest complete step), or a Hugging Face model directory (hf:DIR, or a
@@ -40,6 +52,7 @@ from warm_jax.averaging import hf
 from warm_jax.train import metrics
 
 FORMATS = ("warm_jax", "hf")
+MERGE_ARGS = ("density", "drop", "seed", "scale", "combine")  # the merges' parameters
 
 
 def parse_ckpt(spec: str) -> tuple[str, int | None]:
@@ -60,6 +73,17 @@ def _parser() -> argparse.ArgumentParser:
                  help="one weight per --ckpt (default: uniform); normalised to sum to 1")
   p.add_argument("--no-normalize", dest="normalize", action="store_false",
                  help="use the weights as given (any sign): a task-arithmetic sum")
+  p.add_argument("--method", default="linear", help="linear (default), task_arithmetic, ties, "
+                 "dare, slerp or model_stock (warm_jax.averaging.merges)")
+  p.add_argument("--base", default=None, metavar="PATH[@STEP]",
+                 help="the base the task vectors are taken from (task_arithmetic, ties, dare, "
+                      "model_stock; slerp of task vectors)")
+  p.add_argument("--density", type=float, default=None, help="ties: fraction kept, in (0, 1]")
+  p.add_argument("--drop", type=float, default=None, help="dare: drop probability, in [0, 1)")
+  p.add_argument("--seed", type=int, default=None, help="dare: seed of the masks (default 0)")
+  p.add_argument("--scale", type=float, default=None,
+                 help="task_arithmetic, ties, dare: the merged task vector's scale (default 1)")
+  p.add_argument("--combine", default=None, help="dare: sum (default) or ties")
   p.add_argument("--out", required=True, help="output directory (must not hold a checkpoint; a "
                  "Hugging Face output must not exist)")
   p.add_argument("--out_format", choices=FORMATS, default=None,
@@ -93,9 +117,27 @@ def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(argv)
   specs = [parse_ckpt(c) for c in args.ckpt]
   paths, steps = [p for p, _ in specs], [s for _, s in specs]
+  merge = args.method != "linear" or args.base is not None or any(
+      getattr(args, k) is not None for k in MERGE_ARGS)
   try:
-    fmt, out_format = _check(paths, steps, args.weights, args.normalize, args.out,
-                             args.out_format)
+    if merge and not args.normalize:
+      raise errors.InputError("--no-normalize applies to the linear average only (the merges "
+                              "take --scale)")
+    if merge:
+      if hf.input_format(paths) == "hf":
+        raise errors.InputError(f"--method {args.method}: the merges take warm_jax checkpoints "
+                                "(import Hugging Face models first; --out_format hf exports)")
+      fmt, out_format = "warm_jax", args.out_format or "warm_jax"
+      if out_format == "hf" and os.path.exists(args.out):
+        raise FileExistsError(f"output {args.out} exists; refusing to overwrite it")
+      base, base_step = parse_ckpt(args.base) if args.base is not None else (None, None)
+      kw = {k: getattr(args, k) for k in MERGE_ARGS if getattr(args, k) is not None}
+      _, weights, sources, _ = averaging.plan_merge(
+          args.method, paths, args.weights, steps=steps, base=base, base_step=base_step,
+          out=args.out if out_format == "warm_jax" else None, **kw)
+    else:
+      fmt, out_format = _check(paths, steps, args.weights, args.normalize, args.out,
+                               args.out_format)
   except (ValueError, FileNotFoundError, FileExistsError, TypeError) as e:
     print(f"error: {e}", file=sys.stderr)
     return errors.EXIT_BAD_INPUT
@@ -122,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
                         "bytes_read": meta["bytes_read"], "seconds": round(time.time() - t0, 2)}))
     return 0
 
-  sources, weights = averaging.plan(paths, args.weights, steps, args.normalize)
+  if not merge:
+    sources, weights = averaging.plan(paths, args.weights, steps, args.normalize)
   total_bytes = sum(s.nbytes for s, w in zip(sources, weights) if w != 0)
-  progress = Progress(len(sources), "averaging", enabled=not args.quiet)
+  progress = Progress(len(sources), "merging" if merge else "averaging", enabled=not args.quiet)
   state = {"bytes": 0}
 
   def on_read(i, src, seconds):
@@ -135,10 +178,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"{metrics.format_bytes(rate)}/s)", force=True)
 
   try:  # what only reading can find: damaged arrays, a result that is not finite
-    params, meta = averaging.average_checkpoints(
-        [s.path for s in sources], args.weights, steps=[s.step for s in sources],
-        normalize=args.normalize, out=args.out if out_format == "warm_jax" else None,
-        on_read=on_read)
+    if merge:
+      params, meta = averaging.merge_checkpoints(
+          args.method, [s.path for s in sources], args.weights, steps=[s.step for s in sources],
+          base=base, base_step=base_step, out=args.out if out_format == "warm_jax" else None,
+          on_read=on_read, **kw)
+    else:
+      params, meta = averaging.average_checkpoints(
+          [s.path for s in sources], args.weights, steps=[s.step for s in sources],
+          normalize=args.normalize, out=args.out if out_format == "warm_jax" else None,
+          on_read=on_read)
     if out_format == "hf":  # nothing written on failure: e.g. a reward-head bias
       from warm_jax import pretrained
       pretrained.export_run(params, meta["config"], args.out,
@@ -148,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     return errors.EXIT_BAD_INPUT
   if not args.quiet:
     progress.close(len(sources), "done")
-    print(json.dumps({"out": args.out, "weights": meta["weights"], "steps": meta["steps"],
+    print(json.dumps({"out": args.out, "method": meta.get("method", "linear"),
+                      "weights": meta["weights"], "steps": meta["steps"],
                       "format": out_format, "model_fingerprint": meta["model_fingerprint"],
                       "bytes_read": total_bytes, "seconds": round(time.time() - t0, 2)}))
   return 0

@@ -133,8 +133,8 @@ def mib_loss(t_pos: Array, t_neg: Array, mu_1: Array, sigma_1: Array, mu_2: Arra
 
 # ---------------------------------------------------------------- policy gradients
 # KL-regularised RL (`warm_jax.train.policy`): REINFORCE with a batch-mean baseline, RLOO, PPO
-# with GAE and clipping. Arrays are [B] per sequence or [B, N] per response token, with `mask`
-# marking the real tokens.
+# with GAE and clipping, GRPO. Arrays are [B] per sequence or [B, N] per response token, with
+# `mask` marking the real tokens.
 
 def sequence_kl(sample_logp: Array, ref_logp: Array, mask: Array) -> Array:
   """Per-sequence KL estimate sum_t [log pi(y_t) - log pi_ref(y_t)] over real tokens: [B]."""
@@ -187,6 +187,43 @@ def ppo_losses(logp: Array, old_logp: Array, advantages: Array, values: Array, o
   vf = 0.5 * jnp.maximum(jnp.square(values - returns), jnp.square(v_clipped - returns))
   clip_frac = jnp.sum((jnp.abs(ratio - 1) > clip_eps) * mask) / n
   return jnp.sum(pg * mask) / n, jnp.sum(vf * mask) / n, clip_frac
+
+
+def group_advantages(rewards: Array, k: int, normalize_std: bool = True,
+                     eps: float = 1e-4) -> Array:
+  """GRPO's outcome advantages (DeepSeekMath, arXiv 2402.03300, Sec. 4.1.2): rows grouped k per
+  prompt (prompt-major); each row's reward minus its group's mean, divided by the group's
+  standard deviation when `normalize_std` (the sample standard deviation, n - 1, plus `eps`: as
+  TRL's GRPOTrainer). [B] -> [B]."""
+  g = rewards.astype(jnp.float32).reshape(-1, k)
+  adv = g - jnp.mean(g, axis=1, keepdims=True)
+  if normalize_std:
+    adv = adv / (jnp.std(g, axis=1, keepdims=True, ddof=1) + eps)
+  return adv.reshape(-1)
+
+
+def k3_kl(logp: Array, ref_logp: Array) -> Array:
+  """GRPO's per-token KL estimator (Schulman's k3): pi_ref / pi - log(pi_ref / pi) - 1, >= 0 and
+  an unbiased estimate of KL(pi || pi_ref) on tokens sampled from pi. [B, N] -> [B, N]."""
+  d = ref_logp - logp
+  return jnp.exp(d) - d - 1.0
+
+
+def grpo_loss(logp: Array, old_logp: Array, ref_logp: Array, advantages: Array, mask: Array,
+              clip_eps: float, beta: float):
+  """DeepSeekMath's GRPO objective, negated (their Eq. 3): per response, the mean over its real
+  tokens of -min(r A, clip(r, 1 - eps, 1 + eps) A) + beta * k3_kl, with r = pi / pi_old and A
+  the response's advantage [B]; then the mean over responses. Returns (loss, (policy term, KL
+  term, clip fraction)), the terms as token means."""
+  n = jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+  ratio = jnp.exp(logp - old_logp)
+  a = advantages[:, None]
+  pg = jnp.maximum(-a * ratio, -a * jnp.clip(ratio, 1 - clip_eps, 1 + clip_eps))
+  kl = k3_kl(logp, ref_logp)
+  per_seq = lambda x: jnp.sum(x * mask, axis=1) / n  # noqa: E731
+  loss = jnp.mean(per_seq(pg + beta * kl))
+  clip_frac = jnp.sum((jnp.abs(ratio - 1) > clip_eps) * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+  return loss, (jnp.mean(per_seq(pg)), jnp.mean(per_seq(kl)), clip_frac)
 
 
 def sequence_reward_tokens(reward: Array, mask: Array) -> Array:

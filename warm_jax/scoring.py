@@ -259,15 +259,22 @@ def load_reward_model(path: str, step: int | None = None, *, tokenizer=None, bat
 def load_averaged(paths: Sequence[str], weights: Sequence[float] | None = None, *,
                   steps: Sequence[int | None] | None = None, normalize: bool = True,
                   tokenizer=None, batch_size: int = 32, devices=None,
-                  mesh_shape=None, max_len: int | None = None) -> RewardScorer:
+                  mesh_shape=None, max_len: int | None = None, method: str = "linear",
+                  base: str | None = None, **merge_params) -> RewardScorer:
   """WARM in memory: the weighted average of the checkpoints (streamed: ~2 models of memory),
   or of Hugging Face reward models (streamed tensor by tensor: `averaging.hf`; all of one
-  architecture, no mix with checkpoints), as a `RewardScorer`. Nothing is written."""
+  architecture, no mix with checkpoints), as a `RewardScorer`; with `method` another merge of
+  checkpoints (`averaging.merges.METHODS`, streamed by `averaging.merge_checkpoints`) with `base`
+  (a checkpoint) and `merge_params` (density, drop, seed, scale, combine). Nothing is written."""
   from warm_jax.averaging import hf
   paths = list(paths)
   if not paths:
     raise ValueError("nothing to average: no checkpoint paths given")
+  merged = method != "linear" or base is not None or bool(merge_params)
   if hf.input_format(paths) == "hf":
+    if merged:
+      raise errors.InputError(f"method {method!r}: the merges take warm_jax checkpoints; import "
+                              "the Hugging Face models first")
     if steps is not None and any(s is not None for s in steps):
       raise errors.InputError(f"steps {list(steps)}: Hugging Face directories have no steps")
     from warm_jax import pretrained
@@ -278,10 +285,17 @@ def load_averaged(paths: Sequence[str], weights: Sequence[float] | None = None, 
     return _hf_scorer(load, pretrained.hf_dir(paths[0]), tokenizer, batch_size, devices,
                       mesh_shape, max_len, meta)
   first_step = None if steps is None else list(steps)[0]
+  if merged:  # validated before anything is read
+    averaging.plan_merge(method, paths, weights, steps=steps, base=base, **merge_params)
   _, _, config, model, mesh, rules, tokenizer = _prepare(paths[0], first_step, tokenizer, devices,
                                                          mesh_shape)
-  params, meta = averaging.average_checkpoints(paths, weights, steps=steps, normalize=normalize,
-                                               target=abstract_params(model, mesh, rules))
+  if merged:
+    params, meta = averaging.merge_checkpoints(method, paths, weights, steps=steps, base=base,
+                                               target=abstract_params(model, mesh, rules),
+                                               **merge_params)
+  else:
+    params, meta = averaging.average_checkpoints(paths, weights, steps=steps, normalize=normalize,
+                                                 target=abstract_params(model, mesh, rules))
   return RewardScorer(model, params, tokenizer, max_len or config.data.max_len, mesh=mesh,
                       rules=rules, batch_size=batch_size, config=config, meta=meta)
 

@@ -142,6 +142,50 @@ def _restore_item(item_dir: str, keys: list[tuple], abstract: list) -> list:
   return values
 
 
+def target_leaves(params_meta: Any, target: Any | None) -> tuple[list, Any]:
+  """(flattened leaves with their paths, treedef) of the restore target of checkpoints whose
+  params metadata is `params_meta`: `target` (checked against it: InputError naming the first
+  differing parameter), or one device's (`default_target`) when None."""
+  from warm_jax.errors import InputError
+  if target is None:
+    target = default_target(params_meta)
+  else:
+    why = tree_mismatch(params_meta, target, ("the checkpoints", "the target"))
+    if why:
+      raise InputError(f"the restore target does not match the checkpoints: {why}")
+  return jax.tree_util.tree_flatten_with_path(target)
+
+
+def group_reads(reader: array_reader.ArrayReader, keys: list, abstract: list,
+                groups: list[list[int]]) -> tuple[Callable, Callable]:
+  """(start, finish) of reading one group of leaves of a checkpoint's params: `start(source, g)`
+  starts the read of group g and returns at once (`reader`'s background read, or for a layout it
+  does not know an orbax partial restore, which `finish` runs); `finish(pending, source)` returns
+  the group's arrays, on the shardings of `abstract`, each checked against the digest its
+  checkpoint recorded (a failure to read or a mismatch: DamagedInput naming the checkpoint)."""
+  def expected(source):
+    return (source.meta.get("digests") or {}).get(checkpoints.PARAMS)
+
+  def start(source, g: int):
+    ks, ab = [keys[j] for j in groups[g]], [abstract[j] for j in groups[g]]
+    if reader.supports(source.item_dir):
+      return reader.start(source.item_dir, ks, ab, expect=expected(source))
+    return ("orbax", source.item_dir, ks, ab)  # another layout: an orbax restore
+
+  def finish(pending, source) -> list:
+    where = checkpoints.where(source.path, source.step)
+    with errors.reading(f"{where} is damaged: {checkpoints.PARAMS}/ does not read",
+                        "average another step, or re-create this one"):
+      if pending[0] != "orbax":
+        return reader.finish(pending)
+      values = _restore_item(*pending[1:])
+    checkpoints.check_digests(_nest(pending[2], values), expected(source), where,
+                              checkpoints.PARAMS)
+    return values
+
+  return start, finish
+
+
 def _release_free_memory() -> None:
   """Returns freed heap pages to the OS (glibc keeps large freed buffers otherwise, and the RSS
   of a streaming average would creep up by a fraction of a model per checkpoint)."""
@@ -173,13 +217,7 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
   The metadata records the sources, their steps, the weights, the architecture fingerprint and
   the source config (so the average loads like any other checkpoint)."""
   sources, w = plan(paths, weights, steps, normalize, out)
-  if target is None:
-    target = default_target(sources[0].params_meta)
-  else:
-    why = tree_mismatch(sources[0].params_meta, target, ("the checkpoints", "the target"))
-    if why:
-      raise ValueError(f"the restore target does not match the checkpoints: {why}")
-  flat, treedef = jax.tree_util.tree_flatten_with_path(target)
+  flat, treedef = target_leaves(sources[0].params_meta, target)
   keys = [_path_keys(p) for p, _ in flat]
   abstract = [a for _, a in flat]
   groups = _leaf_groups(abstract, group_bytes)
@@ -193,30 +231,16 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
     stack.callback(pool.shutdown, wait=True, cancel_futures=True)  # interrupted: no more compiles
     compiled = _compile_ahead(abstract, pool)
 
+    start_group, finish = group_reads(reader, keys, abstract, groups)
+
     def start(item):  # starts reading one group of one checkpoint (returns at once)
       i, g = item
-      ks, ab = [keys[j] for j in groups[g]], [abstract[j] for j in groups[g]]
-      if reader.supports(sources[i].item_dir):
-        return reader.start(sources[i].item_dir, ks, ab, expect=recorded[i])
-      return ("orbax", sources[i].item_dir, ks, ab)  # another layout: an orbax restore
+      return start_group(sources[i], g)
 
-    def finish(pending, i):
-      with errors.reading(f"{checkpoints.where(sources[i].path, sources[i].step)} is damaged: "
-                          f"{checkpoints.PARAMS}/ does not read",
-                          "average another step, or re-create this one"):
-        if pending[0] != "orbax":
-          return reader.finish(pending)
-        values = _restore_item(*pending[1:])
-      checkpoints.check_digests(_nest(pending[2], values), recorded[i],
-                                checkpoints.where(sources[i].path, sources[i].step),
-                                checkpoints.PARAMS)
-      return values
-
-    recorded = [(s.meta.get("digests") or {}).get(checkpoints.PARAMS) for s in sources]
     acc: list = [None] * len(abstract)
     t0, nxt = time.time(), (start(schedule[0]) if schedule else None)
     for k, (i, g) in enumerate(schedule):
-      values = finish(nxt, i)
+      values = finish(nxt, sources[i])
       # Read ahead while adding: into the other buffer, whose group was added (and waited for)
       # in the previous iteration.
       nxt = start(schedule[k + 1]) if k + 1 < len(schedule) else None

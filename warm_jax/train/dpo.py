@@ -39,7 +39,7 @@ import optax
 from warm_jax import checkpoints, configs, losses
 from warm_jax.data import pipeline
 from warm_jax.models import LanguageModel
-from warm_jax.train import lm, loop
+from warm_jax.train import anchor, lm, loop
 from warm_jax.train import state as state_lib
 
 Array = jax.Array
@@ -157,9 +157,10 @@ class ReferenceLogps:
   params are passed), laid out on `param_shardings` (the policy's)."""
 
   def __init__(self, model: nn.Module, ref_params, mesh, rules, param_shardings, batch_sharding,
-               average_log_prob: bool = False):
+               average_log_prob: bool = False, ema: bool = False):
     self.mesh = mesh
     self.ref_params = ref_params
+    self.ema = ema  # the reference is the EMA anchor in the train state (`anchor`)
 
     def forward(params, batch):
       with nn.logical_axis_rules(tuple(rules)):
@@ -175,8 +176,7 @@ class ReferenceLogps:
       return self._forward(params, {k: batch[k] for k in keys if k in batch})
 
   def __call__(self, state, batch: dict) -> dict:
-    del state  # the reference is frozen
-    rc, rr = self.logps(self.ref_params, batch)
+    rc, rr = self.logps(anchor.params(state) if self.ema else self.ref_params, batch)
     return {**batch, "ref_chosen_logp": rc, "ref_rejected_logp": rr}
 
 
@@ -193,6 +193,7 @@ RULES = (
     configs.number("dpo.modpo_scale", 0.0, lo_open=True, optional=True,
                    must="positive and finite (the data objective's reward standard deviation)"),
     configs.boolean("dpo.average_log_prob", optional=True),
+    *anchor.rules("dpo"),
     configs.Rule("dpo.label_smoothing", lambda v, c: v == 0 or c.dpo.loss_type == "sigmoid",
                  "0 unless loss_type is 'sigmoid' (conservative DPO's smoothing)",
                  reads=("dpo.loss_type",)),
@@ -207,7 +208,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def build(config: ml_collections.ConfigDict, devices=None) -> loop.Setup:
   """Validates the config and derives model, mesh, optimizer and shardings from it."""
   validate_config(config)
-  return loop.build_setup(config, LanguageModel(config.model), devices)
+  return anchor.with_ema(loop.build_setup(config, LanguageModel(config.model), devices), config.dpo)
 
 
 abstract_state = loop.abstract_state
@@ -240,7 +241,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, sources: dict, tokeni
     _check_params(init_params, setup, "init_params")
   d = config.dpo
   prepare = ReferenceLogps(setup.model, ref_params, setup.mesh, setup.rules, setup.shardings.params,
-                           setup.batch_sharding, d.average_log_prob)
+                           setup.batch_sharding, d.average_log_prob, anchor.kind(d) == "ema")
   return loop.fit(config, workdir, setup, sources,
                   pipeline.PreferenceLMEncoder(tokenizer, config.data.max_len),
                   make_train_step(setup.model, setup.tx, setup.schedule, d.beta, d.loss_type,

@@ -6,13 +6,23 @@ Algorithms (config.rl.algorithm):
 - 'rloo': REINFORCE leave-one-out (k samples per prompt; each sample's baseline is the mean R of
   the prompt's other k - 1 samples);
 - 'ppo': PPO with a value head on the policy's backbone, per-token KL penalty, GAE and clipped
-  policy and value losses, several epochs of minibatch updates per rollout (the RLP paper's RL).
+  policy and value losses, several epochs of minibatch updates per rollout (the RLP paper's RL);
+- 'grpo': GRPO (DeepSeekMath, arXiv 2402.03300): k samples per prompt, each advantage its
+  reward minus the group's mean, divided by the group's standard deviation (unless
+  config.rl.grpo_std is False); PPO's clipped objective (rl.clip_eps) averaged over each
+  response's tokens, plus rl.kl_coef times the k3 KL estimator to the reference in the loss (not
+  in the reward); rl.ppo_epochs x rl.ppo_minibatches updates per rollout, as PPO's, no value head.
 
 One train step = one rollout + its update(s): `prepare(state, prompts)` (a `rollout.Rollout`)
 samples k responses per prompt from the current policy, scores them with the reward function and
 adds the reference log-probs; then the pure `step(state, batch)` computes the loss (the pieces
 are in `warm_jax.losses`) and updates. Metrics every step: proxy reward, gold reward, KL to the
 reference, entropy, response length.
+
+The reference (the KL anchor, `warm_jax.train.anchor`) is the initial policy, or with
+config.rl.anchor='ema' an exponential moving average of the policy (rate config.rl.ema_rate),
+kept in the train state (WARP's anchor); then 'kl' is the KL to the anchor and 'kl/init' the KL
+to the initial policy.
 """
 
 from __future__ import annotations
@@ -30,11 +40,11 @@ from warm_jax import configs, losses
 from warm_jax import sharding as shd
 from warm_jax.data import pipeline
 from warm_jax.models import LanguageModel
-from warm_jax.train import loop
+from warm_jax.train import anchor, loop
 from warm_jax.train import state as state_lib
 from warm_jax.train.rollout import Rollout, RewardFn, response_logps
 
-ALGORITHMS = ("reinforce", "rloo", "ppo")
+ALGORITHMS = ("reinforce", "rloo", "ppo", "grpo")
 
 
 def make_train_step(model: LanguageModel, tx: optax.GradientTransformation,
@@ -44,8 +54,11 @@ def make_train_step(model: LanguageModel, tx: optax.GradientTransformation,
 
   def common_metrics(batch, seq_kl):
     m = batch["mask"].astype(jnp.float32)
-    return {"reward/proxy": jnp.mean(batch["reward"]), "reward/gold": jnp.mean(batch["gold"]),
-            "kl": jnp.mean(seq_kl), "response_length": jnp.mean(jnp.sum(m, axis=1))}
+    out = {"reward/proxy": jnp.mean(batch["reward"]), "reward/gold": jnp.mean(batch["gold"]),
+           "kl": jnp.mean(seq_kl), "response_length": jnp.mean(jnp.sum(m, axis=1))}
+    if "init_logp" in batch:  # EMA anchor: 'kl' is to the anchor, 'kl/init' to the initial policy
+      out["kl/init"] = jnp.mean(losses.sequence_kl(batch["sample_logp"], batch["init_logp"], m))
+    return out
 
   def pg_step(state, batch):
     m = batch["mask"].astype(jnp.float32)
@@ -92,6 +105,17 @@ def make_train_step(model: LanguageModel, tx: optax.GradientTransformation,
       ent = jnp.sum(entropy * take(m)) / jnp.maximum(jnp.sum(take(m)), 1.0)
       return pg + rl.vf_coef * vf, (pg, vf, clip_frac, ent)
 
+    (params, opt_state), (loss, pg, vf, clip_frac, ent, gnorm) = minibatch_updates(
+        state, minibatch_loss, b, mb, rng)
+    out = {"loss": loss[-1], "policy_loss": jnp.mean(pg), "value_loss": jnp.mean(vf),
+           "clip_fraction": jnp.mean(clip_frac), "entropy": jnp.mean(ent),
+           "grad_norm": jnp.mean(gnorm), "lr": schedule(state.step),
+           **common_metrics(batch, jnp.sum(kl_t, axis=1))}
+    return state_lib.TrainState(step=state.step + 1, params=params, opt_state=opt_state), out
+
+  def minibatch_updates(state, minibatch_loss, b, mb, rng):
+    """rl.ppo_epochs passes over the rollout's b rows in shuffled minibatches of mb, one optimizer
+    update each (PPO, GRPO): ((params, opt_state), (loss, *aux, grad norm) per update)."""
     def one_update(carry, idx):
       params, opt_state = carry
       (loss, aux), grads = jax.value_and_grad(minibatch_loss, has_aux=True)(params, idx)
@@ -100,19 +124,40 @@ def make_train_step(model: LanguageModel, tx: optax.GradientTransformation,
 
     perms = jnp.stack([jax.random.permutation(jax.random.fold_in(rng, e), b)
                        for e in range(rl.ppo_epochs)]).reshape(-1, mb)
-    (params, opt_state), (loss, pg, vf, clip_frac, ent, gnorm) = jax.lax.scan(
-        one_update, (state.params, state.opt_state), perms)
-    out = {"loss": loss[-1], "policy_loss": jnp.mean(pg), "value_loss": jnp.mean(vf),
+    return jax.lax.scan(one_update, (state.params, state.opt_state), perms)
+
+  def grpo_step(state, batch):
+    m = batch["mask"].astype(jnp.float32)
+    adv = losses.group_advantages(batch["reward"], k, rl.get("grpo_std", True))
+    b = m.shape[0]
+    rng = jax.random.fold_in(jax.random.key(rl.seed), state.step)
+
+    def minibatch_loss(params, idx):
+      take = lambda x: x[idx]
+      logp, entropy, _ = response_logps(model, params, take(batch["prompt"]),
+                                        take(batch["response"]), take(m),
+                                        temperature=rl.temperature,
+                                        prompt_mask=take(batch["prompt_mask"]))
+      loss, (pg, kl, clip_frac) = losses.grpo_loss(
+          logp, take(batch["sample_logp"]), take(batch["ref_logp"]), take(adv), take(m),
+          rl.clip_eps, beta)
+      ent = jnp.sum(entropy * take(m)) / jnp.maximum(jnp.sum(take(m)), 1.0)
+      return loss, (pg, kl, clip_frac, ent)
+
+    (params, opt_state), (loss, pg, kl, clip_frac, ent, gnorm) = minibatch_updates(
+        state, minibatch_loss, b, b // rl.ppo_minibatches, rng)
+    seq_kl = losses.sequence_kl(batch["sample_logp"], batch["ref_logp"], m)
+    out = {"loss": loss[-1], "policy_loss": jnp.mean(pg), "kl_k3": jnp.mean(kl),
            "clip_fraction": jnp.mean(clip_frac), "entropy": jnp.mean(ent),
-           "grad_norm": jnp.mean(gnorm), "lr": schedule(state.step),
-           **common_metrics(batch, jnp.sum(kl_t, axis=1))}
+           "grad_norm": jnp.mean(gnorm), "lr": schedule(state.step), **common_metrics(batch, seq_kl)}
     return state_lib.TrainState(step=state.step + 1, params=params, opt_state=opt_state), out
 
-  return ppo_step if rl.algorithm == "ppo" else pg_step
+  return {"ppo": ppo_step, "grpo": grpo_step}.get(rl.algorithm, pg_step)
 
 
 def _rollout_divides(v, c) -> bool:
-  return c.rl.algorithm != "ppo" or (c.data.batch_size * c.rl.samples_per_prompt) % v == 0
+  return (c.rl.algorithm not in ("ppo", "grpo")
+          or (c.data.batch_size * c.rl.samples_per_prompt) % v == 0)
 
 
 RULES = (
@@ -120,15 +165,18 @@ RULES = (
     configs.choice("rl.algorithm", ALGORITHMS),
     configs.number("rl.kl_coef", 0.0),
     configs.integer("rl.samples_per_prompt"),
-    configs.Rule("rl.samples_per_prompt", lambda v, c: c.rl.algorithm != "rloo" or v >= 2,
-                 "at least 2 with rloo (each sample's baseline is the others' mean)",
-                 reads=("rl.algorithm",)),
+    configs.Rule("rl.samples_per_prompt",
+                 lambda v, c: c.rl.algorithm not in ("rloo", "grpo") or v >= 2,
+                 "at least 2 with rloo and grpo (each sample's baseline is the others' mean; "
+                 "GRPO's group statistics)", reads=("rl.algorithm",)),
     configs.number("rl.temperature", 0.0, lo_open=True,
                    must="positive and finite (on-policy sampling)"),
     configs.integer("rl.max_new_tokens"),
     configs.boolean("rl.whiten_advantages", optional=True),
+    configs.boolean("rl.grpo_std", optional=True),  # GRPO: divide by the group's std (default)
     configs.seed("rl.seed", optional=True),
-    # PPO's fields (ignored by the others, but never left holding a bad value).
+    # PPO's fields (GRPO uses epochs, minibatches and clip_eps; ignored by the others, but never
+    # left holding a bad value).
     configs.integer("rl.ppo_epochs", optional=True),
     configs.integer("rl.ppo_minibatches", optional=True),
     configs.number("rl.clip_eps", 0.0, lo_open=True, optional=True),
@@ -136,8 +184,10 @@ RULES = (
     configs.number("rl.vf_coef", 0.0, optional=True),
     configs.number("rl.gamma", 0.0, 1.0, optional=True),
     configs.number("rl.gae_lambda", 0.0, 1.0, optional=True),
+    *anchor.rules("rl"),
     configs.Rule("rl.ppo_minibatches", _rollout_divides,
-                 "a divisor of the rollout size data.batch_size * rl.samples_per_prompt with ppo",
+                 "a divisor of the rollout size data.batch_size * rl.samples_per_prompt with ppo "
+                 "and grpo",
                  reads=("rl.algorithm", "data.batch_size", "rl.samples_per_prompt")),
 )
 
@@ -157,7 +207,7 @@ def build(config: ml_collections.ConfigDict, devices=None) -> loop.Setup:
     dummy = jnp.ones((1, config.data.max_len), jnp.int32)
     setup.init_params = lambda rng: model.init(rng, dummy, method=model.logits_and_values)["params"]
     setup.shardings = state_lib.state_shardings(setup.init_params, setup.tx, setup.mesh, setup.rules)
-  return setup
+  return anchor.with_ema(setup, config.rl)
 
 
 def with_value_head(setup: loop.Setup, params: Any) -> Any:

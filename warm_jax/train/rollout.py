@@ -13,6 +13,10 @@ samples are drawn from the tempered policy, so the PPO ratio and the policy grad
 importance-correct only under it; and the KL penalty then compares like with like (the tempered
 policy to the reference at the same temperature: zero at initialisation whatever the
 temperature, where tempering only the policy's side would penalise the temperature itself).
+
+The reference is the KL anchor: the fixed `ref_params`, or with config.rl.anchor='ema' the EMA of
+the policy in the train state (`anchor`), in which case the fixed initial policy's log-probs are
+added too ('init_logp': the KL to it is logged).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numpy as np
 from warm_jax import sampling
 from warm_jax.models import LanguageModel
 from warm_jax.models.transformer import PAD_ID, default_positions
+from warm_jax.train import anchor
 
 Array = jax.Array
 RewardFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
@@ -79,6 +84,7 @@ class Rollout:
     self.logps_values = jax.jit(lambda p, pr, r, m, pm: response_logps(
         model, p, pr, r, m, with_values=True, temperature=t, prompt_mask=pm)[::2])
     self.last_texts: list[tuple[str, str]] = []
+    self.ema = anchor.kind(rl) == "ema"  # the KL anchor: the EMA in the state, not ref_params
 
   def __call__(self, state, batch: dict, k: int | None = None, salt: int = 0) -> dict:
     k = self.rl.samples_per_prompt if k is None else k
@@ -95,13 +101,20 @@ class Rollout:
     texts = sampling.decode_texts(self.tok, tokens, mask, self.tok.eos_id)
     self.last_texts = list(zip(prompt_texts, texts))
     put = lambda x: jax.device_put(np.asarray(x, np.float32), self.batch_sharding)
+    anchor_params = anchor.params(state) if self.ema else self.ref_params
     rollout = {"prompt": prompts, "prompt_mask": prompt_mask, "response": out["tokens"],
                "mask": out["mask"], "sample_logp": out["logprobs"],
-               "ref_logp": self.ref_logps(self.ref_params, prompts, out["tokens"], out["mask"],
+               "ref_logp": self.ref_logps(anchor_params, prompts, out["tokens"], out["mask"],
                                           prompt_mask),
                "reward": put(self.reward_fn(prompt_texts, texts)),
                "gold": put(self.gold_fn(prompt_texts, texts))}
+    if self.ema:  # the KL to the fixed initial policy, logged next to the anchor's
+      rollout["init_logp"] = self.ref_logps(self.ref_params, prompts, out["tokens"], out["mask"],
+                                            prompt_mask)
     if self.rl.algorithm == "ppo":
       rollout["sample_logp"], rollout["old_values"] = self.logps_values(
           state.params, prompts, out["tokens"], out["mask"], prompt_mask)
+    elif self.rl.algorithm == "grpo":  # the old log-probs as the update computes them
+      rollout["sample_logp"] = self.ref_logps(state.params, prompts, out["tokens"], out["mask"],
+                                              prompt_mask)
     return rollout

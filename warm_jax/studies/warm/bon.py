@@ -44,21 +44,13 @@ def validate(config: ml_collections.ConfigDict, n_members: int) -> None:
 def selector_scores(config, ln: dict, flat_prompts, texts) -> dict[str, np.ndarray]:
   """{selector name: scores [len(texts)]}: 'single', 'ENS M', 'WARM M' for M in config.ms."""
   from warm_jax import averaging, scoring
-  from warm_jax.data import pipeline
   rank = ln["ranking"]
   m_max = max(config.ms)
   paths = [ln["members"][i]["path"] for i in rank[:m_max]]
   scorers = scoring.load_reward_models(paths, batch_size=config.score_batch_size)
   base = scorers[0]
   base.max_len = max(base.max_len, config.bon.prompt_len + config.bon.max_new_tokens + 2)
-  tokens, mask = pipeline.trim_padding(*base.encode(flat_prompts, texts))
-  # The policy repeats itself: score each distinct (prompt, response) row (tokens and mask) once.
-  width = tokens.shape[1]
-  unique, inverse = np.unique(np.concatenate([tokens, mask.astype(tokens.dtype)], axis=1), axis=0,
-                              return_inverse=True)
-  unique = (unique[:, :width], unique[:, width:].astype(bool))
-  inverse = inverse.reshape(-1)
-  print(f"scoring {len(unique[0])} distinct of {len(tokens)} samples", flush=True)
+  unique, inverse = unique_rows(base, flat_prompts, texts)
   member = []
   for i, s in enumerate(scorers):
     member.append(base.with_params(s.params).score_tokens(*unique)[inverse])
@@ -69,6 +61,19 @@ def selector_scores(config, ln: dict, flat_prompts, texts) -> dict[str, np.ndarr
     warm = averaging.average([s.params for s in scorers[:m]])
     out[f"WARM {m}"] = base.with_params(warm).score_tokens(*unique)[inverse]
   return out
+
+
+def unique_rows(scorer, flat_prompts, texts) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+  """((unique token rows, their masks), inverse): the (prompt, response) rows as the scorer
+  encodes them, each distinct one (tokens and mask) once (the policy repeats itself), so that
+  `score_tokens(*unique)[inverse]` scores every sample."""
+  from warm_jax.data import pipeline
+  tokens, mask = pipeline.trim_padding(*scorer.encode(flat_prompts, texts))
+  width = tokens.shape[1]
+  unique, inverse = np.unique(np.concatenate([tokens, mask.astype(tokens.dtype)], axis=1), axis=0,
+                              return_inverse=True)
+  print(f"scoring {len(unique)} distinct of {len(tokens)} samples", flush=True)
+  return (unique[:, :width], unique[:, width:].astype(bool)), inverse.reshape(-1)
 
 
 def curves(scores: dict, gold: np.ndarray, ns) -> dict:
