@@ -11,32 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ToyTokenizer, experiment, toy_pairs
+from conftest import ToyTokenizer, experiment, make_rm, toy_pairs
 
 from warm_jax import checkpoints, losses, multi_objective, reward_norm, scoring
 from warm_jax.errors import InputError
-from warm_jax.models import RewardModel
 
 PROMPTS = [f"post number {i} about cats" for i in range(12)]
 RESPONSES = [("a short summary " * (1 + i % 4)).strip() for i in range(12)]
-
-
-def make_rm(path, seed=0, scale=1.0, shift=0.0, base=None):
-  """A tiny reward-model checkpoint (the embedded task's tokenizer) with a random head; with
-  `base`, the same parameters as `base`'s except a head giving scale * r_base + shift."""
-  c = experiment("reward_model").get_config("tiny")
-  c.model.dropout_rate = 0.0
-  if base is None:
-    model = RewardModel(c.model)
-    params = nn.unbox(jax.jit(model.init)(jax.random.key(seed), jnp.ones((1, 8), jnp.int32))["params"])
-    k = jax.random.normal(jax.random.key(seed + 100), params["reward_head"]["kernel"].shape)
-    params["reward_head"] = {"kernel": k, "bias": jnp.full((1,), 0.3)}
-  else:
-    params = jax.tree.map(np.asarray, checkpoints.restore_params(base))
-    head = params["reward_head"]
-    params["reward_head"] = {"kernel": head["kernel"] * scale, "bias": head["bias"] * scale + shift}
-  checkpoints.save_params(str(path), params, {"config": c.to_dict()})
-  return str(path)
 
 
 @pytest.fixture(scope="module")

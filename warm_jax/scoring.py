@@ -259,6 +259,25 @@ def load_ensemble(paths: Sequence[str], *, steps: Sequence[int | None] | None = 
                         batch_size=batch_size, meta=meta, **kw)
 
 
+def load_hf_reward_model(path: str, *, max_len: int = 2048, dtype: str = "float32",
+                         batch_size: int = 32, devices=None, mesh_shape=None) -> RewardScorer:
+  """An imported Hugging Face `*ForSequenceClassification` directory (`pretrained.load_hf`, its
+  tokenizer by `pretrained.load_tokenizer`) as a `RewardScorer` padding each text to `max_len`
+  tokens, on one device by default (or `mesh_shape` over `devices`, with configs.DEFAULT_RULES)."""
+  import os
+  from warm_jax import configs
+  from warm_jax.pretrained import load_hf, load_tokenizer
+  axes = ml_collections.ConfigDict({"mesh": {"axes": ("data", "fsdp", "tensor")}})
+  mesh = _mesh_for(axes, devices, mesh_shape)
+  rules = tuple(tuple(r) for r in configs.DEFAULT_RULES)
+  pre = load_hf(path, mesh=mesh, rules=rules, dtype=dtype, kind="rm")
+  tok = load_tokenizer(path, model_vocab_size=pre.model_cfg.vocab_size)
+  rm = RewardScorer(pre.model(), pre.params, tok, max_len, mesh=mesh, rules=rules,
+                    batch_size=batch_size, meta={"path": os.path.abspath(path),
+                                                 "family": pre.family})
+  return _with_stored_norm(rm)
+
+
 def _with_stored_norm(rm: RewardScorer) -> RewardScorer:
   """The scorer with the reward statistics stored in its checkpoint directory, if any."""
   from warm_jax import reward_norm
@@ -267,4 +286,4 @@ def _with_stored_norm(rm: RewardScorer) -> RewardScorer:
 
 
 __all__ = ["RewardScorer", "EnsembleScorer", "load_reward_model", "load_reward_models",
-           "load_averaged", "load_ensemble"]
+           "load_averaged", "load_ensemble", "load_hf_reward_model"]

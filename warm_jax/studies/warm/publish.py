@@ -19,15 +19,16 @@ import sys
 BEGIN, END = "<!-- warm-results:begin -->", "<!-- warm-results:end -->"
 
 
-def splice(page: str, report: str, figures: str) -> str:
-  """The page's text with the report between the markers (which must each appear once)."""
-  if page.count(BEGIN) != 1 or page.count(END) != 1 or page.index(BEGIN) > page.index(END):
-    raise ValueError(f"the page must hold {BEGIN} then {END}, once each")
+def splice(page: str, report: str, figures: str, begin: str = BEGIN, end: str = END) -> str:
+  """The page's text with the report between the markers `begin` and `end` (which must each
+  appear once)."""
+  if page.count(begin) != 1 or page.count(end) != 1 or page.index(begin) > page.index(end):
+    raise ValueError(f"the page must hold {begin} then {end}, once each")
   body = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 1) + " ", report, flags=re.M)
   body = re.sub(r"\]\(plots/", f"]({figures.rstrip('/')}/", body)
-  head, rest = page.split(BEGIN)
-  _, tail = rest.split(END)
-  return f"{head}{BEGIN}\n{body.strip()}\n{END}{tail}"
+  head, rest = page.split(begin)
+  _, tail = rest.split(end)
+  return f"{head}{begin}\n{body.strip()}\n{end}{tail}"
 
 
 def main(argv=None) -> int:
