@@ -4,8 +4,8 @@ embedded task's splits with calibration, length bias and ENS uncertainty, and it
 
 import json
 import os
+import re
 
-import numpy as np
 import pytest
 from conftest import data_dir, make_rm
 from test_real_builders import build
@@ -118,7 +118,6 @@ def test_bad_input_is_refused_naming_what(env, tmp_path, capsys):
   ]
   for argv, match in cases:
     assert evaluate.main(common + argv) == EXIT_BAD_INPUT, argv
-    import re
     assert re.search(match, capsys.readouterr().err), (argv, match)
   page = tmp_path / "page.md"
   page.write_text("no markers\n")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import ToyTokenizer, experiment, make_rm, toy_pairs
 
-from warm_jax import checkpoints, losses, multi_objective, reward_norm, scoring
+from warm_jax import losses, multi_objective, reward_norm, scoring
 from warm_jax.errors import InputError
 
 PROMPTS = [f"post number {i} about cats" for i in range(12)]

@@ -396,7 +396,7 @@ def tables(result: dict, figure: str | None = "rm_eval.png") -> str:
     return [header] + out
 
   if pair_sets:
-    mean_row = lambda key: ([f"| mean of the members | " + " | ".join(  # noqa: E731
+    mean_row = lambda key: (["| mean of the members | " + " | ".join(  # noqa: E731
         _f(np.mean([met[n][s][key] for n in members])) for s in pair_sets) + " |"]
         if len(members) > 1 else [])
     lines += ["", "### Pairwise accuracy", ""]

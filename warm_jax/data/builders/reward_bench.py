@@ -91,7 +91,15 @@ def v2_record(raw, *, source, index) -> dict:
 class _RewardBenchBase(base.RealDataBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
-  URL, SPLIT, HOMEPAGE, CITATION = "", "", "", ""
+  URL = SPLIT = HOMEPAGE = CITATION = ""
+
+  def _extra_features(self) -> dict:
+    raise NotImplementedError
+
+  def _info(self):
+    return self._info_from(description=__doc__.split("\n\n")[0],
+                           features=base.text_features(self.KIND, **self._extra_features()),
+                           homepage=self.HOMEPAGE, citation=self.CITATION)
 
   def _split_generators(self, dl_manager):
     paths = base.download(dl_manager, {self.SPLIT: self.URL}, SHA256)
@@ -107,15 +115,13 @@ class RewardBench(_RewardBenchBase):
 
   KIND = schema.PREFERENCE
   URL, SPLIT = V1_URL, "filtered"
+  HOMEPAGE = "https://huggingface.co/datasets/allenai/reward-bench"
+  CITATION = "Lambert et al. 2024, RewardBench, arXiv:2403.13787"
   to_record = staticmethod(v1_record)
 
-  def _info(self):
+  def _extra_features(self) -> dict:
     text = tfds.features.Text()
-    return self._info_from(
-        description=__doc__.split("\n\n")[0],
-        features=base.text_features(self.KIND, subset=text, chosen_model=text, rejected_model=text),
-        homepage="https://huggingface.co/datasets/allenai/reward-bench",
-        citation="Lambert et al. 2024, RewardBench, arXiv:2403.13787")
+    return {"subset": text, "chosen_model": text, "rejected_model": text}
 
 
 class RewardBench2(_RewardBenchBase):
@@ -125,13 +131,11 @@ class RewardBench2(_RewardBenchBase):
   name = "reward_bench_2"  # TFDS would derive 'reward_bench2' from the class name
   KIND = schema.RANKING
   URL, SPLIT = V2_URL, "test"
+  HOMEPAGE = "https://huggingface.co/datasets/allenai/reward-bench-2"
+  CITATION = "Malik et al. 2025, RewardBench 2, arXiv:2506.01937"
   to_record = staticmethod(v2_record)
 
-  def _info(self):
+  def _extra_features(self) -> dict:
     text = tfds.features.Text()
-    return self._info_from(
-        description=__doc__.split("\n\n")[0],
-        features=base.text_features(self.KIND, chosen=tfds.features.Sequence(text),
-                                    rejected=tfds.features.Sequence(text), subset=text),
-        homepage="https://huggingface.co/datasets/allenai/reward-bench-2",
-        citation="Malik et al. 2025, RewardBench 2, arXiv:2506.01937")
+    return {"chosen": tfds.features.Sequence(text), "rejected": tfds.features.Sequence(text),
+            "subset": text}
