@@ -115,6 +115,8 @@ def test_bad_input_is_refused_naming_what(env, tmp_path, capsys):
       (["--rm", str(tmp_path / "nope")], "no such directory"),
       (["--rm", env["a"], "--weights", "1", "2"], "--weights: one weight per --rm"),
       (["--rm", env["a"], "--mesh_shape", "3,1,1"], "--mesh_shape: mesh.shape=\\(3, 1, 1\\)"),
+      (["--rm", env["a"], "--store_norm", "test"], "--store_norm 'test': rewardbench_v1 has the one "
+       "split 'filtered'"),
   ]
   for argv, match in cases:
     assert evaluate.main(common + argv) == EXIT_BAD_INPUT, argv

@@ -11,7 +11,10 @@ Each --ckpt is a run directory (holding checkpoints/) or a checkpoint directory,
 ~2 models whatever their number), one progress line per checkpoint read. Every input is validated
 before anything is read or written; the output is written atomically and is a regular
 params-only checkpoint (its metadata records the sources, steps, weights and config), so it loads
-like any other (`warm_jax.load_reward_model(out)`, `checkpoints.restore_params(out)`).
+like any other (`warm_jax.load_reward_model(out)`, `checkpoints.restore_params(out)`). The
+average is a new model: it carries none of its members' stored reward statistics
+(`warm_jax.reward_norm`), which are never averaged; compute its own with
+`python -m warm_jax.evaluate --rm OUT --store_norm SPLIT`.
 Exit status 2 on invalid input (with the reason), 0 on success.
 """
 

@@ -286,6 +286,9 @@ def check_inputs(args, members, extras) -> None:
   if "average" in args.combine and any(is_hf_dir(p) for _, p in members):
     raise InputError("--combine average: a weight average needs warm_jax checkpoints of one "
                      "architecture; import Hugging Face models first or evaluate them alone")
+  if args.store_norm and args.bench in BENCH_DATA and args.store_norm != BENCH_DATA[args.bench][1]:
+    raise InputError(f"--store_norm {args.store_norm!r}: {args.bench} has the one split "
+                     f"{BENCH_DATA[args.bench][1]!r}")
   if "ensemble" in args.combine:
     check_same_tokenizer({n: load_tokenizer_of(p) for n, p in members})
   if args.publish:
