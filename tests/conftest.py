@@ -114,3 +114,27 @@ def tiny_hf(tmp_path_factory):
   `write_tiny_hf`), shared by the tests of a session."""
   root = tmp_path_factory.mktemp("tiny_hf")
   return {"lm": write_tiny_hf(root / "lm", "lm"), "rm": write_tiny_hf(root / "rm", "rm")}
+
+
+def make_rm(path, seed=0, scale=1.0, shift=0.0, base=None, bias=0.3, **model_fields):
+  """A tiny reward-model checkpoint (the embedded task's tokenizer, config.model updated with
+  `model_fields`) with a random head; with `base`, the same parameters as `base`'s except a head
+  giving scale * r_base + shift. Returns its path."""
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  from warm_jax import checkpoints
+  from warm_jax.models import RewardModel
+  c = experiment("reward_model").get_config("tiny")
+  c.model.update(dropout_rate=0.0, **model_fields)
+  if base is None:
+    model = RewardModel(c.model)
+    params = nn.unbox(jax.jit(model.init)(jax.random.key(seed), jnp.ones((1, 8), jnp.int32))["params"])
+    k = jax.random.normal(jax.random.key(seed + 100), params["reward_head"]["kernel"].shape)
+    params["reward_head"] = {"kernel": k, "bias": jnp.full((1,), bias)}
+  else:
+    params = jax.tree.map(np.asarray, checkpoints.restore_params(base))
+    head = params["reward_head"]
+    params["reward_head"] = {"kernel": head["kernel"] * scale, "bias": head["bias"] * scale + shift}
+  checkpoints.save_params(str(path), params, {"config": c.to_dict()})
+  return str(path)

@@ -75,6 +75,9 @@ def _tiny(name):
 BASES = {
     "pretrain": (_tiny("pretrain"), lm.RULES, lm.validate_config),
     "reward_model": (_tiny("reward_model"), rm_train.RULES, rm_train.validate_config),
+    # its optional fields, absent from the experiment configs (their fingerprints stay)
+    "reward_model_options": (lambda: _rm_options(experiment("reward_model").get_config("tiny")),
+                             rm_train.RULES, rm_train.validate_config),
     "dpo": (_tiny("dpo"), dpo_study.rules(), dpo_study.validate),
     "rl": (_tiny("rl"), rl_study.rules(), rl_study.validate),
     "rl_ppo": (_rl_ppo, rl_study.rules(), rl_study.validate),
@@ -103,6 +106,13 @@ BASES = {
 
 def _reward(c):
   c.reward.paths = ("runs/rm",)
+  return c
+
+
+def _rm_options(c):
+  c.train.center_rewards = 0.01
+  c.train.store_norm = "validation"
+  c.init_head = ""
   return c
 
 
@@ -256,9 +266,14 @@ def test_fuzzed_config_field_is_accepted_or_rejected_by_name(name, data):
 # prompt records id, prompt (+ an optional response); each a str that is not empty or whitespace
 # only. `labels` (preference records only) maps objective names (non-blank str) to the int 0 or 1
 # (not a bool). The kind, when not given, is 'preference' iff the record has 'chosen' or
-# 'rejected'. Other keys are free.
+# 'rejected'. Ranking records (only when asked for) need id, prompt as above and chosen, rejected
+# as non-empty lists of such str; no labels. Other keys are free.
 def good_text(v):
   return isinstance(v, str) and bool(v.strip())
+
+
+def good_texts(v):
+  return isinstance(v, list) and bool(v) and all(good_text(x) for x in v)
 
 
 def bad_fields(record, kind):
@@ -268,6 +283,8 @@ def bad_fields(record, kind):
   kind = kind or ("preference" if ("chosen" in record or "rejected" in record) else "prompt")
   required = ("id", "prompt", "chosen", "rejected") if kind == "preference" else ("id", "prompt")
   bad = {f for f in required if f not in record or not good_text(record[f])}
+  if kind == "ranking":
+    bad |= {f for f in ("chosen", "rejected") if f not in record or not good_texts(record[f])}
   if kind == "prompt" and "response" in record and not good_text(record["response"]):
     bad.add("response")
   if "labels" in record:
@@ -292,6 +309,8 @@ LABEL_KEYS = st.one_of(st.sampled_from(["better", "safer", "helpful"]), st.sampl
 LABEL_VALUES = st.one_of(st.sampled_from([0, 1]),
                          st.sampled_from([True, False, 2, -1, 0.0, 1.0, "0", None, [0]]))
 PRESENT = st.sampled_from([True, True, True, True, True, False])
+ANSWER_LISTS = st.one_of(st.lists(GOOD_TEXTS, min_size=1, max_size=3),
+                         st.lists(FIELD_VALUES, max_size=3))  # a ranking record's answers
 
 
 @st.composite
@@ -299,7 +318,8 @@ def records(draw):
   rec = {}
   for name in ("id", "prompt", "chosen", "rejected", "response"):
     if draw(PRESENT if name in ("id", "prompt") else st.booleans()):
-      rec[name] = draw(FIELD_VALUES)
+      rec[name] = draw(ANSWER_LISTS if name in ("chosen", "rejected") and draw(st.booleans())
+                       else FIELD_VALUES)
   if draw(st.booleans()):
     rec["labels"] = draw(st.one_of(st.dictionaries(LABEL_KEYS, LABEL_VALUES, max_size=3),
                                    st.dictionaries(LABEL_KEYS, LABEL_VALUES, max_size=3),
@@ -321,8 +341,12 @@ _PAIR = {"id": "a", "prompt": "p", "chosen": "c", "rejected": "r"}
 @example(record={**_PAIR, "labels": {"safer": 1, "better": 0}}, kind=None, source="x.jsonl",
          index=3)
 @example(record={"id": "a", "prompt": "p", "response": " \n"}, kind=None, source="x", index=0)
+@example(record={**_PAIR, "chosen": ["c", "d"], "rejected": []}, kind="ranking", source="x", index=1)
+@example(record={**_PAIR, "chosen": ["c", " "], "rejected": ["r"]}, kind="ranking", source="x",
+         index=1)
+@example(record={**_PAIR, "chosen": ["c"], "rejected": ["r"]}, kind="ranking", source="x", index=1)
 @given(record=st.one_of(records(), records(), records(), ANY_VALUES),
-       kind=st.sampled_from([None, None, "preference", "prompt"]), source=SOURCES,
+       kind=st.sampled_from([None, None, "preference", "prompt", "ranking"]), source=SOURCES,
        index=st.integers(0, 10**6))
 def test_fuzzed_record_passes_unchanged_or_is_named(record, kind, source, index):
   before = repr(record)
@@ -338,7 +362,7 @@ def test_fuzzed_record_passes_unchanged_or_is_named(record, kind, source, index)
   if bad is None:
     assert "dict" in msg, msg
   else:
-    assert any(f"'{f}'" in msg or (f == "labels" and "'labels/" in msg) for f in bad), (bad, msg)
+    assert any(f"'{f}'" in msg or f"'{f}/" in msg for f in bad), (bad, msg)
   assert repr(record) == before
 
 

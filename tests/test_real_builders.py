@@ -33,6 +33,8 @@ DUMMY = {
     # <repo name>/<path in the repo>, the revision dropped
     "beavertails": lambda url: "/".join(
         [url.split("PKU-Alignment/", 1)[1].split("/", 1)[0]] + url.split("/resolve/", 1)[1].split("/")[1:]),
+    "reward_bench": lambda url: url.rsplit("/", 1)[1],
+    "reward_bench_2": lambda url: url.rsplit("/", 1)[1],
 }
 
 # The dummy TL;DR batches (the builder lists all 20 real ones).
@@ -48,6 +50,8 @@ EXPECTED = {  # name -> {split: number of dummy records}
     "imdb": {"train": 3, "test": 2, "unsupervised": 2},
     "beavertails/safe_rlhf_10k": {"train": 4},
     "beavertails/safe_rlhf_alpaca7b_safer": {"train": 2, "test": 2},
+    "reward_bench": {"filtered": 6},
+    "reward_bench_2": {"test": 7},
 }
 
 
@@ -113,7 +117,7 @@ def test_builds_from_dummy_files_into_array_record_and_loads_common_schema(name,
     assert records == src[0:n] == src.__getitems__(range(n))
     for i, r in enumerate(records):
       assert schema.validate_record(r, source=name, index=i, kind=kind) is r
-      assert all(isinstance(v, (str, int, bool, dict)) for v in r.values()), r
+      assert all(isinstance(v, (str, int, bool, dict, list)) for v in r.values()), r
       for f in schema.REQUIRED_FIELDS[kind]:
         assert isinstance(r[f], str) and r[f].strip()
       ids.add(r["id"])
@@ -208,6 +212,108 @@ def test_imdb_prefix_prompts_with_sentiment(tmp_path):
   short = registry.load_split("imdb", "test", str(tmp_path))
   assert {x["prompt"] for x in short} >= {"Too long"}  # 5 words: 2-word prefix, rest as response
   assert {x["sentiment"] for x in registry.load_split("imdb", "unsupervised", str(tmp_path))} == {-1}
+
+
+def test_reward_bench_v1_records_carry_their_subset(tmp_path):
+  urls = build("reward_bench", tmp_path)
+  from warm_jax.data.builders import reward_bench
+  assert urls == [reward_bench.V1_URL]
+  src = registry.load_split("reward_bench", "filtered", str(tmp_path))
+  assert [r["subset"] for r in src] == ["alpacaeval-easy", "mt-bench-hard", "xstest-should-respond",
+                                         "xstest-should-refuse", "math-prm", "hep-python"]
+  r = src[4]
+  assert (r["id"], r["prompt"], r["chosen"], r["rejected"]) == (
+      "34", "What is 12 * 12?", "12 * 12 = 144.", "12 * 12 = 124.")
+  assert (r["chosen_model"], r["rejected_model"]) == ("GPT4-Turbo", "Llama-2-7b-chat")
+
+
+def test_reward_bench_2_ranking_records_keep_their_lists(tmp_path):
+  urls = build("reward_bench_2", tmp_path)
+  from warm_jax.data.builders import reward_bench
+  assert urls == [reward_bench.V2_URL]
+  src = registry.load_split("reward_bench_2", "test", str(tmp_path))
+  by_id = {r["id"]: r for r in src}
+  assert by_id["tied:1"] == {"id": "tied:1", "prompt": "Name a color of the rainbow.",
+                             "chosen": ["Red", "Green", "Blue"], "rejected": ["Pink", "Brown"],
+                             "subset": "Ties"}
+  assert by_id["f-1"]["chosen"] == ["William Shakespeare wrote Hamlet."]
+  assert len(by_id["f-1"]["rejected"]) == 3
+  for i, r in enumerate(src):
+    assert schema.validate_record(r, source="rb2", index=i, kind=schema.RANKING) is r
+
+
+def _reward_bench_rows(version):
+  from conftest import script
+  make = script("tests/dummy_data/make_reward_bench.py")
+  return (make.v1_table() if version == 1 else make.v2_table()).to_pylist()
+
+
+def _write_parquet(path, rows):
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  pq.write_table(pa.Table.from_pylist(rows), path)
+  return path
+
+
+def _set(i, **fields):
+  """An edit of the dummy rows: row i's fields set (None: a null in the column)."""
+  def edit(rows):
+    rows[i].update(fields)
+    return rows
+  return edit
+
+
+def _every(field, fn):
+  """An edit of the dummy rows: `field` of every row replaced by fn(value) (a column of another
+  type: Parquet columns have one type)."""
+  return lambda rows: [{**r, field: fn(r[field])} for r in rows]
+
+
+@pytest.mark.parametrize("version, edit, message", [
+    (1, _set(2, subset=None), "record 2: field 'subset' must be str, got NoneType"),
+    (1, _set(2, subset="chat-hard"), "record 2: field 'subset'='chat-hard' is not one"),
+    (1, _set(2, chosen=""), "record 2: field 'chosen' is empty"),
+    (1, _every("id", str), "record 0: field 'id' must be int, got str"),
+    (2, _every("chosen", lambda v: v[0]), "record 0: field 'chosen' must be list, got str"),
+    (2, _set(2, rejected=[]), "record 2: field 'rejected' is an empty list"),
+    (2, _set(2, rejected=["Pink", " "]), "record 2: field 'rejected/1' is empty"),
+    (2, _set(2, num_correct=2), "record 2: field 'num_correct'=2 but len(chosen) is 1"),
+    (2, _set(2, subset="ties"), "record 2: field 'subset'='ties' is not one"),
+])
+def test_malformed_reward_bench_rows_name_file_record_and_field(tmp_path, version, edit, message):
+  name = "reward_bench" if version == 1 else "reward_bench_2"
+  fname = "filtered-00000-of-00001.parquet" if version == 1 else "test-00000-of-00001.parquet"
+  bad = _write_parquet(str(tmp_path / "raw" / fname), edit(_reward_bench_rows(version)))
+  with pytest.raises(ValueError) as e:
+    build(name, tmp_path / "data", root=str(tmp_path / "raw"))
+  assert f"{bad}, {message}" in str(e.value)
+
+
+def test_reward_bench_file_that_is_not_parquet_or_lacks_a_column(tmp_path):
+  bad = _write(str(tmp_path / "raw" / "test-00000-of-00001.parquet"), b'{"id": "x"}\n')
+  with pytest.raises(ValueError, match=rf"{bad}: not a readable Parquet file"):
+    build("reward_bench_2", tmp_path / "d1", root=str(tmp_path / "raw"))
+  rows = [{k: v for k, v in r.items() if k != "num_incorrect"} for r in _reward_bench_rows(2)]
+  _write_parquet(bad, rows)
+  with pytest.raises(ValueError, match=rf"{bad}, record 0: field 'num_incorrect' is missing"):
+    build("reward_bench_2", tmp_path / "d2", root=str(tmp_path / "raw"))
+
+
+def test_ranking_records_are_validated_as_asked():
+  ok = {"id": "a", "prompt": "p", "chosen": ["c"], "rejected": ["r1", "r2"]}
+  assert schema.validate_record(ok, source="f", index=3, kind="ranking") is ok
+  for rec, msg in [
+      ({**ok, "chosen": "c"}, "field 'chosen' must be a list of str, got str"),
+      ({**ok, "rejected": []}, "field 'rejected' is an empty list"),
+      ({**ok, "chosen": ["c", 3]}, "field 'chosen/1' must be a str, got int"),
+      ({k: v for k, v in ok.items() if k != "rejected"}, "field 'rejected' is missing"),
+      ({**ok, "labels": {"x": 0}}, "field 'labels' is only allowed on preference records")]:
+    with pytest.raises(ValueError, match=f"f, record 3: {msg}"):
+      schema.validate_record(rec, source="f", index=3, kind="ranking")
+  # Never inferred: a record with lists is not a preference record.
+  with pytest.raises(ValueError, match="field 'chosen' must be a str, got list"):
+    schema.validate_record(ok, source="f", index=3)
 
 
 # ------------------------------------------------------------------------------- malformed records

@@ -33,7 +33,10 @@ Hugging Face model they started from, if any; --drop_reward_bias drops a non-zer
 bias, which the family's `score` layer cannot hold). Every input is validated before anything is
 read or written; the output is written atomically; a checkpoint output records the sources,
 steps, weights and config in its metadata (it loads like any other:
-`warm_jax.load_reward_model(out)`), a Hugging Face output in warm_jax_average.json.
+`warm_jax.load_reward_model(out)`), a Hugging Face output in warm_jax_average.json. The
+average is a new model: it carries none of its members' stored reward statistics
+(`warm_jax.reward_norm`), which are never averaged; compute its own with
+`python -m warm_jax.evaluate --rm OUT --store_norm SPLIT`.
 Exit status 2 on invalid input (with the reason): a bad argument, a missing or damaged checkpoint
 (named with its step and what is wrong), weights that overflow, an average that is not finite, an
 --out that is not new or empty (a run's workdir is never written into); 0 on success.

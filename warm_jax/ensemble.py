@@ -5,7 +5,8 @@
 
 ENS costs M forward passes (and M models in memory) per batch, where WARM (the weight average,
 `warm_jax.averaging`) costs one. The variance across members (population variance, ddof=0) is a
-disagreement-based uncertainty estimate, used by active queries.
+disagreement-based uncertainty estimate, used by active queries. ENS averages raw rewards; the
+ENS of members standardised by their own stored statistics is `reward_norm.normalized_ensemble`.
 """
 
 from __future__ import annotations

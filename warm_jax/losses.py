@@ -24,6 +24,13 @@ def bradley_terry_loss(r_chosen: Array, r_rejected: Array, label_smoothing: floa
   return -(1.0 - label_smoothing) * jax.nn.log_sigmoid(d) - label_smoothing * jax.nn.log_sigmoid(-d)
 
 
+def center_rewards_penalty(r_chosen: Array, r_rejected: Array) -> Array:
+  """mean((r_chosen + r_rejected)^2): the auxiliary loss of TRL's RewardTrainer
+  (`center_rewards_coefficient`, Eisenstein et al. 2023) that pulls the rewards towards mean 0
+  without changing any preference."""
+  return jnp.mean(jnp.square((r_chosen + r_rejected).astype(jnp.float32)))
+
+
 def preference_accuracy(r_chosen: Array, r_rejected: Array) -> Array:
   """1 where the chosen response gets the strictly higher reward, else 0 (ties count as wrong)."""
   return (r_chosen > r_rejected).astype(jnp.float32)

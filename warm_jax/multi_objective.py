@@ -11,7 +11,8 @@ model per criterion, each trained on preferences that judge that criterion alone
 compare policies by the front of their mean criterion scores (`pareto_mask`, `hypervolume_2d`).
 MORLHF optimises the scalarised reward sum_i w_i r_i (`WeightedReward`); reward models' scales are
 arbitrary, so each r_i is standardised first (offset, scale: its mean and standard deviation on the
-initial policy's responses), which makes one weight grid mean the same for every method.
+initial policy's responses, or the statistics stored with the reward model: `warm_jax.reward_norm`,
+`WeightedReward.from_stored`), which makes one weight grid mean the same for every method.
 """
 
 from __future__ import annotations
@@ -66,6 +67,18 @@ class WeightedReward:
       raise ValueError(f"scales={list(scales)}: must be positive")
     self.terms = [(s, float(w), float(o), float(c))
                   for s, w, o, c in zip(scorers, weights, offsets, scales) if w > 0]
+
+  @classmethod
+  def from_stored(cls, scorers: Sequence, weights: Sequence[float]) -> "WeightedReward":
+    """The weighted sum with each scorer standardised by its stored statistics
+    (`reward_norm.stored_offsets_scales`: every scorer must have valid ones)."""
+    from warm_jax import reward_norm
+    from warm_jax.errors import InputError
+    stored = reward_norm.stored_offsets_scales(list(scorers))
+    if stored is None:
+      raise InputError("none of the reward models stores reward statistics: compute them with "
+                       "python -m warm_jax.evaluate --rm PATH --store_norm SPLIT")
+    return cls(scorers, weights, *stored)
 
   def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
     total = np.zeros(len(responses), np.float64)

@@ -3,6 +3,7 @@ numpy rewards out.
 
     rm = warm_jax.load_reward_model("runs/rm_a")                 # a run dir or a checkpoint dir
     rm.score(["tldr: ..."], ["a summary"])                         # -> np.ndarray [1] (float32)
+    rm.score(prompts, responses, normalized=True)   # standardised by its stored statistics
     warm = warm_jax.load_averaged(["runs/rm_a", "runs/rm_b"], weights=[0.5, 0.5])   # WARM
     ens = warm_jax.load_ensemble(["runs/rm_a", "runs/rm_b"])       # ENS: M forward passes
     mean, var = ens.score(prompts, responses, return_variance=True)
@@ -21,6 +22,11 @@ the last real token, the eos, even where the pad id is the eos id), and scored i
 batches by one jitted function (the last batch is padded, so there is a single compilation).
 Parameters are restored onto a mesh with the run's
 axis names: one device by default, or `mesh_shape`/`devices` for a sharded model.
+
+A model's stored reward statistics (`warm_jax.reward_norm`: mean and standard deviation on a
+reference set, `reward_norm.json` next to the checkpoint) are read with it (`rm.norm`, None when
+absent); `score(..., normalized=True)` uses them. A weight average (`load_averaged`) is a new
+model and has none until they are computed on it.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ class RewardScorer:
     self.model, self.params, self.tokenizer = model, params, tokenizer
     self.max_len, self.mesh, self.rules, self.batch_size = max_len, mesh, tuple(rules), batch_size
     self.config, self.meta = config, meta or {}
+    self.norm = None  # reward_norm.RewardNorm: the model's stored reward statistics, if any
     self._batch_sharding = shd.batch_sharding(mesh, self.rules)
     self._fn = self._compile()
 
@@ -118,15 +125,24 @@ class RewardScorer:
         out.append(np.asarray(self._fn(self.params, *batch))[:real])
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
-  def score(self, prompts: Sequence[str] | str, responses: Sequence[str] | str) -> np.ndarray:
-    """Rewards (float32 [N]) of N (prompt, response) pairs."""
-    return self.score_tokens(*self.encode(prompts, responses))
+  def score(self, prompts: Sequence[str] | str, responses: Sequence[str] | str,
+            normalized: bool = False) -> np.ndarray:
+    """Rewards (float32 [N]) of N (prompt, response) pairs; with `normalized`, standardised by
+    the model's stored statistics (`reward_norm.require`: an error when it has none or they are
+    stale)."""
+    norm = None
+    if normalized:  # checked before any compute
+      from warm_jax import reward_norm
+      norm = reward_norm.require(self)
+    rewards = self.score_tokens(*self.encode(prompts, responses))
+    return rewards if norm is None else norm.apply(rewards)
 
   def with_params(self, params: Any, meta: dict | None = None) -> "RewardScorer":
     """The same model, tokenizer and compiled scoring function with other parameters of the same
     shapes (a member of an ensemble, a weight average, a point of an interpolation path)."""
     out = copy.copy(self)
     out.params, out.meta = params, meta or {}
+    out.norm = None  # another model: its statistics are not this one's
     return out
 
   def __repr__(self) -> str:
@@ -244,16 +260,15 @@ def load_reward_model(path: str, step: int | None = None, *, tokenizer=None, bat
   if directory is not None:
     if step is not None:
       raise errors.InputError(f"{path} is a Hugging Face directory: it has no step {step}")
-    return _hf_scorer(lambda mesh, rules: pretrained.load_hf(directory, mesh=mesh, rules=rules),
-                      directory, tokenizer, batch_size, devices, mesh_shape, max_len,
-                      {"path": directory})
+    return load_hf_reward_model(directory, max_len=max_len, tokenizer=tokenizer,
+                                batch_size=batch_size, devices=devices, mesh_shape=mesh_shape)
   ckpt, meta, config, model, mesh, rules, tokenizer = _prepare(path, step, tokenizer, devices,
                                                                mesh_shape)
   params = checkpoints.restore_params(ckpt, meta.get("step", step),
                                       target=abstract_params(model, mesh, rules))
-  return RewardScorer(model, params, tokenizer, max_len or config.data.max_len, mesh=mesh,
-                      rules=rules, batch_size=batch_size, config=config,
-                      meta={"path": ckpt, **meta})
+  rm = RewardScorer(model, params, tokenizer, max_len or config.data.max_len, mesh=mesh,
+                    rules=rules, batch_size=batch_size, config=config, meta={"path": ckpt, **meta})
+  return _with_stored_norm(rm)
 
 
 def load_averaged(paths: Sequence[str], weights: Sequence[float] | None = None, *,
@@ -321,7 +336,8 @@ def load_reward_models(paths: Sequence[str], *, steps: Sequence[int | None] | No
   sources, members, kw = _load_members(paths, steps, tokenizer, devices, mesh_shape)
   first = RewardScorer(kw.pop("model"), members[0], kw.pop("tokenizer"), kw.pop("max_len"),
                        batch_size=batch_size, **kw)
-  return [first.with_params(p, {"path": s.path, **s.meta}) for p, s in zip(members, sources)]
+  return [_with_stored_norm(first.with_params(p, {"path": s.path, **s.meta}))
+          for p, s in zip(members, sources)]
 
 
 def load_ensemble(paths: Sequence[str], *, steps: Sequence[int | None] | None = None,
@@ -335,5 +351,27 @@ def load_ensemble(paths: Sequence[str], *, steps: Sequence[int | None] | None = 
                         batch_size=batch_size, meta=meta, **kw)
 
 
+def load_hf_reward_model(path: str, *, max_len: int | None = None, dtype: str | None = None,
+                         tokenizer=None, batch_size: int = 32, devices=None,
+                         mesh_shape=None) -> RewardScorer:
+  """A Hugging Face `*ForSequenceClassification` directory (`pretrained.load_hf` in `dtype`,
+  default the stored one; its tokenizer by `pretrained.load_tokenizer`) as a `RewardScorer`
+  padding each text to `max_len` tokens (default `HF_MAX_LEN` or the model's context), on one
+  device by default (or `mesh_shape` over `devices`, with configs.DEFAULT_RULES)."""
+  from warm_jax import pretrained
+  directory = pretrained.hf_dir(path) or path
+  load = lambda mesh, rules: pretrained.load_hf(directory, mesh=mesh, rules=rules,  # noqa: E731
+                                                **({"dtype": dtype} if dtype else {}))
+  return _with_stored_norm(_hf_scorer(load, directory, tokenizer, batch_size, devices, mesh_shape,
+                                      max_len, {"path": directory}))
+
+
+def _with_stored_norm(rm: RewardScorer) -> RewardScorer:
+  """The scorer with the reward statistics stored in its checkpoint directory, if any."""
+  from warm_jax import reward_norm
+  rm.norm = reward_norm.read(rm.meta["path"])
+  return rm
+
+
 __all__ = ["RewardScorer", "EnsembleScorer", "load_reward_model", "load_reward_models",
-           "load_averaged", "load_ensemble"]
+           "load_averaged", "load_ensemble", "load_hf_reward_model"]

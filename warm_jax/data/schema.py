@@ -1,7 +1,7 @@
 """The common record schema of every real data set, its validation, and strict readers of the
-raw download formats (JSON lines / JSON arrays, plain or gzip / xz / bzip2 compressed).
+raw download formats (JSON lines / JSON arrays, plain or gzip / xz / bzip2 compressed; Parquet).
 
-Two kinds of records (plain python dicts):
+Three kinds of records (plain python dicts):
 
 * **preference** records (TL;DR comparisons, HH-RLHF, AlpacaFarm human preferences, PKU-SafeRLHF):
   `id` (str, unique in its data set), `prompt` (str), `chosen` (str), `rejected` (str), and
@@ -11,6 +11,11 @@ Two kinds of records (plain python dicts):
   has label 0; the others (e.g. 'safer' when ordered by 'better') may be 0 or 1 (MODPO's margin).
 * **prompt** records (TL;DR SFT posts, AlpacaFarm instruction splits, IMDb prefixes):
   `id`, `prompt` and, where the data set has one, `response` (a reference / SFT target).
+* **ranking** records (RewardBench 2: one prompt, several answers known to be correct and several
+  known to be wrong): `id`, `prompt`, `chosen` and `rejected`, each a non-empty list of non-empty
+  str (the correct answers and the incorrect ones; a ranking record has as many correct answers as
+  `len(chosen)`, so no separate count is stored). The kind is never inferred: a builder or caller
+  asks for it (`kind='ranking'`).
 
 `prompt` holds everything the policy conditions on (formatted with the data set's template), and
 `chosen` / `rejected` / `response` only the continuation, so `prompt + response` is the full text.
@@ -38,13 +43,17 @@ from typing import Any, Iterator
 
 PREFERENCE = "preference"
 PROMPT = "prompt"
-KINDS = (PREFERENCE, PROMPT)
+RANKING = "ranking"
+KINDS = (PREFERENCE, PROMPT, RANKING)
 
 REQUIRED_FIELDS = {
     PREFERENCE: ("id", "prompt", "chosen", "rejected"),
     PROMPT: ("id", "prompt"),
+    RANKING: ("id", "prompt"),
 }
-OPTIONAL_TEXT_FIELDS = {PREFERENCE: (), PROMPT: ("response",)}
+OPTIONAL_TEXT_FIELDS = {PREFERENCE: (), PROMPT: ("response",), RANKING: ()}
+# Ranking records: these fields hold non-empty lists of non-empty str.
+TEXT_LIST_FIELDS = {PREFERENCE: (), PROMPT: (), RANKING: ("chosen", "rejected")}
 
 
 def where(source, index) -> str:
@@ -63,8 +72,10 @@ def infer_kind(record: dict) -> str:
 def validate_record(record: Any, *, source, index, kind: str | None = None) -> dict:
   """Checks one record of the common schema and returns it (unchanged).
 
-  `kind` is 'preference' or 'prompt' (inferred from the keys when None). Checks: the record is a
-  dict; every required field is present, a `str`, and not empty or whitespace only; the optional
+  `kind` is 'preference', 'prompt' or 'ranking' ('preference' or 'prompt' inferred from the keys
+  when None). Checks: the record is a dict; every required field is present, a `str`, and not
+  empty or whitespace only; a ranking record's `chosen` and `rejected` are non-empty lists of such
+  str; the optional
   `response` (prompt records) is a non-empty str when present; `labels`, when present (preference
   records only), is a dict of objective (a str, not empty or whitespace only) -> int in {0, 1} (not
   a bool); chosen != rejected is NOT required (real data has a few ties). Other keys are allowed.
@@ -82,6 +93,10 @@ def validate_record(record: Any, *, source, index, kind: str | None = None) -> d
   for name in OPTIONAL_TEXT_FIELDS[kind]:
     if name in record:
       _check_text(record[name], name, source, index)
+  for name in TEXT_LIST_FIELDS[kind]:
+    if name not in record:
+      raise _err(source, index, f"field {name!r} is missing")
+    _check_text_list(record[name], name, source, index)
   if "labels" in record:
     labels = record["labels"]
     if kind != PREFERENCE:
@@ -101,6 +116,15 @@ def _check_text(value, name, source, index):
     raise _err(source, index, f"field {name!r} must be a str, got {type(value).__name__}")
   if not value.strip():
     raise _err(source, index, f"field {name!r} is empty")
+
+
+def _check_text_list(value, name, source, index):
+  if not isinstance(value, list):
+    raise _err(source, index, f"field {name!r} must be a list of str, got {type(value).__name__}")
+  if not value:
+    raise _err(source, index, f"field {name!r} is an empty list")
+  for j, item in enumerate(value):
+    _check_text(item, f"{name}/{j}", source, index)
 
 
 # ------------------------------------------------------------------------------ raw-format readers
@@ -244,3 +268,32 @@ def iter_json_array(path, *, source=None) -> Iterator[tuple[int, Any]]:
   if not isinstance(data, list):
     raise ValueError(f"{os.fspath(source)}: expected a JSON array, got {type(data).__name__}")
   yield from enumerate(data)
+
+
+def iter_parquet(path, *, source=None, batch_rows: int = 1024) -> Iterator[tuple[int, Any]]:
+  """(row index from 0, row as a dict of python values) for every row of a Parquet file (how
+  Hugging Face publishes data sets: lists come back as lists, structs as dicts, nulls as None).
+  Read with pyarrow, which TFDS already depends on, `batch_rows` rows at a time. A file that is
+  not Parquet, or a truncated or corrupt one, raises ValueError naming the file."""
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  source = source or path
+  try:
+    f = pq.ParquetFile(os.fspath(path))
+  except (pa.ArrowException, OSError) as e:
+    raise ValueError(f"{os.fspath(source)}: not a readable Parquet file ({type(e).__name__}: "
+                     f"{e})") from None
+  index = 0
+  with f:
+    batches = f.iter_batches(batch_size=batch_rows)
+    while True:
+      try:
+        batch = next(batches)
+      except StopIteration:
+        return
+      except (pa.ArrowException, OSError) as e:
+        raise _err(source, index, f"cannot read the Parquet file from here ({type(e).__name__}: "
+                   f"{e}); truncated or corrupt?") from None
+      for row in batch.to_pylist():
+        yield index, row
+        index += 1

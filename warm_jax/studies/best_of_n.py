@@ -50,14 +50,19 @@ def validate(config) -> None:
 
 
 def load_reward(config):
-  """A scorer with .score(prompts, responses) for config.reward, and its display name."""
-  from warm_jax import scoring
+  """A scorer with .score(prompts, responses) for config.reward, and its display name. ENS of
+  members that all store reward statistics (`warm_jax.reward_norm`) averages their standardised
+  rewards (`reward_norm.normalized_ensemble`); a single RM or WARM selects the same responses
+  whatever their scale, so they score raw."""
+  from warm_jax import checkpoints, reward_norm, scoring
   paths = [p for p in config.reward.paths if p]
   combine = config.reward.combine
   if combine == "single":
     rm = scoring.load_reward_model(paths[0])
   elif combine == "average":
     rm = scoring.load_averaged(paths)
+  elif any(reward_norm.read(checkpoints.resolve_checkpoint_dir(p)) is not None for p in paths):
+    rm = reward_norm.normalized_ensemble(scoring.load_reward_models(paths))
   else:
     rm = scoring.load_ensemble(paths)
   name = config.reward.name or (f"{combine} of {len(paths)}" if combine != "single" else "single RM")

@@ -43,4 +43,26 @@ def main(config: ml_collections.ConfigDict, workdir: str, sources: dict | None =
   init_params = initial_params(config, reward_model.build(config))
   result = reward_model.train(config, workdir, sources, tokenizer, init_params=init_params)
   result.pop("state")
+  if config.train.get("store_norm", ""):
+    store_norm(config, workdir, config.train.store_norm, sources, tokenizer)
   return report(result)
+
+
+def store_norm(config: ml_collections.ConfigDict, workdir: str, split: str,
+               sources: dict | None = None, tokenizer=None) -> str:
+  """Stores the final checkpoint's reward statistics (`warm_jax.reward_norm`) on the chosen and
+  rejected responses of `split` (from `sources`, else config.data) next to it; returns the file."""
+  from warm_jax import reward_norm, scoring
+  from warm_jax import data as data_lib
+  from warm_jax.errors import InputError
+  src = (sources or {}).get(split)
+  if src is None:
+    try:
+      src = data_lib.load_split(config.data, split)
+    except ValueError as e:
+      raise InputError(f"config.train.store_norm={split!r}: {e}") from None
+  records = [src[i] for i in range(len(src))]
+  rm = scoring.load_reward_model(workdir, tokenizer=tokenizer, batch_size=config.data.eval_batch_size)
+  norm = reward_norm.compute(rm, *reward_norm.reference_texts(records), {
+      "data": config.data.name, "split": split, "records": len(records)})
+  return reward_norm.store(rm, norm)

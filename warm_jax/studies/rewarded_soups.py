@@ -154,6 +154,18 @@ def criterion_sources(config, name: str) -> dict:
   return out
 
 
+def stored_statistics(config, paths) -> dict | None:
+  """The norm stage's result from the reward models' stored statistics (`warm_jax.reward_norm`),
+  used instead of recomputing them on the SFT policy's responses; None when neither reward model
+  stores any (the stage then computes them). Where they were computed is reported as 'stored'."""
+  from warm_jax import checkpoints, reward_norm
+  if all(reward_norm.read(checkpoints.resolve_checkpoint_dir(p)) is None for p in paths):
+    return None  # today's path: nothing is loaded here
+  scorers = [rl.load_scorer(p, config) for p in paths]
+  offsets, scales = reward_norm.stored_offsets_scales(scorers, list(paths))
+  return {"offsets": offsets, "scales": scales, "stored": [s.norm.reference for s in scorers]}
+
+
 def sampler_of(config):
   """A PolicySampler of the policy architecture with the `final` lengths and batch."""
   from warm_jax import sampling
@@ -301,6 +313,9 @@ def stages_of(config: ml_collections.ConfigDict) -> list:
                    header=f"reward model of {name}"))
 
   def standardise(ctx):
+    stored = stored_statistics(config, [rms(ctx)[a], rms(ctx)[b]])
+    if stored is not None:
+      return stored
     prompts = data_lib.load_prompts(config.data, config.norm.split, config.norm.prompts)
     texts = sampler_of(config).sample(config.init_from, prompts, seed=config.norm.seed)
     stats = [multi_objective.standardisation(rl.load_scorer(rms(ctx)[n], config).score(prompts, texts))

@@ -50,14 +50,22 @@ def make_reward_fns(config: ml_collections.ConfigDict):
 
 
 def weighted_reward(config: ml_collections.ConfigDict):
-  """reward.kind='rms': the weighted sum of standardised reward models (zero weights not loaded)."""
-  from warm_jax import multi_objective
+  """reward.kind='rms': the weighted sum of standardised reward models (zero weights not loaded).
+  The offsets and scales are reward.offsets / reward.scales when given; when both are empty, the
+  reward models' stored statistics (`warm_jax.reward_norm`) when they have them, else 0 and 1."""
+  from warm_jax import multi_objective, reward_norm
   r = config.reward
   if not r.paths or len(r.weights) != len(r.paths):
     raise errors.InputError(f"config.reward.paths={tuple(r.paths)} and weights={tuple(r.weights)}: "
                             "reward.kind='rms' needs one weight per reward-model run (at least one)")
   scorers = [load_scorer(p, config) if w > 0 else None for p, w in zip(r.paths, r.weights)]
-  return multi_objective.WeightedReward(scorers, r.weights, r.offsets, r.scales)
+  offsets, scales = r.offsets, r.scales
+  if not len(offsets) and not len(scales):
+    stored = reward_norm.stored_offsets_scales(
+        scorers, [f"config.reward.paths[{i}]={p}" for i, p in enumerate(r.paths)])
+    if stored is not None:
+      offsets, scales = stored
+  return multi_objective.WeightedReward(scorers, r.weights, offsets, scales)
 
 
 def load_scorer(path: str, config: ml_collections.ConfigDict):

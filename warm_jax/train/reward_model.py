@@ -39,9 +39,12 @@ def pair_rewards(model: nn.Module, params, batch: dict, rng: jax.Array | None = 
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: optax.Schedule,
-                    label_smoothing: float, dropout_seed: int) -> Callable:
+                    label_smoothing: float, dropout_seed: int,
+                    center_rewards: float = 0.0) -> Callable:
   """The pure train step. Dropout keys are derived from (dropout_seed, step), so a resumed run
-  draws exactly the keys an uninterrupted one would."""
+  draws exactly the keys an uninterrupted one would. `center_rewards` > 0 adds
+  center_rewards * mean((r_c + r_r)^2) to the loss (`losses.center_rewards_penalty`, TRL's
+  center_rewards_coefficient); 0 leaves the step exactly as without it."""
   base_rng = jax.random.key(dropout_seed)
 
   def step(state: state_lib.TrainState, batch: dict):
@@ -50,6 +53,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
     def loss_fn(params):
       rc, rr = pair_rewards(model, params, batch, rng)
       loss = jnp.mean(losses.bradley_terry_loss(rc, rr, label_smoothing))
+      if center_rewards:
+        loss = loss + center_rewards * losses.center_rewards_penalty(rc, rr)
       return loss, (rc, rr)
 
     (loss, (rc, rr)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -81,7 +86,14 @@ RULES = (*configs.COMMON_RULES, configs.number("train.label_smoothing", 0.0, 0.5
          # the head to start from: a params checkpoint holding 'reward_head' (e.g. a linear
          # probe); absent or '': a zero head
          configs.Rule("init_head", lambda v, c: isinstance(v, str), "a checkpoint path or ''",
-                      optional=True))
+                      optional=True),
+         # TRL's center_rewards_coefficient: + coefficient * mean((r_c + r_r)^2); absent: 0
+         configs.number("train.center_rewards", 0.0, optional=True,
+                        must="a finite number >= 0 (0: no centering term)"),
+         # a split whose chosen and rejected responses give the reward statistics stored with
+         # the final checkpoint (warm_jax.reward_norm); absent or '': none
+         configs.Rule("train.store_norm", lambda v, c: isinstance(v, str),
+                      "a split name, or '' (store no reward statistics)", optional=True))
 
 
 def pair_features(model: nn.Module, params, batches) -> tuple[np.ndarray, np.ndarray]:
@@ -152,6 +164,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, sources: dict | None 
   return loop.fit(config, workdir, setup, sources,
                   pipeline.PairEncoder(tokenizer, config.data.max_len),
                   make_train_step(setup.model, setup.tx, setup.schedule,
-                                  config.train.label_smoothing, config.seed + 1),
+                                  config.train.label_smoothing, config.seed + 1,
+                                  config.train.get("center_rewards", 0.0)),
                   make_eval_step(setup.model, config.train.label_smoothing),
                   init_params=init_params, desc="reward model", show=("loss", "accuracy"))

@@ -15,6 +15,8 @@ Names are "<data set>" or "<data set>/<config>" (TFDS style); `names()` lists th
 | alpaca_farm | instructions | sft, preference, unlabeled, val, evaluation | prompt + response |
 | imdb | - | train, test, unsupervised | prompt + response (+ sentiment, rating) |
 | beavertails | safe_rlhf_10k, safe_rlhf_10k_safer, safe_rlhf_alpaca7b, safe_rlhf_alpaca7b_safer | train (, test) | preference + labels (+ is_chosen_safe, is_rejected_safe) |
+| reward_bench | - | filtered | preference (+ subset, chosen_model, rejected_model) |
+| reward_bench_2 | - | test | ranking: lists of chosen and rejected answers (+ subset) |
 
 The record schema is `warm_jax.data.schema`'s. `data_dir`: the argument, else `$WARM_JAX_DATA_DIR`,
 else `~/.cache/warm_jax/tfds`. Building needs a network the first time (TFDS downloads into
@@ -38,6 +40,8 @@ _MODULES = {  # data set name -> (module, builder class)
     "alpaca_farm": ("warm_jax.data.builders.alpaca_farm", "AlpacaFarm"),
     "imdb": ("warm_jax.data.builders.imdb", "Imdb"),
     "beavertails": ("warm_jax.data.builders.beavertails", "Beavertails"),
+    "reward_bench": ("warm_jax.data.builders.reward_bench", "RewardBench"),
+    "reward_bench_2": ("warm_jax.data.builders.reward_bench", "RewardBench2"),
 }
 
 

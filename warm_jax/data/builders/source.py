@@ -38,8 +38,9 @@ def _python(v):
     return v.decode("utf-8")
   if isinstance(v, (np.ndarray, np.generic)):
     v = v.item() if v.ndim == 0 else v.tolist()
-    return v.decode("utf-8") if isinstance(v, bytes) else v
-  return v
+  if isinstance(v, list):  # a Sequence feature (ranking records' lists of answers)
+    return [_python(x) for x in v]
+  return v.decode("utf-8") if isinstance(v, bytes) else v
 
 
 def feature_types(features) -> dict:

@@ -56,8 +56,9 @@ def selector_scores(config, ln: dict, flat_prompts, texts) -> dict[str, np.ndarr
     member.append(base.with_params(s.params).score_tokens(*unique)[inverse])
     print(f"scored with member {i + 1}/{len(scorers)}", flush=True)
   out = {"single": member[0]}
+  ens_in = ens_inputs(scorers, member)
   for m in config.ms:
-    out[f"ENS {m}"] = np.mean(member[:m], axis=0)
+    out[f"ENS {m}"] = np.mean(ens_in[:m], axis=0)
     warm = averaging.average([s.params for s in scorers[:m]])
     out[f"WARM {m}"] = base.with_params(warm).score_tokens(*unique)[inverse]
   return out
@@ -74,6 +75,17 @@ def unique_rows(scorer, flat_prompts, texts) -> tuple[tuple[np.ndarray, np.ndarr
                               return_inverse=True)
   print(f"scoring {len(unique)} distinct of {len(tokens)} samples", flush=True)
   return (unique[:, :width], unique[:, width:].astype(bool)), inverse.reshape(-1)
+
+
+def ens_inputs(scorers, member_scores: list) -> list:
+  """What ENS averages: the members' raw scores, or, when every member stores reward statistics
+  (`warm_jax.reward_norm`), each member's scores standardised by its own (ENS of normalised
+  members). WARM and a single RM select the same responses either way (a positive affine map
+  keeps the argmax), so their scores stay raw."""
+  from warm_jax import reward_norm
+  if reward_norm.stored_offsets_scales(scorers) is None:
+    return member_scores
+  return [s.norm.apply(x) for s, x in zip(scorers, member_scores)]
 
 
 def curves(scores: dict, gold: np.ndarray, ns) -> dict:
