@@ -36,15 +36,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  from warm_jax import checkpoints
   from warm_jax import data as data_lib
   from warm_jax.train import dpo, init
   configs.require(config, {"dpo.ref_checkpoint": "an SFT run (experiments/sft.py) on the same "
                            "config.model, e.g. --config.dpo.ref_checkpoint=runs/warm/sft"})
   validate(config)
   setup = dpo.build(config)
-  ref_params = checkpoints.restore_params(init.resolve(config.dpo.ref_checkpoint),
-                                          target=dpo.abstract_state(setup).params)
+  ref_params = init.load_lm_params(config.dpo.ref_checkpoint, config.model, setup.mesh,
+                                   setup.rules)
   tokenizer = data_lib.load_tokenizer(config.data)
   sources = {s: data_lib.load_split(config.data, s) for s in ("train", *config.train.eval_splits)}
   result = dpo.train(config, workdir, sources, tokenizer, ref_params)

@@ -5,8 +5,9 @@
     rm_params = init.reward_model_from_lm("runs/sft", setup, step=200)   # WARM's Baklava
 
 Paths may be a run directory (holding `checkpoints/`) or a checkpoint directory; the latest complete
-step is used unless `step` names a kept one. Parameters are restored straight onto the target mesh. A checkpoint of another model
-shape fails naming the first differing parameter.
+step is used unless `step` names a kept one. Parameters are restored straight onto the target mesh,
+in the layer layout of the target config (config.model.scan_layers) whichever layout the
+checkpoint holds. A checkpoint of another model shape fails naming the first differing parameter.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import ml_collections
 
 from warm_jax import checkpoints
 from warm_jax import sharding as shd
-from warm_jax.models import LanguageModel
+from warm_jax.models import LanguageModel, transformer
 from warm_jax.models.heads import init_from_lm
 
 
@@ -45,10 +46,19 @@ def abstract_params(model: nn.Module, mesh, rules) -> Any:
 def load_lm_params(path: str, model_cfg: ml_collections.ConfigDict, mesh, rules,
                    step: int | None = None) -> Any:
   """The language model's params of a run (pre-training, SFT, RL, DPO) at `step` (None: latest),
-  on `mesh`; a PPO policy's value head is left out (not read)."""
+  on `mesh`; a PPO policy's value head is left out (not read). A checkpoint saved in the other
+  layer layout (config.model.scan_layers) is restored in its own and converted."""
   ckpt = resolve(path)
   target = abstract_params(LanguageModel(model_cfg), mesh, rules)
-  return checkpoints.restore_params(ckpt, step, target=target, skip=("value_head",))
+  saved = checkpoints.params_metadata(ckpt, step)
+  want = transformer.is_scanned(target["decoder"])
+  if "decoder" not in saved or transformer.is_scanned(saved["decoder"]) == want:
+    return checkpoints.restore_params(ckpt, step, target=target, skip=("value_head",))
+  as_saved = ml_collections.ConfigDict({**model_cfg.to_dict(), "scan_layers": not want})
+  params = checkpoints.restore_params(
+      ckpt, step, target=abstract_params(LanguageModel(as_saved), mesh, rules), skip=("value_head",))
+  shardings = jax.tree.map(lambda x: x.sharding, target)
+  return jax.jit(lambda p: transformer.convert_layers(p, model_cfg), out_shardings=shardings)(params)
 
 
 def reward_model_from_lm(path: str, setup, step: int | None = None) -> Any:
