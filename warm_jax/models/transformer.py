@@ -14,6 +14,12 @@ Every parameter is created through `nn.with_logical_partitioning`, so `model.ini
 names to mesh axes with the rules table of the config. Stored and averaged parameters are the plain
 (unboxed) pytree: a nested dict of arrays.
 
+With config.model.scan_layers the layers run under nn.scan (one layer, or one period of a
+local/global pattern, compiled once: compile time and program size stay flat in depth), their
+parameters stacked along a leading 'layers' axis; `stack_layers` / `unstack_layers` convert
+between the layouts, which compute the same function. config.model.remat_policy names what
+rematerialisation keeps (`REMAT_POLICIES`).
+
 Inputs are token ids [batch, length] with `pad_id` (0) marking padding; `mask` and `positions`
 default to what right-padding implies but can be passed explicitly (left-padded prompts in
 sampling).
