@@ -53,6 +53,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.data.tokenizer = ""  # a 32k sentencepiece model for real data
     c.model = configs.model_config("paper", vocab_size=32_000, max_len=512 + 64)
     c.model.dtype = "bfloat16"
+    c.model.scan_layers = True  # as the paper SFT run saves it (either layout loads)
     c.gold.kind = "rm"
     c.bon.update(split="test", prompts=1000, ns=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
                  prompt_len=512, max_new_tokens=64, batch_size=512)

@@ -72,6 +72,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.data.eval_batch_size = 64
     c.model = configs.model_config("paper", vocab_size=32_000, max_len=512)
     c.model.dtype = "bfloat16"
+    c.model.scan_layers = True  # compile one layer, not 12 (docs/paper_scale.md)
     c.model.dropout_rate = 0.0
     c.dpo.beta = 0.1
     c.optim = configs.optim_config(lr=1e-6, warmup_steps=150, weight_decay=0.0, clip_norm=10.0)

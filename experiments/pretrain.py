@@ -44,6 +44,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.model = configs.model_config("paper", vocab_size=32_000, max_len=512)
     c.model.dtype = "bfloat16"
     c.model.remat = True
+    c.model.scan_layers = True  # compile one layer, not 12 (docs/paper_scale.md)
     c.optim = configs.optim_config(lr=3e-4, warmup_steps=2000, weight_decay=0.1)
     c.train.update(num_steps=100_000, log_every=100, eval_every=5000, eval_batches=20,
                    ckpt_every=5000, keep=3)

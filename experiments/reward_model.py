@@ -46,6 +46,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.model.dtype = "bfloat16"
     c.model.dropout_rate = 0.1
     c.model.remat = True  # batch 128 x 512 does not fit an 80 GB GPU without rematerialisation
+    c.model.scan_layers = True  # compile one layer, not 12 (docs/paper_scale.md)
     c.optim = configs.optim_config(lr=1e-5, warmup_steps=100, weight_decay=0.0)
     c.train.update(num_steps=10_000, log_every=50, eval_every=1000, eval_batches=50,
                    ckpt_every=1000, keep=3, eval_splits=("valid1",))

@@ -64,6 +64,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
     c.model = configs.model_config("paper", vocab_size=32_000, max_len=512 + 64)
     c.model.dtype = "bfloat16"
     c.model.remat = True
+    c.model.scan_layers = True  # compile one layer, not 12 (docs/paper_scale.md)
     c.optim = configs.optim_config(lr=1e-6, warmup_steps=100, weight_decay=0.0)
     c.train.update(num_steps=10_000, log_every=20, eval_every=500, eval_batches=4,
                    ckpt_every=500, keep=3, eval_splits=("valid",))

@@ -1,5 +1,6 @@
 # Sourced by the quick-start scripts: creates (once) and activates the project's virtualenv in
-# .venv and installs warm_jax into it with its test extra. Only PyPI needs to be reachable.
+# .venv and installs warm_jax into it with its test extra (or the extras in $WARM_JAX_EXTRAS).
+# Only PyPI needs to be reachable.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-python3}
@@ -8,4 +9,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # shellcheck disable=SC1091
 . .venv/bin/activate
-python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# WARM_JAX_EXTRAS: the extras to install (CI adds tpu: libtpu, for the TPU compile tests).
+python -m pip install --quiet --disable-pip-version-check -e ".[${WARM_JAX_EXTRAS:-test}]"

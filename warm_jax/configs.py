@@ -75,11 +75,11 @@ MODEL_SIZES = {
 
 
 # Decoder fields added for the Hugging Face families (warm_jax.pretrained: Gemma 1/2/3, Llama
-# 2/3.x, Mistral, Qwen2/2.5/3) and their defaults. Each default is what the decoder computed before
-# the field existed, so a config without the field computes exactly as before. `model_config`
-# leaves them out unless asked, so the configs it makes (and their stage and averaging
-# fingerprints) are those of before; configs made by `warm_jax.pretrained` hold them all. Read
-# them with `model_field`.
+# 2/3.x, Mistral, Qwen2/2.5/3) and for compiling at scale (scan_layers, remat_policy), and their
+# defaults. Each default is what the decoder computed before the field existed, so a config
+# without the field computes exactly as before. `model_config` leaves them out unless asked, so
+# the configs it makes (and their stage and averaging fingerprints) are those of before; configs
+# made by `warm_jax.pretrained` hold them all. Read them with `model_field`.
 DECODER_DEFAULTS = dict(
     head_dim=0,  # width of one attention head; 0: d_model // n_heads
     qkv_bias=False,  # biases on the query, key and value projections (Qwen2)
@@ -103,8 +103,17 @@ DECODER_DEFAULTS = dict(
     rope_original_max_len=8192,  # llama3 only: the context length of pre-training
     scale_tied_logits=True,  # a tied LM head divides the logits by sqrt(d_model) (HF's do not)
     reward_head_bias=True,  # the reward model's scalar head has a bias (HF's `score` has none)
+    # How the layers are compiled, not what they compute: under nn.scan, one layer (one period of
+    # the local/global pattern) is compiled once and looped, its parameters stacked under
+    # decoder/layers with a leading 'layers' axis (models.transformer.Decoder; the paper variants
+    # turn it on); and what rematerialisation keeps when config.model.remat is on (a
+    # jax.checkpoint_policies name; nothing_saveable: recompute everything, as nn.remat does).
+    scan_layers=False,
+    remat_policy="nothing_saveable",
 )
 MLP_ACTIVATIONS = ("silu", "gelu_tanh")
+REMAT_POLICIES = ("nothing_saveable", "dots_saveable", "dots_with_no_batch_dims_saveable",
+                  "everything_saveable")
 ROPE_SCALINGS = ("", "linear", "llama3")
 
 
@@ -432,6 +441,11 @@ MODEL_RULES = (
     *(number(f"model.{n}", 0.0, lo_open=True, optional=True) for n in (
         "rope_scaling_factor", "rope_low_freq_factor", "rope_high_freq_factor")),
     integer("model.rope_original_max_len", optional=True),
+    boolean("model.scan_layers", optional=True),
+    choice("model.remat_policy", REMAT_POLICIES, optional=True),
+    Rule("model.remat_policy", lambda v, c: v == "nothing_saveable" or c.model.remat is True,
+         "'nothing_saveable' (its default) unless config.model.remat is True (it names what "
+         "rematerialisation keeps)", optional=True, reads=("model.remat",)),
     Rule("model.rope_high_freq_factor", _llama3_ordered,
          "above rope_low_freq_factor (llama3 rope scaling)", optional=True,
          reads=("model.rope_low_freq_factor", "model.rope_scaling")),

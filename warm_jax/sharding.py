@@ -17,6 +17,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from warm_jax.errors import InputError
+
 Rules = Sequence[tuple[str, Any]]
 
 
@@ -26,21 +28,21 @@ def make_mesh(axes: Sequence[str], shape: Sequence[int], devices: Sequence[jax.D
   devices = list(jax.devices() if devices is None else devices)
   axes, shape = tuple(axes), tuple(int(s) for s in shape)
   if len(axes) != len(shape):
-    raise ValueError(f"{field}.shape={shape} has {len(shape)} entries but {field}.axes={axes} has "
+    raise InputError(f"{field}.shape={shape} has {len(shape)} entries but {field}.axes={axes} has "
                      f"{len(axes)}")
   if len(set(axes)) != len(axes):
-    raise ValueError(f"{field}.axes={axes} repeats an axis name")
+    raise InputError(f"{field}.axes={axes} repeats an axis name")
   if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
-    raise ValueError(f"{field}.shape={shape}: sizes must be positive, with at most one -1")
+    raise InputError(f"{field}.shape={shape}: sizes must be positive, with at most one -1")
   known = math.prod(s for s in shape if s != -1)
   n = len(devices)
   if -1 in shape:
     if n % known:
-      raise ValueError(f"{field}.shape={shape}: the fixed axes ({known} devices) do not divide the "
+      raise InputError(f"{field}.shape={shape}: the fixed axes ({known} devices) do not divide the "
                        f"{n} available devices")
     shape = tuple(n // known if s == -1 else s for s in shape)
   elif known != n:
-    raise ValueError(f"{field}.shape={shape} needs {known} devices but {n} are available")
+    raise InputError(f"{field}.shape={shape} needs {known} devices but {n} are available")
   auto = (jax.sharding.AxisType.Auto,) * len(axes)
   return jax.make_mesh(shape, axes, axis_types=auto, devices=devices)
 
@@ -50,7 +52,7 @@ def validate_rules(rules: Rules, mesh: Mesh, field: str = "config.sharding.rules
   for logical, mesh_axes in rules:
     for axis in _as_tuple(mesh_axes):
       if axis not in mesh.axis_names:
-        raise ValueError(f"{field}: logical axis {logical!r} maps to mesh axis {axis!r}, which is not "
+        raise InputError(f"{field}: logical axis {logical!r} maps to mesh axis {axis!r}, which is not "
                          f"one of the mesh axes {mesh.axis_names}")
 
 
@@ -122,10 +124,10 @@ def batch_axes_size(mesh: Mesh, rules: Rules) -> int:
 def check_batch_size(batch_size: int, mesh: Mesh, rules: Rules, field: str) -> None:
   ways = batch_axes_size(mesh, rules)
   if batch_size <= 0 or batch_size % ways:
-    raise ValueError(f"{field}={batch_size} is not a positive multiple of {ways}, the number of "
+    raise InputError(f"{field}={batch_size} is not a positive multiple of {ways}, the number of "
                      f"ways the batch axes of the mesh ({dict(mesh.shape)}) split the batch")
   if batch_size % jax.process_count():
-    raise ValueError(f"{field}={batch_size} is not divisible by the {jax.process_count()} processes")
+    raise InputError(f"{field}={batch_size} is not divisible by the {jax.process_count()} processes")
 
 
 def to_global(host_batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:

@@ -28,7 +28,7 @@ from warm_jax.errors import MissingInput
 # Fields of config['model'] that only change how a model is trained or computed, not its parameters
 # or the function it computes; checkpoints that differ only in them have the same architecture
 # (WARM averages runs with diverse dropout, for instance).
-TRAINING_ONLY_MODEL_FIELDS = ("dropout_rate", "remat", "attention_blocks")
+TRAINING_ONLY_MODEL_FIELDS = ("dropout_rate", "remat", "remat_policy", "attention_blocks")
 
 
 def _model_section(config: dict | None) -> dict | None:

@@ -14,6 +14,12 @@ Every parameter is created through `nn.with_logical_partitioning`, so `model.ini
 names to mesh axes with the rules table of the config. Stored and averaged parameters are the plain
 (unboxed) pytree: a nested dict of arrays.
 
+With config.model.scan_layers the layers run under nn.scan (one layer, or one period of a
+local/global pattern, compiled once: compile time and program size stay flat in depth), their
+parameters stacked along a leading 'layers' axis; `stack_layers` / `unstack_layers` convert
+between the layouts, which compute the same function. config.model.remat_policy names what
+rematerialisation keeps (`REMAT_POLICIES`).
+
 Inputs are token ids [batch, length] with `pad_id` (0) marking padding; `mask` and `positions`
 default to what right-padding implies but can be passed explicitly (left-padded prompts in
 sampling).
@@ -335,8 +341,63 @@ def attention_mask(mask: Array, window: int = 0) -> Array:
   return causal[None, None] & mask[:, None, None, :].astype(bool)
 
 
+# config.model.remat_policy -> the jax.checkpoint policy (None: nn.remat's default, which saves
+# nothing: the same as jax.checkpoint_policies.nothing_saveable).
+REMAT_POLICIES = {
+    "nothing_saveable": None,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "everything_saveable": jax.checkpoint_policies.everything_saveable,
+}
+SCANNED = "layers"  # the decoder's scanned layers (params decoder/layers/sub_<j>/..., [groups, ...])
+
+
+def block_class(cfg: ml_collections.ConfigDict, scanned: bool = False):
+  """Block, or Block under rematerialisation (config.model.remat) with config.model.remat_policy;
+  `scanned`: inside nn.scan, where CSE cannot merge the recomputation across iterations anyway."""
+  if not cfg.remat:
+    return Block
+  policy = REMAT_POLICIES[model_field(cfg, "remat_policy")]
+  return nn.remat(Block, static_argnums=(4, 5), policy=policy, prevent_cse=not scanned)
+
+
+def layer_period(cfg: ml_collections.ConfigDict) -> int:
+  """The smallest p such that layer i is local exactly when layer i - p is (1 without a
+  sliding-window pattern; Gemma 2's 2, Gemma 3's 6): the layers a scanned group holds."""
+  local = [is_local_layer(cfg, i) for i in range(cfg.n_layers)]
+  return next(p for p in range(1, cfg.n_layers + 1)
+              if all(local[i] == local[i - p] for i in range(p, cfg.n_layers)))
+
+
+def scan_groups(cfg: ml_collections.ConfigDict) -> tuple[int, int]:
+  """(groups, period) of a scanned decoder: layers 0 .. groups * period - 1 run as `groups`
+  iterations of one group of `period` layers; the rest (n_layers % period) run unscanned."""
+  p = layer_period(cfg)
+  return cfg.n_layers // p, p
+
+
+class LayerGroup(nn.Module):
+  """One iteration of the scanned decoder: `period` consecutive layers (sub_0 .. sub_{p-1}), with
+  the local/global attention of the first period; `(x, ...) -> (x, None)` as nn.scan wants."""
+  cfg: ml_collections.ConfigDict
+  local: tuple[bool, ...]
+
+  @nn.compact
+  def __call__(self, x: Array, positions: Array, token_mask: Array, deterministic: bool,
+               decode: bool = False):
+    block = block_class(self.cfg, scanned=True)
+    for j, local in enumerate(self.local):
+      x = block(self.cfg, local, name=f"sub_{j}")(x, positions, token_mask, deterministic, decode)
+    return x, None
+
+
 class Decoder(nn.Module):
-  """Token ids -> final hidden states [B, T, d_model]; `embed` is exposed for tied LM heads."""
+  """Token ids -> final hidden states [B, T, d_model]; `embed` is exposed for tied LM heads.
+
+  Layers are `block_0` .. `block_{n-1}`, or with config.model.scan_layers one nn.scan over
+  groups of `layer_period` layers (`layers`: each parameter and KV-cache entry stacked along a
+  leading axis named 'layers', replicated by the sharding rules) followed by the remaining
+  `block_<i>`; both compute the same function (`stack_layers` / `unstack_layers` convert)."""
   cfg: ml_collections.ConfigDict
 
   def setup(self):
@@ -344,9 +405,18 @@ class Decoder(nn.Module):
     self.embed = nn.Embed(
         cfg.vocab_size, cfg.d_model, dtype=_dtype(cfg.dtype),
         embedding_init=nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")))
-    block = nn.remat(Block, static_argnums=(4, 5)) if cfg.remat else Block
+    first = 0
+    if model_field(cfg, "scan_layers"):
+      groups, period = scan_groups(cfg)
+      first = groups * period
+      self.layers = nn.scan(
+          LayerGroup, variable_axes={"params": 0, "cache": 0},
+          split_rngs={"params": True, "dropout": True}, in_axes=(nn.broadcast,) * 4,
+          length=groups, metadata_params={nn.PARTITION_NAME: "layers"},
+      )(cfg, tuple(is_local_layer(cfg, j) for j in range(period)), name=SCANNED)
+    block = block_class(cfg)
     self.blocks = [block(cfg, is_local_layer(cfg, i), name=f"block_{i}")
-                   for i in range(cfg.n_layers)]
+                   for i in range(first, cfg.n_layers)]
     self.final_norm = RMSNorm(cfg.norm_eps, _dtype(cfg.dtype), model_field(cfg, "norm_plus_one"))
     self.dropout = nn.Dropout(cfg.dropout_rate)
 
@@ -365,6 +435,49 @@ class Decoder(nn.Module):
       x = x * jnp.asarray(np.float32(math.sqrt(self.cfg.d_model)), x.dtype)
     x = self.dropout(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
+    if model_field(self.cfg, "scan_layers"):
+      x, _ = self.layers(x, positions, mask, deterministic, decode)
     for block in self.blocks:
       x = block(x, positions, mask, deterministic, decode)
     return self.final_norm(x)
+
+
+# ------------------------------------------------------------------------- the two layer layouts
+
+def is_scanned(decoder_params: dict) -> bool:
+  """Whether a decoder's params (or any tree with its keys) are in the scanned layout."""
+  return SCANNED in decoder_params
+
+
+def stack_layers(decoder_params: dict, cfg: ml_collections.ConfigDict) -> dict:
+  """Unscanned decoder params (block_0 .. block_{n-1}) -> the scanned layout of `cfg`: layer
+  g * period + j becomes index g of layers/sub_j; the layers past the last whole group stay."""
+  groups, period = scan_groups(cfg)
+  out = {k: v for k, v in decoder_params.items()
+         if not (k.startswith("block_") and int(k[6:]) < groups * period)}
+  out[SCANNED] = {f"sub_{j}": jax.tree.map(
+      lambda *xs: jnp.stack(xs), *[decoder_params[f"block_{g * period + j}"] for g in range(groups)])
+      for j in range(period)}
+  return out
+
+
+def unstack_layers(decoder_params: dict, cfg: ml_collections.ConfigDict) -> dict:
+  """Scanned decoder params -> the unscanned layout (block_0 .. block_{n-1}); the inverse of
+  `stack_layers`."""
+  groups, period = scan_groups(cfg)
+  out = {k: v for k, v in decoder_params.items() if k != SCANNED}
+  for j in range(period):
+    sub = decoder_params[SCANNED][f"sub_{j}"]
+    for g in range(groups):
+      out[f"block_{g * period + j}"] = jax.tree.map(lambda x: x[g], sub)
+  return out
+
+
+def convert_layers(params: dict, cfg: ml_collections.ConfigDict) -> dict:
+  """Model params (a tree holding 'decoder') in the layer layout `cfg` asks for
+  (config.model.scan_layers), whichever layout they are in."""
+  decoder = params["decoder"]
+  want = bool(model_field(cfg, "scan_layers"))
+  if is_scanned(decoder) == want:
+    return params
+  return {**params, "decoder": stack_layers(decoder, cfg) if want else unstack_layers(decoder, cfg)}

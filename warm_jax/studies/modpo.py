@@ -109,13 +109,11 @@ def sources_with_margins(config, soups_cfg, lam: float) -> dict:
 
 
 def train_one(config, soups_cfg, lam: float, workdir: str) -> dict:
-  from warm_jax import checkpoints
   from warm_jax import data as data_lib
   from warm_jax.train import dpo, init
   c = run_config(config, lam, soups_scales(config))
   setup = dpo.build(c)
-  ref = checkpoints.restore_params(init.resolve(soups_cfg.init_from),
-                                   target=dpo.abstract_state(setup).params)
+  ref = init.load_lm_params(soups_cfg.init_from, c.model, setup.mesh, setup.rules)
   sources = sources_with_margins(config, soups_cfg, lam)
   result = dpo.train(c, workdir, sources, data_lib.load_tokenizer(c.data), ref)
   result.pop("state")

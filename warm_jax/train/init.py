@@ -8,18 +8,19 @@ config names for its initial params is resolved.
     lm_params = init.load_lm_params("hf:/models/gemma-2-2b", config.model, mesh, rules)
 
 Paths may be a run directory (holding `checkpoints/`) or a checkpoint directory; the latest complete
-step is used unless `step` names a kept one. Parameters are restored straight onto the target mesh. A checkpoint of another model
-shape fails naming the first differing parameter.
+step is used unless `step` names a kept one. Parameters are restored straight onto the target mesh,
+in the layer layout of the target config (config.model.scan_layers) whichever layout the
+checkpoint holds. A checkpoint of another model shape fails naming the first differing parameter.
 
 A Hugging Face directory (`hf:DIR`, or a directory with config.json and safetensors weights:
 `warm_jax.pretrained.hf_dir`) is imported tensor by tensor onto the mesh (`pretrained.load_hf`),
 in float32 (the parameters a run trains; config.model.dtype is the compute dtype). A run starting
 from one takes its architecture and tokenizer from it (`pretrained_config`): config.model's
 architecture fields are replaced by those of DIR's config.json, and only the fields of how this
-run computes (`RUN_MODEL_FIELDS`: max_len, dtype, dropout_rate, remat, attention_blocks) are
-kept from the config; config.data.tokenizer becomes hf:DIR. A *ForCausalLM gives a language
-model, and a reward model its decoder with a fresh (zero) head; a *ForSequenceClassification
-gives a reward model whole (decoder and score head).
+run computes (`RUN_MODEL_FIELDS`: max_len, dtype, dropout_rate, remat, remat_policy,
+attention_blocks, scan_layers) are kept from the config; config.data.tokenizer becomes hf:DIR. A
+*ForCausalLM gives a language model, and a reward model its decoder with a fresh (zero) head; a
+*ForSequenceClassification gives a reward model whole (decoder and score head).
 """
 
 from __future__ import annotations
@@ -35,13 +36,14 @@ import ml_collections
 from warm_jax import checkpoints, configs
 from warm_jax import sharding as shd
 from warm_jax.errors import InputError
-from warm_jax.models import LanguageModel
+from warm_jax.models import LanguageModel, transformer
 from warm_jax.models.heads import init_from_lm
 
 # What a run decides for itself when it starts from a Hugging Face model (the rest of config.model
 # is the checkpoint's architecture): its sequence length (the decode cache), compute dtype,
 # dropout, rematerialisation and attention blocking.
-RUN_MODEL_FIELDS = ("max_len", "dtype", "dropout_rate", "remat", "attention_blocks")
+RUN_MODEL_FIELDS = ("max_len", "dtype", "dropout_rate", "remat", "remat_policy",
+                    "attention_blocks", "scan_layers")
 
 
 def resolve(path: str) -> str:
@@ -114,25 +116,40 @@ def load_hf_params(path: str, model_cfg: ml_collections.ConfigDict, mesh, rules,
   from warm_jax import pretrained
   pre = pretrained.load_hf(hf_dir(path), mesh=mesh, rules=rules, dtype="float32",
                            compute_dtype=model_cfg.dtype, max_len=model_cfg.max_len, kind=kind)
-  want = abstract_params(type(pre.model())(model_cfg), mesh, rules)
+  unscanned = ml_collections.ConfigDict({**model_cfg.to_dict(), "scan_layers": False})
+  want = abstract_params(type(pre.model())(unscanned), mesh, rules)
   why = checkpoints.tree_mismatch(pre.params, want, (path, "config.model"))
   if why:
     raise InputError(f"{path} does not fit config.model: {why} (a run starting from a Hugging "
                      "Face model takes config.model from it: warm_jax.train.init.pretrained_config)")
-  return pre.params, pre.kind
+  if not model_cfg.get("scan_layers", False):
+    return pre.params, pre.kind
+  target = abstract_params(type(pre.model())(model_cfg), mesh, rules)
+  shardings = jax.tree.map(lambda x: x.sharding, target)
+  return jax.jit(lambda p: transformer.convert_layers(p, model_cfg),
+                 out_shardings=shardings)(pre.params), pre.kind
 
 
 def load_lm_params(path: str, model_cfg: ml_collections.ConfigDict, mesh, rules,
                    step: int | None = None) -> Any:
   """The language model's params of a run (pre-training, SFT, RL, DPO) at `step` (None: latest),
   or of a Hugging Face *ForCausalLM (`path` = hf:DIR), on `mesh`; a PPO policy's value head is
-  left out (not read)."""
+  left out (not read). A checkpoint saved in the other layer layout (config.model.scan_layers) is
+  restored in its own and converted."""
   if hf_dir(path) is not None:
     _no_step(path, step)
     return load_hf_params(path, model_cfg, mesh, rules, kind="lm")[0]
   ckpt = resolve(path)
   target = abstract_params(LanguageModel(model_cfg), mesh, rules)
-  return checkpoints.restore_params(ckpt, step, target=target, skip=("value_head",))
+  saved = checkpoints.params_metadata(ckpt, step)
+  want = transformer.is_scanned(target["decoder"])
+  if "decoder" not in saved or transformer.is_scanned(saved["decoder"]) == want:
+    return checkpoints.restore_params(ckpt, step, target=target, skip=("value_head",))
+  as_saved = ml_collections.ConfigDict({**model_cfg.to_dict(), "scan_layers": not want})
+  params = checkpoints.restore_params(
+      ckpt, step, target=abstract_params(LanguageModel(as_saved), mesh, rules), skip=("value_head",))
+  shardings = jax.tree.map(lambda x: x.sharding, target)
+  return jax.jit(lambda p: transformer.convert_layers(p, model_cfg), out_shardings=shardings)(params)
 
 
 def reward_model_from_lm(path: str, setup, step: int | None = None) -> Any:

@@ -105,13 +105,14 @@ def guard_nonfinite(step_fn: Callable) -> Callable:
   return guarded
 
 
-def jit_step(step_fn: Callable, shardings: TrainState, batch_sharding, mesh: Mesh, rules,
-             donate: bool = True, guard: bool = False) -> Callable:
-  """Compiles `step(state, batch) -> (state, metrics)` once with explicit shardings; with
-  `guard`, through `guard_nonfinite` (what the training loop runs).
+def jitted_step(step_fn: Callable, shardings: TrainState, batch_sharding, mesh: Mesh, rules,
+                donate: bool = True, guard: bool = False):
+  """`step(state, batch) -> (state, metrics)` under jax.jit with explicit shardings (not yet
+  compiled: `jit_step` runs it, `warm_jax.aot` lowers it for a TPU topology); with `guard`,
+  through `guard_nonfinite` (what the training loop runs).
 
   The logical-axis rules are active while tracing, so activation constraints inside the model
-  resolve to the mesh axes.
+  resolve to the mesh axes. Trace (call or lower) it under `jax.set_mesh(mesh)`.
   """
   if guard:
     step_fn = guard_nonfinite(step_fn)
@@ -119,9 +120,16 @@ def jit_step(step_fn: Callable, shardings: TrainState, batch_sharding, mesh: Mes
   def traced(state, batch):
     with nn.logical_axis_rules(tuple(rules)):
       return step_fn(state, batch)
-  compiled = jax.jit(traced, in_shardings=(shardings, batch_sharding),
-                     out_shardings=(shardings, shd.replicated(mesh)),
-                     donate_argnums=(0,) if donate else ())
+  return jax.jit(traced, in_shardings=(shardings, batch_sharding),
+                 out_shardings=(shardings, shd.replicated(mesh)),
+                 donate_argnums=(0,) if donate else ())
+
+
+def jit_step(step_fn: Callable, shardings: TrainState, batch_sharding, mesh: Mesh, rules,
+             donate: bool = True, guard: bool = False) -> Callable:
+  """Compiles `step(state, batch) -> (state, metrics)` once with explicit shardings
+  (`jitted_step`) and runs it under the mesh."""
+  compiled = jitted_step(step_fn, shardings, batch_sharding, mesh, rules, donate, guard)
 
   def run(state, batch):
     with jax.set_mesh(mesh):

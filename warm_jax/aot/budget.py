@@ -1,0 +1,82 @@
+"""What a compiled program needs of each device: memory against the chip's HBM, FLOPs, and the
+time they take at the chip's peak and at a stated utilisation.
+
+Memory is XLA's own account of the compiled program per device (`memory_analysis`: arguments,
+outputs, their aliasing through donation, temporaries). FLOPs are the matrix multiplies of the
+traced program counted with their loops (`aot.flops`; XLA's cost analysis counts a loop body
+once), divided evenly over the devices. A sampler's time also has a floor that FLOPs miss: every
+generated token re-reads the device's parameters from HBM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+
+import jax
+
+from warm_jax.aot import flops as flops_lib
+from warm_jax.aot.programs import Program
+from warm_jax.aot.topologies import GiB, Chip
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  argument: int  # bytes per device
+  output: int
+  alias: int  # output bytes that reuse (donated) argument buffers
+  temp: int
+  flops: float  # per device, per call
+  loop_trips: int  # a sampler's tokens (1 for a train step)
+  compile_seconds: float
+
+  @property
+  def peak(self) -> int:
+    """Bytes live on a device at once: arguments, outputs not aliased to them, temporaries."""
+    return self.argument + self.output - self.alias + self.temp
+
+  def fits(self, chip: Chip) -> bool:
+    return self.peak <= chip.hbm_bytes
+
+  def seconds(self, chip: Chip, utilisation: float = 1.0) -> float:
+    """One call at `utilisation` of the chip's peak FLOP/s; a sampler's is at least its
+    parameter reads (the argument bytes, once per token) at the chip's HBM bandwidth."""
+    t = self.flops / (chip.peak_flops * utilisation)
+    if self.loop_trips > 1:
+      t = max(t, self.loop_trips * self.argument / (chip.hbm_bandwidth * utilisation))
+    return t
+
+
+def _shape_only(hlo: str) -> str:
+  """StableHLO text with constant values blanked (learning rates, warm-up steps): programs that
+  differ only in them need the same memory and FLOPs."""
+  return re.sub(r"dense<[^>]*>", "dense<>", hlo)
+
+
+_CACHE: dict[str, Budget] = {}
+
+
+def measure(program: Program) -> Budget:
+  """Compiles `program` for its mesh's devices and reads its budget; a program already measured
+  in this process (same text but for constants) is not compiled again."""
+  with jax.set_mesh(program.mesh):
+    traced = program.fn.trace(*program.args)
+    lowered = traced.lower()
+  key = _shape_only(lowered.as_text())
+  if key not in _CACHE:
+    t0 = time.time()
+    compiled = lowered.compile()
+    seconds = time.time() - t0
+    m = compiled.memory_analysis()
+    total = flops_lib.jaxpr_flops(traced.jaxpr, program.loop_trips)
+    _CACHE[key] = Budget(
+        argument=m.argument_size_in_bytes, output=m.output_size_in_bytes,
+        alias=m.alias_size_in_bytes, temp=m.temp_size_in_bytes,
+        flops=total / program.mesh.devices.size, loop_trips=program.loop_trips,
+        compile_seconds=seconds)
+  return _CACHE[key]
+
+
+def gib(n: float) -> str:
+  return f"{n / GiB:.2f}"
