@@ -233,9 +233,10 @@ class Data:
 
   @staticmethod
   def _builder(workdir: str):
-    import reward_model as e
+    from warm_jax import configs
     from warm_jax.data.builders import embedded_tldr as b
-    return b, e.get_config("cpu").data.task, os.path.join(workdir, "data")
+    task = configs.load_experiment("reward_model").get_config("cpu").data.task
+    return b, task, os.path.join(workdir, "data")
 
   def digest(self, workdir: str) -> str | None:
     """sha256 of every record of every split; None if the data set is not prepared."""
