@@ -168,8 +168,11 @@ def test_tpu_compile_reports_the_memory_of_its_arguments():
     (p,) = programs.programs("reward_model", c, devices)
     b = budget.measure(p)
     state, batch = p.args
-    assert b.argument == _shard_bytes(state) + _shard_bytes(batch)
-    assert b.alias == _shard_bytes(state)  # the state is donated: updated in place
+    # The arguments' bytes, up to the padding of arrays to TPU tiles: under 1% for whole
+    # parameters; FSDP's shards of small ones pad more, so there only the bound below holds.
+    want, slack = _shard_bytes(state) + _shard_bytes(batch), 1.01 if mesh[0] == -1 else 1.5
+    assert want <= b.argument <= slack * want, (b.argument, want)
+    assert _shard_bytes(state) <= b.alias <= slack * _shard_bytes(state)  # donated: in place
     assert b.flops > 0 and b.temp > 0
     sizes[mesh] = b.argument
   assert sizes[(1, -1, 1)] < 0.5 * sizes[(-1, 1, 1)]  # FSDP splits the parameters 4 ways

@@ -98,12 +98,15 @@ def rollout_batch(setup, c) -> dict[str, jax.ShapeDtypeStruct]:
   out = jax.eval_shape(_generate(setup, c), params, prompts, rng)
   s = setup.batch_sharding
   per_token = _rows(out["logprobs"].shape, jnp.float32, s)
-  batch = {"prompt": prompts, "response": _rows(out["tokens"].shape, out["tokens"].dtype, s),
+  batch = {"prompt": prompts, "prompt_mask": _rows(prompts.shape, jnp.bool_, s),
+           "response": _rows(out["tokens"].shape, out["tokens"].dtype, s),
            "mask": _rows(out["mask"].shape, out["mask"].dtype, s), "sample_logp": per_token,
            "ref_logp": per_token, "reward": _rows((rows,), jnp.float32, s),
            "gold": _rows((rows,), jnp.float32, s)}
   if c.rl.algorithm == "ppo":
     batch["old_values"] = per_token
+  if c.rl.get("anchor", "init") == "ema":
+    batch["init_logp"] = per_token
   return batch
 
 
@@ -133,7 +136,7 @@ TRAINERS = {
     "rlp_uml": Trainer(
         rlp_lib.build_uml, lambda s, c: rlp_lib.make_uml_train_step(
             s.model, rlp_lib.bottleneck(c.uml), s.tx, s.schedule, c.uml,
-            c.train.label_smoothing, c.seed + 1), _uml_batch),
+            c.train.label_smoothing, c.seed + 1, c.train.num_steps), _uml_batch),
 }
 
 

@@ -59,7 +59,7 @@ def _check_inputs(topology_names, models, utilisation) -> list[topologies.Slice]
 
 
 def run(runs: list, topology_names, models, utilisation: float, suggest: bool,
-        out=sys.stdout) -> Result:
+        out=None) -> Result:
   """Measures every stage of every experiment on every slice with every model, printing each
   block's table as it is done. Every input is checked before anything compiles."""
   slices = _check_inputs(topology_names, models, utilisation)
@@ -76,7 +76,7 @@ def run(runs: list, topology_names, models, utilisation: float, suggest: bool,
           block.rows += rows
           block.verdicts[t.label] = verdict
         blocks.append(block)
-        print(text(block, utilisation), file=out, flush=True)
+        print(text(block, utilisation), file=out or sys.stdout, flush=True)
   return Result(blocks)
 
 

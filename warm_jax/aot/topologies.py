@@ -85,7 +85,8 @@ def slice_of(name: str) -> Slice:
   gen, _, count = name.partition("-")
   chip = CHIPS.get(gen)
   chips = int(count) // chip.cores_per_chip if chip is not None and count.isdigit() else 0
-  if chip is None or chips * chip.cores_per_chip != int(count or 0) or chips not in GRIDS[chip.dims]:
+  if chip is None or not count.isdigit() or chips * chip.cores_per_chip != int(count) \
+      or chips not in GRIDS[chip.dims]:
     sizes = {g: sorted(n * c.cores_per_chip for n in GRIDS[c.dims]) for g, c in CHIPS.items()}
     raise InputError(f"--topology={name!r}: not a TPU slice known here; choose one of "
                      + "; ".join(f"{g}-N, N in {v}" for g, v in sizes.items())
