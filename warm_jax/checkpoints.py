@@ -485,7 +485,8 @@ RESUME_MAY_CHANGE = (
     "train.num_steps", "train.log_every", "train.eval_every", "train.eval_batches",
     "train.eval_splits", "train.eval_at_start", "train.ckpt_every", "train.keep",
     "train.on_nonfinite", "train.max_nonfinite_skips", "data.eval_batch_size", "data.data_dir",
-    "data.task.data_dir", "mesh", "sharding", "model.remat", "model.attention_blocks",
+    "data.task.data_dir", "mesh", "sharding", "model.remat", "model.remat_policy",
+    "model.attention_blocks", "train.store_norm",
 )
 # Set to 1 (the experiments' --resume_changed_config) to resume under a changed config anyway.
 RESUME_CHANGED_CONFIG_ENV = "WARM_JAX_RESUME_CHANGED_CONFIG"
