@@ -142,8 +142,12 @@ def test_embedded_splits_with_flips_ens_uncertainty_stored_norm_and_publish(tmp_
     assert evaluate.main(["--bench", "embedded", "--rm", a, "--rm", b, "--combine", "each",
                           "ensemble", "--splits", "validation", "train", "--train_examples", "48",
                           "--batch_size", "16", "--store_norm", "validation", "--out", out,
-                          "--publish", str(page)]) == 0
+                          "--publish", str(page), "--extra", f"WARM={a}"]) == 0
     result = json.load(open(os.path.join(out, "rm_eval.json")))
+    # an extra model named WARM (a WARM checkpoint) is one row of each table, after ENS
+    assert [m["name"] for m in result["models"]] == ["a", "b", "ENS", "WARM"]
+    md = open(os.path.join(out, "rm_eval.md")).read()
+    assert md.count("\n| WARM |") == md.count("\n| ENS |") > 0
     assert list(result["sets"]) == ["validation", "train_clean", "train_corrupted"]
     assert result["sets"]["train_clean"]["records"] + result["sets"]["train_corrupted"]["records"] == 48
     assert result["sets"]["train_corrupted"]["records"] > 0

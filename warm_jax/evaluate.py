@@ -337,8 +337,8 @@ def evaluate(args) -> dict:
     rewards["WARM"] = score_sets(warm, "WARM", sets, args.chat_template)
     roles["WARM"] = {"role": "WARM", "members": [n for n, _ in members],
                      "weights": list(args.weights) if args.weights else None}
-  order = ([n for n, _ in members] if "each" in args.combine else []) + [
-      n for n in ("ENS", "WARM") if n in rewards] + [n for n, _ in extras]
+  order = list(dict.fromkeys(([n for n, _ in members] if "each" in args.combine else []) + [
+      n for n in ("ENS", "WARM") if n in rewards] + [n for n, _ in extras]))  # each row once
   shown = [n for n in order if n in rewards]
   result = {"bench": args.bench, "models": [{"name": n, **roles[n]} for n in shown],
             "sets": {k: {"records": len(s["records"]), "kind": s["kind"], "source": s["source"]}
