@@ -96,6 +96,7 @@ def test_merge_methods_tiny_end_to_end(upstream):
   for s in result["subsets"]:
     assert warm_row["accuracy"][s] == pytest.approx(ln["rows"]["warm"][s], abs=1e-6), s
     a, n = warm_row["accuracy"][s], result["counts"][s]
+    assert n == ln["counts"][s], s  # the subset's pairs, not the (tokens, mask) of one
     assert warm_row["stderr"][s] == pytest.approx(np.sqrt(a * (1 - a) / n))
   # The pair's LERP is WARM of the two best members.
   assert [b["n"] for b in warm_row["bon"]] == list(c.bon.ns)

@@ -108,7 +108,7 @@ def judge(scorer, sets: dict, unique: np.ndarray, inverse: np.ndarray, gold: np.
   its best-of-N curve (gold of the kept response) on the shared samples."""
   from warm_jax import best_of_n as bon_lib
   acc = label_noise.accuracies(label_noise.pair_rewards(scorer, sets))
-  n = {k: len(c) for k, (c, _) in sets.items()}
+  n = {k: len(c[0]) for k, (c, _) in sets.items()}  # c: (tokens, mask) of the chosen rows
   se = {k: float(np.sqrt(a * (1 - a) / n[k])) if n[k] else float("nan") for k, a in acc.items()}
   scores = scorer.score_tokens(*unique)[inverse].reshape(gold.shape)
   return {"accuracy": acc, "stderr": se, "bon": bon_lib.curve(scores, gold, ns)}
@@ -147,7 +147,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
     table_rows.append({"label": label, "method": method, **judge(
         scorer.with_params(params), sets, unique, inverse, gold, config.bon.ns)})
   result = {"members": [os.path.relpath(p, config.label_noise) for p in members],
-            "base": "base", "subsets": list(sets), "counts": {k: len(v[0]) for k, v in sets.items()},
+            "base": "base", "subsets": list(sets), "counts": {k: len(v[0][0]) for k, v in sets.items()},
             "prompts": len(prompts), "max_n": n_max, "ns": list(config.bon.ns),
             "rows": table_rows}
   markdown = table(result)

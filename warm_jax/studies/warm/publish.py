@@ -56,11 +56,12 @@ def main(argv=None) -> int:
   except ValueError as e:
     ap.error(str(e))
   dest = os.path.join(os.path.dirname(os.path.abspath(args.page)), args.figures)
-  os.makedirs(dest, exist_ok=True)
   plots = os.path.join(args.run, "plots")
-  for name in sorted(os.listdir(plots)):
-    if name.endswith(".png"):
-      shutil.copyfile(os.path.join(plots, name), os.path.join(dest, name))
+  names = sorted(n for n in os.listdir(plots) if n.endswith(".png")) if os.path.isdir(plots) else []
+  if names:  # a report without plots (a table only) copies nothing
+    os.makedirs(dest, exist_ok=True)
+  for name in names:
+    shutil.copyfile(os.path.join(plots, name), os.path.join(dest, name))
   with open(args.page, "w") as f:
     f.write(text)
   print(f"{args.page} updated from {report_path}; plots copied to {dest}")
