@@ -61,6 +61,7 @@ def main() -> None:
     print(json.dumps(one(int(depth), scan == "1", args.width, args.seq, args.batch)))
     return
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)  # every compile from scratch
   print(f"reward-model train step, width {args.width}, seq {args.seq}, batch {args.batch}, "
         f"1 CPU device; median of {args.repeats} fresh processes\n")
   print("| layers | scan | compile s | StableHLO KiB | generated code KiB |")
