@@ -37,8 +37,8 @@ setup(
         "tensorboardX",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest>=8", "pytest-timeout", "hypothesis>=6.100", "nbclient",
-                             "nbformat", "ipykernel"],
+    extras_require={"test": ["pytest>=8", "pytest-timeout", "pytest-xdist", "hypothesis>=6.100",
+                             "nbclient", "nbformat", "ipykernel"],
                     # `python -m warm_jax.aot`: compiling for TPU topologies on any machine
                     # (jax's own extra: the libtpu its version was built with)
                     "tpu": ["jax[tpu]"]},
