@@ -208,3 +208,19 @@ def test_command_line_exit_status_and_errors():
   bad = subprocess.run(cmd[:-1] + ["--config.mesh.shape=(3,1,1)"], cwd=REPO, capture_output=True,
                        text=True, timeout=900)
   assert bad.returncode == 2 and "error: config.mesh.shape=(3, 1, 1)" in bad.stderr
+
+
+def test_a_compiler_refusal_for_lack_of_hbm_is_read_as_a_budget_that_does_not_fit():
+  from warm_jax.aot import budget
+  msg = ("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "
+         "temporaries (47.96G) exceeds available HBM (15.75G).")
+  assert budget.out_of_memory_bytes(msg) == int(47.96 * (1 << 30))
+  assert budget.out_of_memory_bytes("INVALID_ARGUMENT: something else") is None
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:4]), ("data",))
+  spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  args = (jax.ShapeDtypeStruct((8, 16), jnp.float32, sharding=spec),
+          {"b": jax.ShapeDtypeStruct((4,), jnp.int32)})
+  assert budget.shard_bytes(args) == 2 * 16 * 4 + 4 * 4
+  b = budget.Budget(argument=1, output=0, alias=0, temp=budget.out_of_memory_bytes(msg), flops=0.0,
+                    loop_trips=1, compile_seconds=0.0, refused=True)
+  assert not b.fits(topologies.CHIPS["v5e"])

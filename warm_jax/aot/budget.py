@@ -6,15 +6,21 @@ outputs, their aliasing through donation, temporaries). FLOPs are the matrix mul
 traced program counted with their loops (`aot.flops`; XLA's cost analysis counts a loop body
 once), divided evenly over the devices. A sampler's time also has a floor that FLOPs miss: every
 generated token re-reads the device's parameters from HBM.
+
+A program far too large for the chip is refused by the TPU compiler itself (RESOURCE_EXHAUSTED,
+stating the temporaries it needs); its budget is then the arguments' shard bytes plus those
+temporaries (`Budget.refused`), which is what makes the check try the fixes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import time
 
 import jax
+import numpy as np
 
 from warm_jax.aot import flops as flops_lib
 from warm_jax.aot.programs import Program
@@ -30,6 +36,7 @@ class Budget:
   flops: float  # per device, per call
   loop_trips: int  # a sampler's tokens (1 for a train step)
   compile_seconds: float
+  refused: bool = False  # the compiler refused it (out of HBM): temp is what it said it needs
 
   @property
   def peak(self) -> int:
@@ -66,16 +73,48 @@ def measure(program: Program) -> Budget:
   key = _shape_only(lowered.as_text())
   if key not in _CACHE:
     t0 = time.time()
-    compiled = lowered.compile()
-    seconds = time.time() - t0
-    m = compiled.memory_analysis()
     total = flops_lib.jaxpr_flops(traced.jaxpr, program.loop_trips)
+    common = dict(flops=total / program.mesh.devices.size, loop_trips=program.loop_trips)
+    try:
+      compiled = lowered.compile()
+    except jax.errors.JaxRuntimeError as e:
+      temp = out_of_memory_bytes(str(e))
+      if temp is None:
+        raise
+      _CACHE[key] = Budget(argument=shard_bytes(program.args), output=0, alias=0, temp=temp,
+                           compile_seconds=time.time() - t0, refused=True, **common)
+      return _CACHE[key]
+    m = compiled.memory_analysis()
     _CACHE[key] = Budget(
         argument=m.argument_size_in_bytes, output=m.output_size_in_bytes,
         alias=m.alias_size_in_bytes, temp=m.temp_size_in_bytes,
-        flops=total / program.mesh.devices.size, loop_trips=program.loop_trips,
-        compile_seconds=seconds)
+        compile_seconds=time.time() - t0, **common)
   return _CACHE[key]
+
+
+_OOM = re.compile(r"RESOURCE_EXHAUSTED: Ran out of memory.*?HLO temporaries \(([\d.]+)([KMGT]?)\)",
+                  re.S)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def out_of_memory_bytes(message: str) -> int | None:
+  """The temporaries (bytes) a TPU compiler's out-of-HBM refusal says the program needs; None
+  for any other error."""
+  m = _OOM.search(message)
+  return None if m is None else int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def shard_bytes(tree) -> int:
+  """Bytes of one device's shards of a tree of abstract arrays (ShapeDtypeStructs)."""
+  total = 0
+  for x in jax.tree.leaves(tree):
+    shape = x.sharding.shard_shape(x.shape) if getattr(x, "sharding", None) else x.shape
+    try:
+      itemsize = np.dtype(x.dtype).itemsize
+    except TypeError:  # a PRNG key
+      itemsize = 8
+    total += math.prod(shape) * itemsize
+  return total
 
 
 def gib(n: float) -> str:
