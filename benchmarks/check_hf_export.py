@@ -24,23 +24,20 @@ import os
 import shutil
 import sys
 
+import numpy as np
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from warm_jax import averaging, configs
+from warm_jax.models import LanguageModel, RewardModel
+from warm_jax.pretrained import export_hf, load_hf
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)  # this checkout's warm_jax, not another one installed in the venv
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification  # noqa: E402
-
-import warm_jax  # noqa: E402,F401
-import flax.linen as nn  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from warm_jax import averaging, configs  # noqa: E402
-from warm_jax.models import LanguageModel, RewardModel  # noqa: E402
-from warm_jax.pretrained import export_hf, load_hf  # noqa: E402
-
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "hf")
 
 

@@ -22,10 +22,7 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from warm_jax import xla_flags  # noqa: E402
 
