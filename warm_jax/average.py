@@ -110,10 +110,18 @@ def _check(paths, steps, weights, normalize, out, out_format) -> tuple[str, str]
                        "(--out_format hf)")
     hf.plan_hf(paths, weights, normalize, out)
   else:
-    if out_format == "hf" and os.path.exists(out):
-      raise FileExistsError(f"output {out} exists; refusing to overwrite it")
-    averaging.plan(paths, weights, steps, normalize, None if out_format == "hf" else out)
+    averaging.plan(paths, weights, steps, normalize, checkpoint_out(out, out_format))
   return fmt, out_format
+
+
+def checkpoint_out(out: str, out_format: str) -> str | None:
+  """The checkpoint directory the average or merge writes: `out` for a warm_jax output; None for
+  a Hugging Face one (exported afterwards), which must not exist yet (FileExistsError)."""
+  if out_format != "hf":
+    return out
+  if os.path.exists(out):
+    raise FileExistsError(f"output {out} exists; refusing to overwrite it")
+  return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,13 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         raise errors.InputError(f"--method {args.method}: the merges take warm_jax checkpoints "
                                 "(import Hugging Face models first; --out_format hf exports)")
       fmt, out_format = "warm_jax", args.out_format or "warm_jax"
-      if out_format == "hf" and os.path.exists(args.out):
-        raise FileExistsError(f"output {args.out} exists; refusing to overwrite it")
       base, base_step = parse_ckpt(args.base) if args.base is not None else (None, None)
       kw = {k: getattr(args, k) for k in MERGE_ARGS if getattr(args, k) is not None}
       _, weights, sources, _ = averaging.plan_merge(
           args.method, paths, args.weights, steps=steps, base=base, base_step=base_step,
-          out=args.out if out_format == "warm_jax" else None, **kw)
+          out=checkpoint_out(args.out, out_format), **kw)
     else:
       fmt, out_format = _check(paths, steps, args.weights, args.normalize, args.out,
                                args.out_format)
@@ -147,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
   from warm_jax.train.metrics import Progress
   t0 = time.time()
+  ckpt_out = None if out_format == "hf" else args.out  # a Hugging Face output is exported last
   if fmt == "hf":
     bar: list = []
 
@@ -184,13 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     if merge:
       params, meta = averaging.merge_checkpoints(
           args.method, [s.path for s in sources], args.weights, steps=[s.step for s in sources],
-          base=base, base_step=base_step, out=args.out if out_format == "warm_jax" else None,
-          on_read=on_read, **kw)
+          base=base, base_step=base_step, out=ckpt_out, on_read=on_read, **kw)
     else:
       params, meta = averaging.average_checkpoints(
           [s.path for s in sources], args.weights, steps=[s.step for s in sources],
-          normalize=args.normalize, out=args.out if out_format == "warm_jax" else None,
-          on_read=on_read)
+          normalize=args.normalize, out=ckpt_out, on_read=on_read)
     if out_format == "hf":  # nothing written on failure: e.g. a reward-head bias
       from warm_jax import pretrained
       pretrained.export_run(params, meta["config"], args.out,
