@@ -115,6 +115,18 @@ def test_pareto_and_gain():
   assert warp.gain(pts((9, 9)), pts((0, 1), (2, 2)))["n"] == 0
 
 
+def test_front_claims_without_a_shared_kl_range_are_not_measured():
+  """Fronts with no KL in common decide nothing: the claim says so, not '+nan (0 points)'."""
+  claim, held, numbers = warp._front_claim("above", {"mean": float("nan"), "min": float("nan"),
+                                                     "n": 0}, "gold")
+  assert held is None and "share no KL range" in numbers and "nan" not in numbers
+  assert warp._front_claim("above", {"mean": -0.1, "min": -0.2, "n": 2}, "gold")[1] is False
+  stage = stages.study("s", lambda ctx: {}, claims=lambda r: [("c1", None, "n/a"),
+                                                              ("c2", False, "x"), ("c3", True, "y")])
+  rows = stages.claims_table([stage], {}).splitlines()[2:]
+  assert [r.split(" | ")[1] for r in rows] == ["not measured", "**no**", "yes"]
+
+
 @pytest.mark.parametrize("field, value, match", [
     ("warp.etas", (0.0, 0.5, 1.2), r"config.warp.etas=\(0.0, 0.5, 1.2\)"),
     ("warp.etas", (0.5, 1.0), r"config.warp.etas=\(0.5, 1.0\): must be a LITI grid holding 0"),

@@ -228,16 +228,19 @@ def report_sections(stages: Sequence[Stage], results: dict) -> list[str]:
   return [s.report(results) for s in stages if s.report is not None]
 
 
-def claims(stages: Sequence[Stage], results: dict) -> list[tuple[str, bool, str]]:
-  """Every stage's claims, in order: (claim, held, the numbers)."""
+def claims(stages: Sequence[Stage], results: dict) -> list[tuple[str, bool | None, str]]:
+  """Every stage's claims, in order: (claim, held, the numbers); held is None where the results
+  cannot decide the claim (the numbers say why)."""
   return [c for s in stages if s.claims for c in s.claims(results)]
 
 
 def claims_table(stages: Sequence[Stage], results: dict) -> str:
-  """Markdown: every stage's claims, checked against the results (held: yes / **no**)."""
+  """Markdown: every stage's claims, checked against the results (held: yes / **no** / not
+  measured)."""
   lines = ["| claim | held? | numbers |", "|---|---|---|"]
   for claim, held, numbers in claims(stages, results):
-    lines.append(f"| {claim} | {'yes' if held else '**no**'} | {numbers} |")
+    verdict = "not measured" if held is None else "yes" if held else "**no**"
+    lines.append(f"| {claim} | {verdict} | {numbers} |")
   return "\n".join(lines)
 
 

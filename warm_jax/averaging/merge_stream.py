@@ -15,7 +15,9 @@ the other order: a group of leaves (about `group_bytes`, whole leaves) at a time
 first (copied out of the reader's buffer), then the same group of each checkpoint, each folded
 into the group's merge state (`merges.Method`: at most four arrays per leaf), which becomes the
 group's merged leaves once the last checkpoint is in. Every byte of every checkpoint is read
-once, by the same double-buffered reader (the next read overlaps this fold). Peak memory: the
+once, by the same double-buffered reader (the next read overlaps this fold); the method's
+start, add and finish ops are compiled in a background thread while the first groups are read,
+as the average's are. Peak memory: the
 output (one model, in its dtype) + the base's group + the state (at most four groups, float32) +
 the reader's two buffers (two groups): one model plus about seven groups whatever the number of
 checkpoints, where a group is max(group_bytes, the largest leaf) (group_bytes: 8 MiB by default
@@ -24,6 +26,7 @@ for these, 32 MiB for the sums).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import time
@@ -38,7 +41,7 @@ from warm_jax import checkpoints
 from warm_jax.averaging import array_reader, merges
 from warm_jax.averaging.sources import Source, _compare_model_configs, model_fingerprint, plan
 from warm_jax.averaging.stream import (_leaf_groups, _leaf_op, _path_keys, _release_free_memory,
-                                       average_checkpoints, group_reads, target_leaves)
+                                       _signature, average_checkpoints, group_reads, target_leaves)
 from warm_jax.averaging.tree import _acc_dtype, _cast_to
 from warm_jax.checkpoints import keystr, tree_mismatch
 from warm_jax.errors import InputError, MissingInput
@@ -143,6 +146,14 @@ def _fold_checkpoints(m: merges.Method, w: np.ndarray, sources: list, base_src,
 
   with contextlib.ExitStack() as stack:
     reader = stack.enter_context(array_reader.ArrayReader())
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="warm_jax-compile")
+    stack.callback(pool.shutdown, wait=True, cancel_futures=True)  # interrupted: no more compiles
+    compiled = _compile_fold_ahead(m, abstract, base_src is not None, len(read), pool)
+
+    def op(name: str, j: int):  # the jitted op, once its ahead-of-time compile is done
+      compiled[(_signature(abstract[j]), name)].result()
+      return merges.leaf_fn(name, m, abstract[j], abstract[j].sharding,
+                            len(read) if name == "finish" else 0)
 
     start_group, finish = group_reads(reader, keys, abstract, groups)
 
@@ -163,19 +174,46 @@ def _fold_checkpoints(m: merges.Method, w: np.ndarray, sources: list, base_src,
           base_vals[j] = _leaf_op(_cast_to(_acc_dtype(a.dtype)), a.sharding)(x)  # a copy
           continue
         if j not in state:
-          state[j] = merges.leaf_fn("start", m, a, a.sharding)()
-        state[j] = merges.leaf_fn("add", m, a, a.sharding)(
-            state[j], x, base_vals.get(j), jnp.float32(w[i]),
-            merges.dare_key(m.seed, i, names[j]) if m.name == "dare" else None)
+          state[j] = op("start", j)()
+        state[j] = op("add", j)(state[j], x, base_vals.get(j), jnp.float32(w[i]),
+                                merges.dare_key(m.seed, i, names[j]) if m.name == "dare" else None)
       jax.block_until_ready([state.get(j, base_vals.get(j)) for j in groups[g]])
       del values, x  # views of the reader's buffer, which the read after next overwrites
       if k == len(srcs) - 1:  # every checkpoint's group g is in: the merged leaves
         for j in groups[g]:
-          out[j] = merges.leaf_fn("finish", m, abstract[j], abstract[j].sharding, len(read))(
-              state.pop(j), base_vals.pop(j, None))
+          out[j] = op("finish", j)(state.pop(j), base_vals.pop(j, None))
         jax.block_until_ready([out[j] for j in groups[g]])
         _release_free_memory()
         if g == len(groups) - 1 and on_read is not None:
           for i2 in read:
             on_read(i2, sources[i2], time.time() - t0)
   return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def _compile_fold_ahead(m: merges.Method, abstract: list, has_base: bool, count: int,
+                        pool: concurrent.futures.Executor) -> dict:
+  """Compiles in `pool` the start, add and finish ops of `m` for each distinct (shape, dtype,
+  sharding) of `abstract`, in the order the fold first needs them, so that compiling overlaps the
+  first reads; returns {(signature, op name): future}. The jitted calls then hit jax's cache."""
+  w = jax.ShapeDtypeStruct((), jnp.float32)
+  key = jax.ShapeDtypeStruct((2,), jnp.uint32) if m.name == "dare" else None
+  futures: dict = {}
+
+  def compile_all(a):
+    sh = a.sharding
+    like = jax.ShapeDtypeStruct(a.shape, a.dtype)
+    state = jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=s.sharding if sh else None),
+        jax.eval_shape(merges.leaf_fn("start", m, like, sh)))
+    b = (jax.ShapeDtypeStruct(a.shape, _acc_dtype(a.dtype), sharding=sh) if has_base else None)
+    merges.leaf_fn("start", m, like, sh).lower().compile()
+    merges.leaf_fn("add", m, like, sh).lower(state, a, b, w, key).compile()
+    merges.leaf_fn("finish", m, like, sh, count).lower(state, b).compile()
+
+  for a in abstract:
+    sig = _signature(a)
+    if (sig, "start") not in futures:
+      f = pool.submit(compile_all, a)
+      for name in ("start", "add", "finish"):
+        futures[(sig, name)] = f
+  return futures

@@ -156,15 +156,13 @@ class Method:
     return out.astype(dtype)
 
 
-def _safe_norm(x):
-  n = jnp.sqrt(jnp.sum(jnp.square(x)))
-  return jnp.where(n > _EPS, n, 1.0)
-
-
 def slerp_tensors(u, v, t):
   """SLERP of two arrays at t (see the module docstring): one angle for the whole array,
   linear interpolation where |cos| > SLERP_THRESHOLD or either is (nearly) zero."""
-  dot = jnp.clip(jnp.sum((u / _safe_norm(u)) * (v / _safe_norm(v))), -1.0, 1.0)
+  # cos from the three sums of one pass over u and v (not from normalised copies)
+  uu, vv, uv = jnp.sum(u * u), jnp.sum(v * v), jnp.sum(u * v)
+  nu, nv = jnp.sqrt(uu), jnp.sqrt(vv)
+  dot = jnp.clip(uv / (jnp.where(nu > _EPS, nu, 1.0) * jnp.where(nv > _EPS, nv, 1.0)), -1.0, 1.0)
   linear = jnp.abs(dot) > SLERP_THRESHOLD
   theta = jnp.arccos(jnp.where(linear, 0.0, dot))
   sin = jnp.where(linear, 1.0, jnp.sin(theta))

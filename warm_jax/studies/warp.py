@@ -368,10 +368,8 @@ def claims(results: dict) -> list:
                 f"proxy {ema['proxy']:+.3f} vs {same_beta['proxy']:+.3f}, KL {ema['kl']:.2f} vs "
                 f"{same_beta['kl']:.2f}, gold {ema['gold']:.3f} vs {same_beta['gold']:.3f}"))
   for key in ("proxy", "gold"):
-    g = gain(_curve(r, "EMA anchor alone"), base, key)
-    out.append((f"EMA anchor + LITI: its front lies above REINFORCE's ({key})", g["mean"] > 0,
-                f"mean {key} gain at matched KL {g['mean']:+.3f} (min {g['min']:+.3f}, {g['n']} "
-                "points)"))
+    out.append(_front_claim(f"EMA anchor + LITI: its front lies above REINFORCE's ({key})",
+                            gain(_curve(r, "EMA anchor alone"), base, key), key))
   slerp1 = [p for p in _curve(r, "WARP iteration 1") if p["label"] == "eta 1"][0]
   lerp1 = [p for p in _curve(r, "LERP iteration 1") if p["label"] == "eta 1"][0]
   for key in ("proxy", "gold"):
@@ -385,21 +383,29 @@ def claims(results: dict) -> list:
               f"{slerp1['kl']:.2f} vs {lerp1['kl']:.2f}; gold {slerp1['gold']:.3f} vs "
               f"{lerp1['gold']:.3f}"))
   for key in ("proxy", "gold"):
-    g = gain(_curve(r, "WARP iteration 1"), base, key)
-    out.append((f"LITI of the SLERP (WARP iteration 1): its front lies above REINFORCE's ({key})",
-                g["mean"] > 0, f"mean {key} gain at matched KL {g['mean']:+.3f} (min "
-                f"{g['min']:+.3f}, {g['n']} points)"))
+    out.append(_front_claim(
+        f"LITI of the SLERP (WARP iteration 1): its front lies above REINFORCE's ({key})",
+        gain(_curve(r, "WARP iteration 1"), base, key), key))
   if r["iterations"] >= 2:
     last = r["iterations"]
     for key in ("proxy", "gold"):
       g = gain(_curve(r, f"WARP iteration {last}"), _curve(r, "WARP iteration 1"), key)
       peak = max(p[key] for p in _curve(r, f"WARP iteration {last}"))
       peak1 = max(p[key] for p in _curve(r, "WARP iteration 1"))
-      out.append((f"iterating: WARP iteration {last}'s front lies above iteration 1's and reaches "
-                  f"a higher {key} reward", g["mean"] > 0 and peak > peak1,
-                  f"mean {key} gain at matched KL {g['mean']:+.3f} ({g['n']} points); best "
-                  f"{peak:+.3f} vs {peak1:+.3f}"))
+      claim, held, numbers = _front_claim(
+          f"iterating: WARP iteration {last}'s front lies above iteration 1's and reaches a "
+          f"higher {key} reward", g, key)
+      out.append((claim, held and peak > peak1, f"{numbers}; best {peak:+.3f} vs {peak1:+.3f}"))
   return out
+
+
+def _front_claim(claim: str, g: dict, key: str) -> tuple:
+  """(claim, held, numbers) of 'front a lies above front b' from `gain`: not measured (None) when
+  the two fronts share no KL range."""
+  if g["n"] == 0:
+    return claim, None, "not measured: the two fronts share no KL range"
+  return (claim, g["mean"] > 0, f"mean {key} gain at matched KL {g['mean']:+.3f} (min "
+          f"{g['min']:+.3f}, {g['n']} points)")
 
 
 def _section(results: dict) -> str:
