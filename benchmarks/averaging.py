@@ -7,6 +7,7 @@ r"""Streaming weight averaging over orbax checkpoints: wall time, throughput vs 
     python benchmarks/averaging.py --dir /tmp/warm_bench --reader orbax  # orbax restores instead
     python benchmarks/averaging.py --dir /tmp/warm_bench --mb 400 --flush_gb 8  # defeat a host cache
     python benchmarks/averaging.py --dir /tmp/warm_bench --method ties --density 0.2  # a merge
+    python benchmarks/averaging.py --dir /tmp/warm_bench64 --leaves 64  # smaller arrays
 
 Creates (once; reused on later runs) 16 params-only checkpoints of random float32 parameters of
 `--mb` MiB each under --dir, then for each M averages the first M of them with
@@ -39,7 +40,7 @@ import time
 
 
 CHUNK = 16 << 20
-N_LEAVES = 8
+N_LEAVES = 8  # default number of equal 2-D arrays (plus one small 'head' vector)
 WIDTH = 2048
 
 
@@ -103,11 +104,11 @@ def flush(path: str | None) -> None:
     evict([path])
 
 
-def make_checkpoints(directory: str, mb: float, count: int) -> list[str]:
+def make_checkpoints(directory: str, mb: float, count: int, leaves: int = N_LEAVES) -> list[str]:
   import numpy as np
 
   from warm_jax import checkpoints
-  rows = max(1, int(mb * (1 << 20) / 4 / WIDTH / N_LEAVES))
+  rows = max(1, int(mb * (1 << 20) / 4 / WIDTH / leaves))
   paths = []
   base = None
   for i in range(count):
@@ -115,19 +116,21 @@ def make_checkpoints(directory: str, mb: float, count: int) -> list[str]:
     paths.append(path)
     try:
       meta = checkpoints.read_meta(path)
-      if meta.get("bench_rows") == rows:
+      if (meta.get("bench_rows") == rows
+          and meta.get("config", {}).get("model", {}).get("n_leaves", N_LEAVES) == leaves):
         continue
       raise SystemExit(f"{path} holds a checkpoint of another size; use another --dir")
     except FileNotFoundError:
       pass
     if base is None:
-      base = np.random.default_rng(0).standard_normal((N_LEAVES, rows, WIDTH), dtype=np.float32)
-    params = {"layers": {f"w{j}": base[j] + np.float32(i) for j in range(N_LEAVES)},
+      base = np.random.default_rng(0).standard_normal((leaves, rows, WIDTH), dtype=np.float32)
+    params = {"layers": {f"w{j}": base[j] + np.float32(i) for j in range(leaves)},
               "head": {"b": np.full((WIDTH,), float(i), np.float32)}}
-    config = {"model": {"kind": "benchmark", "rows": rows, "width": WIDTH, "n_leaves": N_LEAVES}}
+    config = {"model": {"kind": "benchmark", "rows": rows, "width": WIDTH, "n_leaves": leaves}}
     t0 = time.time()
     checkpoints.save_params(path, params, {"config": config, "bench_rows": rows})
-    print(f"wrote {path} ({rows * WIDTH * N_LEAVES * 4 / 2**20:.0f} MiB) in {time.time() - t0:.1f}s",
+    print(f"wrote {path} ({rows * WIDTH * leaves * 4 / 2**20:.0f} MiB, {leaves} arrays) in "
+          f"{time.time() - t0:.1f}s",
           file=sys.stderr)
   return paths
 
@@ -215,6 +218,9 @@ def main() -> None:
   ap.add_argument("--dir", required=True, help="scratch directory for the checkpoints")
   ap.add_argument("--mb", type=float, default=100.0, help="size of one model in MiB")
   ap.add_argument("--ms", default="2,4,8,16", help="numbers of checkpoints to average")
+  ap.add_argument("--leaves", type=int, default=N_LEAVES,
+                  help="equal arrays a model is made of (the largest array sets the merges' "
+                       "per-group memory; a decoder's largest, its embedding, is 2-20%% of it)")
   ap.add_argument("--group_mb", type=float, default=None,
                   help="group_bytes=... of average_checkpoints / merge_checkpoints: MiB read per "
                        "group (default: theirs, 32 for the average, 8 for the group-major merges)")
@@ -247,7 +253,7 @@ def main() -> None:
   ms = [int(m) for m in args.ms.split(",")]
   methods = args.method.split(",")
   os.makedirs(args.dir, exist_ok=True)
-  paths = make_checkpoints(args.dir, args.mb, max(ms))
+  paths = make_checkpoints(args.dir, args.mb, max(ms), args.leaves)
   flusher = flush_file(args.dir, args.flush_gb)
   rows = []
   for m in ms:
@@ -282,7 +288,7 @@ def main() -> None:
 
   mib = 1 << 20
   model = rows[0]["model_bytes"]
-  print(f"\nOne model: {model / mib:.1f} MiB of float32 parameters ({N_LEAVES + 1} arrays); "
+  print(f"\nOne model: {model / mib:.1f} MiB of float32 parameters ({args.leaves + 1} arrays); "
         f"checkpoints under {args.dir}; {os.cpu_count()} CPUs; jax on CPU (1 device); "
         f"{f'{args.group_mb:g} MiB' if args.group_mb else 'default'} groups of reads; reader: "
         f"{args.reader}; methods: {args.method} "

@@ -38,6 +38,10 @@ def shape_args(p, **defaults) -> None:
   p.add_argument("--vocab", type=int, default=s["vocab_size"])
   p.add_argument("--seq", type=int, default=s["seq"])
   p.add_argument("--rounds", type=int, default=3, help="alternating timing rounds per side")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                 help="compute precision of both sides: bfloat16 is warm_jax's model.dtype "
+                      "(float32 master weights and accumulation) and the peers' bf16 "
+                      "(autocast in the trainers, bfloat16 weights for generate)")
 
 
 def warm_model_config(args, max_len: int | None = None):
@@ -45,7 +49,8 @@ def warm_model_config(args, max_len: int | None = None):
   from warm_jax import configs
   c = configs.model_config("tiny", vocab_size=args.vocab, max_len=max_len or args.seq)
   c.update(d_model=args.width, n_layers=args.layers, n_heads=args.heads, d_ff=args.d_ff,
-           dropout_rate=0.0, dtype="float32", tie_embeddings=True, remat=False)
+           dropout_rate=0.0, dtype=getattr(args, "dtype", "float32"), tie_embeddings=True,
+           remat=False)
   return c
 
 
@@ -128,6 +133,69 @@ def machine_line() -> str:
           + ", ".join(versions))
 
 
+def cpu_model() -> str:
+  """The CPU's model name, family/model numbers and matrix extensions (from /proc/cpuinfo)."""
+  info: dict = {}
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if ":" in line:
+          k, v = (x.strip() for x in line.split(":", 1))
+          info.setdefault(k, v)
+  except OSError:
+    import platform
+    return platform.processor() or platform.machine()
+  flags = set(info.get("flags", "").split())
+  ext = [name for flag, name in (("avx512f", "AVX-512"), ("amx_bf16", "AMX-BF16"),
+                                 ("avx512_bf16", "AVX512-BF16")) if flag in flags]
+  return (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model "
+          f"{info.get('model', '?')}{'; ' + ', '.join(ext) if ext else ''})")
+
+
+def matmul_peak(dtype, n: int = 2048, reps: int = 10) -> float:
+  """FLOP/s of an n x n x n jax matmul of `dtype` operands accumulating in float32 (as the
+  model's matmuls do: `models.precision`), best of `reps` after a warm-up."""
+  import jax
+  import jax.numpy as jnp
+  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+  b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+  f = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
+  f(a, b).block_until_ready()
+  best = float("inf")
+  for _ in range(reps):
+    t = time.perf_counter()
+    f(a, b).block_until_ready()
+    best = min(best, time.perf_counter() - t)
+  return 2 * n ** 3 / best
+
+
+def torch_matmul_peak(dtype_name: str, n: int = 2048, reps: int = 10) -> float:
+  """The same for torch (bfloat16 operands with a bfloat16 result, torch's own matmul)."""
+  import torch
+  dt = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype_name]
+  g = torch.Generator().manual_seed(0)
+  a, b = (torch.randn(n, n, generator=g).to(dt) for _ in range(2))
+  with torch.inference_mode():
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+      t = time.perf_counter()
+      a @ b
+      best = min(best, time.perf_counter() - t)
+  return 2 * n ** 3 / best
+
+
+def peaks_line(torch_too: bool = True) -> str:
+  """The machine's measured 2048^3 matmul peaks, float32 and bfloat16, jax (and torch)."""
+  import jax.numpy as jnp
+  parts = [f"jax float32 {matmul_peak(jnp.float32) / 1e12:.2f}, bfloat16 (float32 accumulation) "
+           f"{matmul_peak(jnp.bfloat16) / 1e12:.2f} TFLOP/s"]
+  if torch_too:
+    parts.append(f"torch float32 {torch_matmul_peak('float32') / 1e12:.2f}, bfloat16 "
+                 f"{torch_matmul_peak('bfloat16') / 1e12:.2f} TFLOP/s")
+  return "matmul peaks (2048^3, best of 10): " + "; ".join(parts)
+
+
 def ratio_table(title: str, unit: str, results: dict[str, list[float]], ours: str,
                 peer: str) -> str:
   lines = [f"| {title} | {unit} (median of {len(results[ours])}) | rounds |", "|---|---|---|"]
@@ -205,7 +273,8 @@ def side_by_side(title: str, unit: str, sides: dict[str, Callable[[], float]], a
   results = interleaved(sides, args.rounds)
   ours, peer = list(sides)
   print(f"{title}, {machine_line()}, torch threads {threads}")
-  print(f"{shape_line(args)}; {workload}")
+  print(f"CPU: {cpu_model()}; {peaks_line()}")
+  print(f"{shape_line(args)}; {workload}; {args.dtype}")
   print(ratio_table(title, unit, results, ours, peer))
 
 

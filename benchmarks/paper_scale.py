@@ -32,7 +32,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rm_step import matmul_peak, step_flops  # noqa: E402
+from common import matmul_peak  # noqa: E402
+from rm_step import step_flops  # noqa: E402
 
 
 def timed(fn, steps: int) -> tuple[float, float]:

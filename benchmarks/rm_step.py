@@ -29,21 +29,7 @@ xla_flags.apply()  # warm_jax's XLA defaults, before jax starts a backend (as it
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-
-
-def matmul_peak(dtype, n: int, reps: int = 10) -> float:
-  """FLOP/s of an n x n x n matmul of `dtype` operands accumulating in float32 (as the model's
-  matmuls do: `models.precision`), best of `reps` after a warm-up."""
-  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
-  b = jax.random.normal(jax.random.key(1), (n, n), dtype)
-  f = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
-  f(a, b).block_until_ready()
-  best = float("inf")
-  for _ in range(reps):
-    t = time.perf_counter()
-    f(a, b).block_until_ready()
-    best = min(best, time.perf_counter() - t)
-  return 2 * n ** 3 / best
+from common import matmul_peak  # noqa: E402
 
 
 def step_flops(cfg, batch: int, seq: int, non_embedding_params: int) -> tuple[float, float]:

@@ -10,7 +10,8 @@ stop a row early (warm_jax: eos_id=-1; transformers: min_new_tokens = max_new_to
 row generates exactly --new_tokens tokens. warm_jax: `sampling.make_generate` (one jitted
 `lax.while_loop` over a pre-allocated cache), compiled once before timing. transformers:
 `LlamaForCausalLM.generate(do_sample=True)` under `torch.inference_mode()` with its default
-dynamic cache. Reported: generated tokens/s (batch * new tokens / wall seconds), and per side the
+dynamic cache. --dtype=bfloat16: warm_jax's model.dtype bfloat16 (float32 weights cast per use,
+float32 accumulation), transformers' model in bfloat16. Reported: generated tokens/s (batch * new tokens / wall seconds), and per side the
 prefill is included (prompts of --prompt_len tokens).
 """
 
@@ -58,6 +59,8 @@ def hf_side(args):
   torch.manual_seed(0)
   model = LlamaForCausalLM(common.hf_llama_config(
       args, max_position_embeddings=args.prompt_len + args.new_tokens)).eval()
+  if args.dtype == "bfloat16":
+    model = model.to(torch.bfloat16)
   rng = np.random.default_rng(0)
 
   def run():
@@ -86,7 +89,7 @@ def main():
       "sampling", "generated tokens/s",
       {"warm_jax (KV cache)": warm_jax_side(args), "transformers generate": hf_side(args)},
       args, f"{args.batch} prompts x {args.prompt_len} tokens, {args.new_tokens} new tokens "
-      "each; float32, temperature 1")
+      "each; temperature 1")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ warm_jax: `ReferenceLogps` (the loop's prepare hook) then the jitted, guarded DP
 warm_jax.train.dpo, on a fresh host batch every step. TRL: `DPOTrainer.train()` with an explicit
 reference model (no pre-computed reference log-probs, as warm_jax) on text pairs tokenised by a
 word-level tokenizer that maps to the same ids; time per step = wall time between consecutive
-`on_step_end` callbacks, median over the steps after the first two. float32, no dropout, no
-gradient checkpointing. Reported: tokens/s = 2 * batch * seq / (seconds per step).
+`on_step_end` callbacks, median over the steps after the first two. float32 (or with
+--dtype=bfloat16 mixed precision on both sides: warm_jax's bfloat16 compute with float32 master
+weights, TRL's `bf16=True`), no dropout, no gradient checkpointing. Reported: tokens/s = 2 * batch * seq / (seconds per step).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def trl_side(args):
                     learning_rate=1e-6, lr_scheduler_type="constant", weight_decay=0.0,
                     max_grad_norm=1.0, logging_steps=10 ** 6, save_strategy="no",
                     eval_strategy="no", report_to="none", gradient_checkpointing=False,
-                    bf16=False, fp16=False, use_cpu=True, max_length=args.seq, beta=0.1,
+                    bf16=args.dtype == "bfloat16", fp16=False, use_cpu=True, max_length=args.seq, beta=0.1,
                     loss_type=["sigmoid"], precompute_ref_log_probs=False,
                     dataloader_num_workers=0, seed=0)
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=cfg, train_dataset=data,
@@ -110,7 +111,7 @@ def main():
   common.side_by_side(
       "DPO train step", "tokens/s",
       {"warm_jax": warm_jax_side(args), "TRL DPOTrainer": trl_side(args)}, args,
-      f"{args.batch} pairs x {args.seq} tokens per step (prompt {args.seq // 2}); float32; "
+      f"{args.batch} pairs x {args.seq} tokens per step (prompt {args.seq // 2}); "
       "policy + frozen reference")
 
 

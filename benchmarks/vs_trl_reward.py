@@ -10,7 +10,9 @@ warm_jax: the jitted, guarded `step(state, batch)` of warm_jax.train.reward_mode
 on pre-tokenised pairs (`chosen_ids` / `rejected_ids`, every row full length so nothing is
 padded) with a `LlamaForSequenceClassification` of the same shape; the time per step is the wall
 time between consecutive `on_step_end` callbacks (data loading, forward, backward, AdamW),
-median over the steps after the first two. Both in float32, no dropout, no gradient
+median over the steps after the first two. Both in float32, or with --dtype=bfloat16 both in
+mixed precision (warm_jax: bfloat16 compute, float32 master weights and accumulation; TRL:
+`bf16=True`, torch's CPU autocast), no dropout, no gradient
 checkpointing (TRL's default is on; both sides run without it), AdamW, gradient clipping at 1.0.
 Reported: tokens/s = 2 * batch * seq / (seconds per step).
 """
@@ -66,7 +68,7 @@ def trl_side(args):
                        max_steps=total, learning_rate=1e-4, lr_scheduler_type="constant",
                        weight_decay=0.0, max_grad_norm=1.0, logging_steps=10 ** 6,
                        save_strategy="no", eval_strategy="no", report_to="none",
-                       gradient_checkpointing=False, bf16=False, fp16=False, use_cpu=True,
+                       gradient_checkpointing=False, bf16=args.dtype == "bfloat16", fp16=False, use_cpu=True,
                        disable_dropout=True, max_length=args.seq, dataloader_num_workers=0,
                        seed=0)
     return RewardTrainer(model=model, args=cfg, train_dataset=data, processing_class=tokenizer,
@@ -84,7 +86,7 @@ def main():
   common.side_by_side(
       "reward-model train step", "tokens/s",
       {"warm_jax": warm_jax_side(args), "TRL RewardTrainer": trl_side(args)}, args,
-      f"{args.batch} pairs x {args.seq} tokens per step; float32")
+      f"{args.batch} pairs x {args.seq} tokens per step")
 
 
 if __name__ == "__main__":

@@ -168,3 +168,25 @@ def test_attention_blocks_do_not_change_the_model():
     outs.append(model.apply({"params": params}, tokens))
   for out in outs[1:]:
     np.testing.assert_allclose(out, outs[0], rtol=1e-5, atol=1e-5)
+
+
+def test_profiles_can_tell_attention_core_kv_cache_and_optimizer_apart():
+  """The named scopes benchmarks/profile.py reads: the attention core and the KV cache in the
+  model's HLO, the optimizer's update in its own."""
+  from warm_jax.train import state as state_lib
+  model = RewardModel(_cfg(attention_blocks=2))
+  tok = _tokens(t=8)
+  params = nn.unbox(model.init(jax.random.key(0), tok)["params"])
+  text = jax.jit(lambda p: model.apply({"params": p}, tok)).lower(params).as_text(debug_info=True)
+  assert "/attention_core/" in text and "/optimizer/" not in text
+  lm = LanguageModel(_cfg())
+  lm_params = nn.unbox(lm.init(jax.random.key(0), tok)["params"])
+  cache = lm.init(jax.random.key(0), tok, decode=True)["cache"]
+  one = tok[:, :1]
+  step = jax.jit(lambda p, c: lm.apply({"params": p, "cache": c}, one, jnp.ones_like(one, bool),
+                                       jnp.zeros_like(one), decode=True, mutable=["cache"]))
+  assert "/kv_cache/" in step.lower(lm_params, cache).as_text(debug_info=True)
+  tx = state_lib.make_optimizer(configs.optim_config(), 10)
+  opt_state = tx.init(params)
+  text = jax.jit(tx.update).lower(params, opt_state, params).as_text(debug_info=True)
+  assert "/optimizer/" in text and "/attention_core/" not in text

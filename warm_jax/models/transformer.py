@@ -239,16 +239,21 @@ class Attention(nn.Module):
     scale = pre_scalar ** -0.5 if pre_scalar else None
     softcap = model_field(cfg, "attn_logit_softcap")
     window = model_field(cfg, "sliding_window") if self.local else 0
+    # Named scopes: profiles (xprof, benchmarks/profile.py) tell the KV cache and the attention
+    # core (scores, softmax, weighted sum) from the projections around them.
     if decode:
-      k, v, mask = self._update_cache(k, v, token_mask, window)
+      with jax.named_scope("kv_cache"):
+        k, v, mask = self._update_cache(k, v, token_mask, window)
       # mask: [B, 1, Tq, Tk] boolean, True where attention is allowed.
-      out = dense_attention(q, k, v, mask, scale, softcap)
+      with jax.named_scope("attention_core"):
+        out = dense_attention(q, k, v, mask, scale, softcap)
     else:
       blocks = cfg.get("attention_blocks", 0)
-      if blocks:
-        out = causal_attention(q, k, v, token_mask, blocks, scale, softcap, window)
-      else:  # the library's own attention over the full T x T (on GPU it may pick cuDNN's)
-        out = dense_attention(q, k, v, attention_mask(token_mask, window), scale, softcap)
+      with jax.named_scope("attention_core"):
+        if blocks:
+          out = causal_attention(q, k, v, token_mask, blocks, scale, softcap, window)
+        else:  # the library's own attention over the full T x T (on GPU it may pick cuDNN's)
+          out = dense_attention(q, k, v, attention_mask(token_mask, window), scale, softcap)
     out = nn.with_logical_constraint(out, ("batch", "length", "act_heads", "head_dim"))
     out = precision.einsum("btnh,nhd->btd", out, wo)
     return nn.Dropout(cfg.dropout_rate)(out, deterministic=deterministic)

@@ -50,7 +50,20 @@ def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Gr
   else:
     parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
                              weight_decay=cfg.weight_decay, mask=_decay_mask))
-  return optax.chain(*parts)
+  return named(optax.chain(*parts), "optimizer")
+
+
+def named(tx: optax.GradientTransformation, name: str) -> optax.GradientTransformation:
+  """`tx` with its init and update traced under jax.named_scope(name), so that profiles tell its
+  operations from the model's; the state and the updates are tx's own."""
+  def init(params):
+    with jax.named_scope(name):
+      return tx.init(params)
+
+  def update(updates, state, params=None):
+    with jax.named_scope(name):
+      return tx.update(updates, state, params)
+  return optax.GradientTransformation(init, update)
 
 
 def abstract_boxed_state(init_params: Callable[[jax.Array], Any], tx: optax.GradientTransformation):
