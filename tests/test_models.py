@@ -171,7 +171,7 @@ def test_attention_blocks_do_not_change_the_model():
 
 
 def test_profiles_can_tell_attention_core_kv_cache_and_optimizer_apart():
-  """The named scopes benchmarks/profile.py reads: the attention core and the KV cache in the
+  """The named scopes benchmarks/step_profile.py reads: the attention core and the KV cache in the
   model's HLO, the optimizer's update in its own."""
   from warm_jax.train import state as state_lib
   model = RewardModel(_cfg(attention_blocks=2))

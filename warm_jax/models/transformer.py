@@ -239,7 +239,7 @@ class Attention(nn.Module):
     scale = pre_scalar ** -0.5 if pre_scalar else None
     softcap = model_field(cfg, "attn_logit_softcap")
     window = model_field(cfg, "sliding_window") if self.local else 0
-    # Named scopes: profiles (xprof, benchmarks/profile.py) tell the KV cache and the attention
+    # Named scopes: profiles (xprof, benchmarks/step_profile.py) tell the KV cache and the attention
     # core (scores, softmax, weighted sum) from the projections around them.
     if decode:
       with jax.named_scope("kv_cache"):

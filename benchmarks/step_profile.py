@@ -1,9 +1,9 @@
 r"""Where the time goes on this machine: the reward-model step, the DPO step and decoding, each in
 float32 and bfloat16, against the machine's own matmul peaks.
 
-    python benchmarks/profile.py                          # all three, both precisions
-    python benchmarks/profile.py --what=rm --dtype=bfloat16 --width=1024 --calls=5
-    python benchmarks/profile.py --what=decode --batch=16 --new_tokens=128
+    python benchmarks/step_profile.py                          # all three, both precisions
+    python benchmarks/step_profile.py --what=rm --dtype=bfloat16 --width=1024 --calls=5
+    python benchmarks/step_profile.py --what=decode --batch=16 --new_tokens=128
 
 Prints the CPU model (family, model, AVX-512 / AMX), the measured float32 and bfloat16 (float32
 accumulation) matmul peaks of jax on this machine, and for each program: its wall time per call
