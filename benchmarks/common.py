@@ -20,7 +20,7 @@ from typing import Callable
 
 from warm_jax import xla_flags
 
-xla_flags.apply()  # warm_jax's XLA defaults, before jax starts a backend (as its entry points do)
+xla_flags.apply(dtype=xla_flags.argv_dtype(sys.argv))  # before jax starts (as the entry points do)
 
 import numpy as np  # noqa: E402
 

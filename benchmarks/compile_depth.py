@@ -21,7 +21,7 @@ import sys
 
 from warm_jax import xla_flags
 
-xla_flags.apply()  # warm_jax's XLA defaults, before jax starts a backend (as its entry points do)
+xla_flags.apply(dtype=xla_flags.argv_dtype(sys.argv))  # before jax starts (as the entry points do)
 
 
 def one(depth: int, scan: bool, width: int, seq: int, batch: int) -> dict:

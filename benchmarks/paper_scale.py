@@ -24,9 +24,11 @@ import platform
 import statistics
 import time
 
+import sys
+
 from warm_jax import xla_flags  # noqa: E402
 
-xla_flags.apply()  # warm_jax's XLA defaults, before jax starts a backend (as its entry points do)
+xla_flags.apply(dtype=xla_flags.argv_dtype(sys.argv))  # before jax starts (as the entry points do)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

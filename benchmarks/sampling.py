@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import time
 
+import sys
+
 from warm_jax import xla_flags
 
-xla_flags.apply()  # warm_jax's XLA defaults, before jax starts a backend (as its entry points do)
+xla_flags.apply(dtype=xla_flags.argv_dtype(sys.argv))  # before jax starts (as the entry points do)
 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402

@@ -2,10 +2,12 @@ r"""Where the time goes on this machine: the reward-model step, the DPO step and
 float32 and bfloat16, against the machine's own matmul peaks.
 
     python benchmarks/step_profile.py                          # all three, both precisions
+    WARM_JAX_XLA_DEFAULTS=0 python benchmarks/step_profile.py  # without warm_jax's XLA defaults
     python benchmarks/step_profile.py --what=rm --dtype=bfloat16 --width=1024 --calls=5
     python benchmarks/step_profile.py --what=decode --batch=16 --new_tokens=128
 
-Prints the CPU model (family, model, AVX-512 / AMX), the measured float32 and bfloat16 (float32
+Each precision runs in its own process, under warm_jax's XLA defaults for it (`xla_flags`). Prints
+the CPU model (family, model, AVX-512 / AMX), the measured float32 and bfloat16 (float32
 accumulation) matmul peaks of jax on this machine, and for each program: its wall time per call
 (median of --calls after a compile call), its model FLOP/s against the peak of its precision, and
 a breakdown of the time XLA spent in its operations, from a jax profiler trace (per-operation
@@ -257,22 +259,28 @@ def main():
   p.add_argument("--new_tokens", type=int, default=64)
   p.add_argument("--calls", type=int, default=3, help="timed calls per program")
   args = p.parse_args()
+  if args.dtype is None:  # one process per precision: the XLA defaults depend on it
+    import subprocess
+    import sys
+    for dtype in ("float32", "bfloat16"):
+      subprocess.run([sys.executable, os.path.abspath(__file__), *sys.argv[1:], f"--dtype={dtype}"],
+                     check=True)
+    return
   import jax.numpy as jnp
   peaks = {"float32": common.matmul_peak(jnp.float32), "bfloat16": common.matmul_peak(jnp.bfloat16)}
   print(f"# Profile: {common.machine_line()}\n")
   print(f"CPU: {common.cpu_model()}; jax matmul peaks (2048^3, best of 10): float32 "
         f"{peaks['float32'] / 1e12:.3f}, bfloat16 with float32 accumulation "
         f"{peaks['bfloat16'] / 1e12:.3f} TFLOP/s")
-  print(f"{common.shape_line(args)}, sequence {args.seq}\n")
-  for dtype in [args.dtype] if args.dtype else ["float32", "bfloat16"]:
-    args.dtype = dtype
-    for what in args.what.split(","):
-      if what in ("rm", "dpo"):
-        print(profile_train(what, args, peaks[dtype]), flush=True)
-      elif what == "decode":
-        print(profile_decode(args, peaks[dtype]), flush=True)
-      else:
-        raise SystemExit(f"--what: unknown program {what!r} (rm, dpo, decode)")
+  print(f"{common.shape_line(args)}, sequence {args.seq}; XLA_FLAGS="
+        f"{os.environ.get('XLA_FLAGS', '') or '(none)'}\n")
+  for what in args.what.split(","):
+    if what in ("rm", "dpo"):
+      print(profile_train(what, args, peaks[args.dtype]), flush=True)
+    elif what == "decode":
+      print(profile_decode(args, peaks[args.dtype]), flush=True)
+    else:
+      raise SystemExit(f"--what: unknown program {what!r} (rm, dpo, decode)")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ An experiment file is a config (`get_config(variant)`) and one line naming the s
     if __name__ == "__main__":
       cli.run(label_noise.main)        # main(config, workdir) -> dict
 
-Before anything else `run` sets warm_jax's XLA defaults (`warm_jax.xla_flags`; the process has
-not started jax yet) and, with `--distributed` (or WARM_JAX_DISTRIBUTED=1), joins a multi-host run
+Once the config is read, before anything runs on jax, `run` sets warm_jax's XLA defaults for the
+config's compute precision (`warm_jax.xla_flags`) and, with `--distributed` (or WARM_JAX_DISTRIBUTED=1), joins a multi-host run
 (`warm_jax.distributed`). A run resumes in its workdir only under the config it was saved with
 (but for the fields of `checkpoints.RESUME_MAY_CHANGE`: steps, logging, evaluation and checkpoint
 cadence, the mesh, ...); `--resume_changed_config` (or WARM_JAX_RESUME_CHANGED_CONFIG=1) resumes
@@ -32,7 +32,6 @@ from warm_jax import errors, xla_flags
 
 
 def run(main: Callable[[ml_collections.ConfigDict, str], object]) -> None:
-  xla_flags.apply()  # before the config file (or anything else) can start a jax backend
   from absl import app, flags, logging
   from ml_collections import config_flags
   config_flags.DEFINE_config_file("config", None, "experiment config: path.py:variant",
@@ -48,6 +47,8 @@ def run(main: Callable[[ml_collections.ConfigDict, str], object]) -> None:
   def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # The config is read (a config file starts no jax backend); nothing has run on jax yet.
+    xla_flags.apply(dtype=xla_flags.config_dtype(flags.FLAGS.config))
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)
     if flags.FLAGS.resume_changed_config:
