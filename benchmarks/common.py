@@ -20,6 +20,7 @@ from typing import Callable
 
 from warm_jax import xla_flags
 
+USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")  # before warm_jax's defaults are added
 xla_flags.apply(dtype=xla_flags.argv_dtype(sys.argv))  # before jax starts (as the entry points do)
 
 import numpy as np  # noqa: E402

@@ -262,9 +262,12 @@ def main():
   if args.dtype is None:  # one process per precision: the XLA defaults depend on it
     import subprocess
     import sys
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # each sets its own defaults
+    if common.USER_XLA_FLAGS is not None:
+      env["XLA_FLAGS"] = common.USER_XLA_FLAGS
     for dtype in ("float32", "bfloat16"):
       subprocess.run([sys.executable, os.path.abspath(__file__), *sys.argv[1:], f"--dtype={dtype}"],
-                     check=True)
+                     check=True, env=env)
     return
   import jax.numpy as jnp
   peaks = {"float32": common.matmul_peak(jnp.float32), "bfloat16": common.matmul_peak(jnp.bfloat16)}
