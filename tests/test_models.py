@@ -190,3 +190,26 @@ def test_profiles_can_tell_attention_core_kv_cache_and_optimizer_apart():
   opt_state = tx.init(params)
   text = jax.jit(tx.update).lower(params, opt_state, params).as_text(debug_info=True)
   assert "/optimizer/" in text and "/attention_core/" not in text
+
+
+def test_a_decode_step_writes_its_slot_without_copying_the_cache():
+  """The KV cache is stored slots-last, the layout the attention's matmuls read: the compiled
+  one-token step holds no transpose or copy of a whole cache (stored tokens-first, XLA transposed
+  every layer's keys and values at every token)."""
+  import re
+  lm = LanguageModel(_cfg(max_len=32))
+  params = nn.unbox(lm.init(jax.random.key(0), _tokens(b=2, t=4))["params"])
+  cache = lm.init(jax.random.key(0), jnp.zeros((2, 32), jnp.int32), decode=True)["cache"]
+  key_shape = cache["decoder"]["block_0"]["attn"]["key"].shape
+  size = int(np.prod(key_shape))
+  one = jnp.ones((2, 1), jnp.int32)
+  step = jax.jit(lambda p, c: lm.apply({"params": p, "cache": c}, one, one > 0, jnp.zeros_like(one),
+                                       decode=True, mutable=["cache"]),
+                 donate_argnums=(1,))  # as the decode loop carries it: updated in place
+  text = step.lower(params, cache).compile().as_text()
+  copies = []
+  for m in re.finditer(r"%((?:[\w.-]*(?:transpose|copy)[\w.-]*)) = \w+\[([\d,]*)\]", text):
+    dims = [int(d) for d in m.group(2).split(",") if d]
+    if dims and int(np.prod(dims)) == size:
+      copies.append(m.group(1))
+  assert not copies, copies

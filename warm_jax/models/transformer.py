@@ -271,22 +271,28 @@ class Attention(nn.Module):
     b, t, n_kv, h = k.shape
     s = self.cfg.max_len
     initialised = self.has_variable("cache", "key")
-    ck = self.variable("cache", "key", jnp.zeros, (b, s, n_kv, h), k.dtype)
-    cv = self.variable("cache", "value", jnp.zeros, (b, s, n_kv, h), v.dtype)
+    # Stored [B, K, H, S], the slots last: the layout both attention matmuls read the keys and
+    # values in, so each step writes its own slots and nothing copies the whole cache (stored
+    # as [B, S, K, H], XLA transposed all of it for every layer and token).
+    ck = self.variable("cache", "key", jnp.zeros, (b, n_kv, h, s), k.dtype)
+    cv = self.variable("cache", "value", jnp.zeros, (b, n_kv, h, s), v.dtype)
     cm = self.variable("cache", "mask", jnp.zeros, (b, s), bool)
     ci = self.variable("cache", "index", lambda: jnp.zeros((), jnp.int32))
     if not initialised:  # model.init: shapes only
       return k, v, attention_mask(token_mask, window)
     idx = ci.value
-    ck.value = jax.lax.dynamic_update_slice(ck.value, k, (0, idx, 0, 0))
-    cv.value = jax.lax.dynamic_update_slice(cv.value, v, (0, idx, 0, 0))
+    slots_last = lambda x: jnp.transpose(x, (0, 2, 3, 1))  # noqa: E731  [B, T, K, H] -> [B, K, H, T]
+    ck.value = jax.lax.dynamic_update_slice(ck.value, slots_last(k), (0, 0, 0, idx))
+    cv.value = jax.lax.dynamic_update_slice(cv.value, slots_last(v), (0, 0, 0, idx))
     cm.value = jax.lax.dynamic_update_slice(cm.value, token_mask.astype(bool), (0, idx))
     ci.value = idx + t
     q_slot = idx + jnp.arange(t)
     causal = jnp.arange(s)[None, :] <= q_slot[:, None]  # [T, S]
     if window:
       causal = causal & (jnp.arange(s)[None, :] > q_slot[:, None] - window)
-    return ck.value, cv.value, causal[None, None] & cm.value[:, None, None, :]
+    as_tokens = lambda x: jnp.transpose(x, (0, 3, 1, 2))  # noqa: E731  back to [B, S, K, H]
+    return (as_tokens(ck.value), as_tokens(cv.value),
+            causal[None, None] & cm.value[:, None, None, :])
 
 
 class GatedMLP(nn.Module):
