@@ -213,3 +213,26 @@ def test_a_decode_step_writes_its_slot_without_copying_the_cache():
     if dims and int(np.prod(dims)) == size:
       copies.append(m.group(1))
   assert not copies, copies
+
+
+
+def test_bfloat16_decoding_runs_on_the_cpu():
+  """A bfloat16 model decodes under the XLA defaults a bfloat16 experiment runs with (none of
+  warm_jax's: `xla_flags`); XLA:CPU's plain dot has no bfloat16 x bfloat16 -> float32 kernel,
+  which a slots-last bfloat16 cache would need. In a fresh process: the flags are per process."""
+  import os
+  import subprocess
+  import sys
+  code = ("import jax, jax.numpy as jnp, flax.linen as nn\n"
+          "from warm_jax import configs, sampling\n"
+          "from warm_jax.models import LanguageModel\n"
+          "c = configs.model_config('tiny', vocab_size=64, max_len=24); c.dtype = 'bfloat16'\n"
+          "lm = LanguageModel(c)\n"
+          "params = nn.unbox(lm.init(jax.random.key(0), jnp.ones((2, 4), jnp.int32))['params'])\n"
+          "out = sampling.make_generate(lm, max_new_tokens=4, temperature=1.0, eos_id=-1)(\n"
+          "    params, jnp.ones((2, 8), jnp.int32), jax.random.key(1))\n"
+          "print(bool(jnp.all(jnp.isfinite(out['logprobs']))))\n")
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["JAX_PLATFORMS"] = "cpu"
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+  assert out.returncode == 0 and out.stdout.strip().endswith("True"), out.stderr[-2000:]

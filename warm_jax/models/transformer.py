@@ -271,27 +271,35 @@ class Attention(nn.Module):
     b, t, n_kv, h = k.shape
     s = self.cfg.max_len
     initialised = self.has_variable("cache", "key")
-    # Stored [B, K, H, S], the slots last: the layout both attention matmuls read the keys and
-    # values in, so each step writes its own slots and nothing copies the whole cache (stored
-    # as [B, S, K, H], XLA transposed all of it for every layer and token).
-    ck = self.variable("cache", "key", jnp.zeros, (b, n_kv, h, s), k.dtype)
-    cv = self.variable("cache", "value", jnp.zeros, (b, n_kv, h, s), v.dtype)
+    # float32: stored [B, K, H, S], the slots last, the layout both attention matmuls read the
+    # keys and values in, so each step writes its own slots and nothing copies the whole cache
+    # (stored [B, S, K, H], XLA transposes all of it for every layer and token). Other dtypes keep
+    # [B, S, K, H]: read in place, the bfloat16 x bfloat16 -> float32 matmuls would fall to
+    # XLA:CPU's plain dot, which has no such kernel.
+    slots_last = k.dtype == jnp.float32
+    shape = (b, n_kv, h, s) if slots_last else (b, s, n_kv, h)
+    ck = self.variable("cache", "key", jnp.zeros, shape, k.dtype)
+    cv = self.variable("cache", "value", jnp.zeros, shape, v.dtype)
     cm = self.variable("cache", "mask", jnp.zeros, (b, s), bool)
     ci = self.variable("cache", "index", lambda: jnp.zeros((), jnp.int32))
     if not initialised:  # model.init: shapes only
       return k, v, attention_mask(token_mask, window)
     idx = ci.value
-    slots_last = lambda x: jnp.transpose(x, (0, 2, 3, 1))  # noqa: E731  [B, T, K, H] -> [B, K, H, T]
-    ck.value = jax.lax.dynamic_update_slice(ck.value, slots_last(k), (0, 0, 0, idx))
-    cv.value = jax.lax.dynamic_update_slice(cv.value, slots_last(v), (0, 0, 0, idx))
+    if slots_last:
+      to_slots = lambda x: jnp.transpose(x, (0, 2, 3, 1))  # noqa: E731  [B, T, K, H] -> [B, K, H, T]
+      ck.value = jax.lax.dynamic_update_slice(ck.value, to_slots(k), (0, 0, 0, idx))
+      cv.value = jax.lax.dynamic_update_slice(cv.value, to_slots(v), (0, 0, 0, idx))
+    else:
+      ck.value = jax.lax.dynamic_update_slice(ck.value, k, (0, idx, 0, 0))
+      cv.value = jax.lax.dynamic_update_slice(cv.value, v, (0, idx, 0, 0))
     cm.value = jax.lax.dynamic_update_slice(cm.value, token_mask.astype(bool), (0, idx))
     ci.value = idx + t
     q_slot = idx + jnp.arange(t)
     causal = jnp.arange(s)[None, :] <= q_slot[:, None]  # [T, S]
     if window:
       causal = causal & (jnp.arange(s)[None, :] > q_slot[:, None] - window)
-    as_tokens = lambda x: jnp.transpose(x, (0, 3, 1, 2))  # noqa: E731  back to [B, S, K, H]
-    return (as_tokens(ck.value), as_tokens(cv.value),
+    as_tokens = (lambda x: jnp.transpose(x, (0, 3, 1, 2))) if slots_last else (lambda x: x)
+    return (as_tokens(ck.value), as_tokens(cv.value),  # [B, S, K, H]
             causal[None, None] & cm.value[:, None, None, :])
 
 
