@@ -222,6 +222,72 @@ def warm_train_setup(experiment: str, trainer, args, lr: float):
   return setup, state
 
 
+def under_mesh(mesh, jitted: Callable) -> Callable:
+  """`jitted` (a jax.jit train step) called under `jax.set_mesh(mesh)`, as the loop runs it."""
+  import jax
+
+  def run(*args):
+    with jax.set_mesh(mesh):
+      return jitted(*args)
+  return run
+
+
+def rm_step_program(args):
+  """warm_jax's reward-model train step at the benchmark's shape (what
+  experiments/reward_model.py runs, guarded): (setup, state, the step as a jax.jit to call under
+  the mesh, batch() -> a fresh global batch of random pairs)."""
+  from warm_jax import sharding as shd
+  from warm_jax.train import reward_model as rm
+  from warm_jax.train import state as state_lib
+  setup, state = warm_train_setup("reward_model", rm, args, lr=1e-4)
+  jitted = state_lib.jitted_step(rm.make_train_step(setup.model, setup.tx, setup.schedule, 0.0, 1),
+                                 setup.shardings, setup.batch_sharding, setup.mesh, setup.rules,
+                                 guard=True)
+  rng = np.random.default_rng(0)
+
+  def batch():
+    host = {k: random_tokens(rng, (args.batch, args.seq), args.vocab) for k in ("chosen", "rejected")}
+    return shd.to_global(host, setup.batch_sharding)
+  return setup, state, jitted, batch
+
+
+def dpo_layout(args) -> tuple[int, int]:
+  """(prompt tokens, response words) of a DPO row: + [eos], the row is args.seq long."""
+  prompt = args.seq // 2
+  return prompt, args.seq - prompt - 1
+
+
+def dpo_step_program(args):
+  """warm_jax's DPO train step at the benchmark's shape (sigmoid loss, beta 0.1, guarded), with
+  the frozen reference's log-probs added to each batch by `dpo.ReferenceLogps` (the loop's
+  prepare hook): (setup, state, the step as a jax.jit to call under the mesh, batch())."""
+  import jax
+  from warm_jax import sharding as shd
+  from warm_jax.train import dpo
+  from warm_jax.train import state as state_lib
+  setup, state = warm_train_setup("dpo", dpo, args, lr=1e-6)
+  ref = jax.tree.map(lambda x: x.copy(), state.params)
+  prepare = dpo.ReferenceLogps(setup.model, ref, setup.mesh, setup.rules, setup.shardings.params,
+                               setup.batch_sharding)
+  jitted = state_lib.jitted_step(
+      dpo.make_train_step(setup.model, setup.tx, setup.schedule, 0.1, "sigmoid", 0.0, 1),
+      setup.shardings, setup.batch_sharding, setup.mesh, setup.rules, guard=True)
+  rng = np.random.default_rng(0)
+  prompt, response = dpo_layout(args)
+  weights = np.zeros((args.batch, args.seq), np.float32)
+  weights[:, prompt:] = 1.0  # response tokens and [eos]
+
+  def batch():
+    host = {}
+    p = random_tokens(rng, (args.batch, prompt), args.vocab)
+    for k in ("chosen", "rejected"):
+      r = random_tokens(rng, (args.batch, response), args.vocab)
+      host[k] = np.concatenate([p, r, np.full((args.batch, 1), EOS, np.int32)], axis=1)
+      host[f"{k}_weights"] = weights
+    return prepare(None, shd.to_global(host, setup.batch_sharding))
+  return setup, state, jitted, batch
+
+
 def jax_train_measure(step, state, batch, tokens_per_step: int, steps: int):
   """Compiles `step(state, batch())` once; returns measure() -> tokens/s over `steps` steps, each
   on a fresh batch (the state carried across calls, as a run would)."""

@@ -161,43 +161,6 @@ def profile(label: str, jitted, args: tuple, run, calls: int, flops: float, peak
   return "\n".join(lines)
 
 
-def rm_program(args):
-  from warm_jax import sharding as shd
-  from warm_jax.train import reward_model as rm
-  from warm_jax.train import state as state_lib
-  setup, state = common.warm_train_setup("reward_model", rm, args, lr=1e-4)
-  jitted = state_lib.jitted_step(rm.make_train_step(setup.model, setup.tx, setup.schedule, 0.0, 1),
-                                 setup.shardings, setup.batch_sharding, setup.mesh, setup.rules,
-                                 guard=True)
-  rng = np.random.default_rng(0)
-  batch = shd.to_global({k: common.random_tokens(rng, (args.batch, args.seq), args.vocab)
-                         for k in ("chosen", "rejected")}, setup.batch_sharding)
-  return setup, state, jitted, batch, 2 * args.batch * args.seq
-
-
-def dpo_program(args):
-  from warm_jax import sharding as shd
-  from warm_jax.train import dpo
-  from warm_jax.train import state as state_lib
-  setup, state = common.warm_train_setup("dpo", dpo, args, lr=1e-6)
-  ref = jax.tree.map(lambda x: x.copy(), state.params)
-  prepare = dpo.ReferenceLogps(setup.model, ref, setup.mesh, setup.rules, setup.shardings.params,
-                               setup.batch_sharding)
-  jitted = state_lib.jitted_step(
-      dpo.make_train_step(setup.model, setup.tx, setup.schedule, 0.1, "sigmoid", 0.0, 1),
-      setup.shardings, setup.batch_sharding, setup.mesh, setup.rules, guard=True)
-  rng = np.random.default_rng(0)
-  prompt = args.seq // 2
-  weights = np.zeros((args.batch, args.seq), np.float32)
-  weights[:, prompt:] = 1.0
-  host = {}
-  for k in ("chosen", "rejected"):
-    host[k] = common.random_tokens(rng, (args.batch, args.seq), args.vocab)
-    host[f"{k}_weights"] = weights
-  batch = prepare(None, shd.to_global(host, setup.batch_sharding))
-  return setup, state, jitted, batch, 2 * args.batch * args.seq
-
-
 def train_flops(state, tokens: int, args) -> float:
   """6 N tokens + the attention term (benchmarks/rm_step.py's count), N without embeddings."""
   from rm_step import step_flops
@@ -207,7 +170,9 @@ def train_flops(state, tokens: int, args) -> float:
 
 
 def profile_train(name: str, args, peak: float) -> str:
-  setup, state, jitted, batch, tokens = (rm_program if name == "rm" else dpo_program)(args)
+  program = common.rm_step_program if name == "rm" else common.dpo_step_program
+  setup, state, jitted, make_batch = program(args)
+  batch, tokens = make_batch(), 2 * args.batch * args.seq
   box = {"state": state}
 
   def run():

@@ -25,40 +25,10 @@ import tempfile
 import common
 
 
-def _layout(args):
-  prompt = args.seq // 2
-  return prompt, args.seq - prompt - 1  # response words; + [eos] fills the row
-
-
 def warm_jax_side(args):
-  import jax
-  import numpy as np
-  from warm_jax import sharding as shd
-  from warm_jax.train import dpo
-  from warm_jax.train import state as state_lib
-
-  setup, state = common.warm_train_setup("dpo", dpo, args, lr=1e-6)
-  ref = jax.tree.map(lambda x: x.copy(), state.params)
-  prepare = dpo.ReferenceLogps(setup.model, ref, setup.mesh, setup.rules, setup.shardings.params,
-                               setup.batch_sharding)
-  step = state_lib.jit_step(
-      dpo.make_train_step(setup.model, setup.tx, setup.schedule, 0.1, "sigmoid", 0.0, 1),
-      setup.shardings, setup.batch_sharding, setup.mesh, setup.rules, guard=True)
-  rng = np.random.default_rng(0)
-  prompt, response = _layout(args)
-  weights = np.zeros((args.batch, args.seq), np.float32)
-  weights[:, prompt:] = 1.0  # response tokens and [eos]
-
-  def batch():
-    host = {}
-    p = common.random_tokens(rng, (args.batch, prompt), args.vocab)
-    for k in ("chosen", "rejected"):
-      r = common.random_tokens(rng, (args.batch, response), args.vocab)
-      host[k] = np.concatenate([p, r, np.full((args.batch, 1), common.EOS, np.int32)], axis=1)
-      host[f"{k}_weights"] = weights
-    return prepare(None, shd.to_global(host, setup.batch_sharding))
-
-  return common.jax_train_measure(step, state, batch, 2 * args.batch * args.seq, args.steps)
+  setup, state, jitted, batch = common.dpo_step_program(args)
+  return common.jax_train_measure(common.under_mesh(setup.mesh, jitted), state, batch,
+                                  2 * args.batch * args.seq, args.steps)
 
 
 def trl_side(args):
@@ -76,7 +46,7 @@ def trl_side(args):
   rng = np.random.default_rng(0)
   total = args.steps + 2
   rows = args.batch * total
-  prompt, response = _layout(args)
+  prompt, response = common.dpo_layout(args)
   data = Dataset.from_dict({
       "prompt": [common.words(r) + " " for r in common.random_tokens(rng, (rows, prompt), args.vocab)],
       "chosen": [common.words(r) for r in common.random_tokens(rng, (rows, response), args.vocab)],

@@ -26,23 +26,9 @@ import common
 
 
 def warm_jax_side(args):
-  import numpy as np
-  from warm_jax import sharding as shd
-  from warm_jax.train import reward_model as rm
-  from warm_jax.train import state as state_lib
-
-  setup, state = common.warm_train_setup("reward_model", rm, args, lr=1e-4)
-  step = state_lib.jit_step(rm.make_train_step(setup.model, setup.tx, setup.schedule, 0.0, 1),
-                            setup.shardings, setup.batch_sharding, setup.mesh, setup.rules,
-                            guard=True)
-  rng = np.random.default_rng(0)
-
-  def batch():
-    host = {k: common.random_tokens(rng, (args.batch, args.seq), args.vocab)
-            for k in ("chosen", "rejected")}
-    return shd.to_global(host, setup.batch_sharding)
-
-  return common.jax_train_measure(step, state, batch, 2 * args.batch * args.seq, args.steps)
+  setup, state, jitted, batch = common.rm_step_program(args)
+  return common.jax_train_measure(common.under_mesh(setup.mesh, jitted), state, batch,
+                                  2 * args.batch * args.seq, args.steps)
 
 
 def trl_side(args):
