@@ -246,7 +246,8 @@ def rm_step_program(args):
   rng = np.random.default_rng(0)
 
   def batch():
-    host = {k: random_tokens(rng, (args.batch, args.seq), args.vocab) for k in ("chosen", "rejected")}
+    host = {k: random_tokens(rng, (args.batch, args.seq), args.vocab)
+            for k in ("chosen", "rejected")}
     return shd.to_global(host, setup.batch_sharding)
   return setup, state, jitted, batch
 

@@ -11,8 +11,8 @@ row generates exactly --new_tokens tokens. warm_jax: `sampling.make_generate` (o
 `lax.while_loop` over a pre-allocated cache), compiled once before timing. transformers:
 `LlamaForCausalLM.generate(do_sample=True)` under `torch.inference_mode()` with its default
 dynamic cache. --dtype=bfloat16: warm_jax's model.dtype bfloat16 (float32 weights cast per use,
-float32 accumulation), transformers' model in bfloat16. Reported: generated tokens/s (batch * new tokens / wall seconds), and per side the
-prefill is included (prompts of --prompt_len tokens).
+float32 accumulation), transformers' model in bfloat16. Reported: generated tokens/s (batch * new
+tokens / wall seconds), and per side the prefill is included (prompts of --prompt_len tokens).
 """
 
 from __future__ import annotations

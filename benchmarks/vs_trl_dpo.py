@@ -14,7 +14,8 @@ reference model (no pre-computed reference log-probs, as warm_jax) on text pairs
 word-level tokenizer that maps to the same ids; time per step = wall time between consecutive
 `on_step_end` callbacks, median over the steps after the first two. float32 (or with
 --dtype=bfloat16 mixed precision on both sides: warm_jax's bfloat16 compute with float32 master
-weights, TRL's `bf16=True`), no dropout, no gradient checkpointing. Reported: tokens/s = 2 * batch * seq / (seconds per step).
+weights, TRL's `bf16=True`), no dropout, no gradient checkpointing. Reported: tokens/s = 2 * batch *
+seq / (seconds per step).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def trl_side(args):
                     learning_rate=1e-6, lr_scheduler_type="constant", weight_decay=0.0,
                     max_grad_norm=1.0, logging_steps=10 ** 6, save_strategy="no",
                     eval_strategy="no", report_to="none", gradient_checkpointing=False,
-                    bf16=args.dtype == "bfloat16", fp16=False, use_cpu=True, max_length=args.seq, beta=0.1,
+                    bf16=args.dtype == "bfloat16", fp16=False, use_cpu=True,
+                    max_length=args.seq, beta=0.1,
                     loss_type=["sigmoid"], precompute_ref_log_probs=False,
                     dataloader_num_workers=0, seed=0)
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=cfg, train_dataset=data,

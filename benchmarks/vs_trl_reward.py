@@ -54,7 +54,8 @@ def trl_side(args):
                        max_steps=total, learning_rate=1e-4, lr_scheduler_type="constant",
                        weight_decay=0.0, max_grad_norm=1.0, logging_steps=10 ** 6,
                        save_strategy="no", eval_strategy="no", report_to="none",
-                       gradient_checkpointing=False, bf16=args.dtype == "bfloat16", fp16=False, use_cpu=True,
+                       gradient_checkpointing=False, bf16=args.dtype == "bfloat16", fp16=False,
+                       use_cpu=True,
                        disable_dropout=True, max_length=args.seq, dataloader_num_workers=0,
                        seed=0)
     return RewardTrainer(model=model, args=cfg, train_dataset=data, processing_class=tokenizer,

@@ -122,8 +122,8 @@ def test_front_claims_without_a_shared_kl_range_are_not_measured():
                                                      "n": 0}, "gold")
   assert held is None and "share no KL range" in numbers and "nan" not in numbers
   assert warp._front_claim("above", {"mean": -0.1, "min": -0.2, "n": 2}, "gold")[1] is False
-  stage = stages.study("s", lambda ctx: {}, claims=lambda r: [("c1", None, "n/a"),
-                                                              ("c2", False, "x"), ("c3", True, "y")])
+  claims = [("c1", None, "n/a"), ("c2", False, "x"), ("c3", True, "y")]
+  stage = stages.study("s", lambda ctx: {}, claims=lambda r: claims)
   rows = stages.claims_table([stage], {}).splitlines()[2:]
   assert [r.split(" | ")[1] for r in rows] == ["not measured", "**no**", "yes"]
 

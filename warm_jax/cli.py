@@ -9,11 +9,12 @@ An experiment file is a config (`get_config(variant)`) and one line naming the s
       cli.run(label_noise.main)        # main(config, workdir) -> dict
 
 Once the config is read, before anything runs on jax, `run` sets warm_jax's XLA defaults for the
-config's compute precision (`warm_jax.xla_flags`) and, with `--distributed` (or WARM_JAX_DISTRIBUTED=1), joins a multi-host run
-(`warm_jax.distributed`). A run resumes in its workdir only under the config it was saved with
-(but for the fields of `checkpoints.RESUME_MAY_CHANGE`: steps, logging, evaluation and checkpoint
-cadence, the mesh, ...); `--resume_changed_config` (or WARM_JAX_RESUME_CHANGED_CONFIG=1) resumes
-it anyway, reporting each changed field. `main` receives the parsed, overridden and locked config.
+config's compute precision (`warm_jax.xla_flags`) and, with `--distributed` (or
+WARM_JAX_DISTRIBUTED=1), joins a multi-host run (`warm_jax.distributed`). A run resumes in its
+workdir only under the config it was saved with (but for the fields of
+`checkpoints.RESUME_MAY_CHANGE`: steps, logging, evaluation and checkpoint cadence, the mesh, ...);
+`--resume_changed_config` (or WARM_JAX_RESUME_CHANGED_CONFIG=1) resumes it anyway, reporting each
+changed field. `main` receives the parsed, overridden and locked config.
 Bad input (`warm_jax.errors.InputError`: a config value, a missing run, a damaged checkpoint or
 data file, a resume under a changed config) ends the command with its message and exit status 2,
 without a traceback. Orbax and absl log every checkpoint at INFO; unless

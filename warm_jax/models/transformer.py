@@ -285,13 +285,12 @@ class Attention(nn.Module):
     if not initialised:  # model.init: shapes only
       return k, v, attention_mask(token_mask, window)
     idx = ci.value
-    if slots_last:
-      to_slots = lambda x: jnp.transpose(x, (0, 2, 3, 1))  # noqa: E731  [B, T, K, H] -> [B, K, H, T]
-      ck.value = jax.lax.dynamic_update_slice(ck.value, to_slots(k), (0, 0, 0, idx))
-      cv.value = jax.lax.dynamic_update_slice(cv.value, to_slots(v), (0, 0, 0, idx))
+    if slots_last:  # [B, T, K, H] -> [B, K, H, T], written from slot idx of the last axis
+      stored, at = (lambda x: jnp.transpose(x, (0, 2, 3, 1))), (0, 0, 0, idx)
     else:
-      ck.value = jax.lax.dynamic_update_slice(ck.value, k, (0, idx, 0, 0))
-      cv.value = jax.lax.dynamic_update_slice(cv.value, v, (0, idx, 0, 0))
+      stored, at = (lambda x: x), (0, idx, 0, 0)
+    ck.value = jax.lax.dynamic_update_slice(ck.value, stored(k), at)
+    cv.value = jax.lax.dynamic_update_slice(cv.value, stored(v), at)
     cm.value = jax.lax.dynamic_update_slice(cm.value, token_mask.astype(bool), (0, idx))
     ci.value = idx + t
     q_slot = idx + jnp.arange(t)
