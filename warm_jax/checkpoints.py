@@ -412,12 +412,37 @@ def _host_digest(a: np.ndarray) -> tuple[int, int, int] | None:
   return (int(words.sum(dtype=np.dtype(f"uint{bits}"))), int(np.bitwise_xor.reduce(words)), bits)
 
 
+class DigestParts:
+  """`array_digest` of an array read in parts (row blocks): the digest's sum and xor add up over
+  the parts, so `DigestParts.of([block, ...])` (blocks, or earlier DigestParts) digests them
+  together; `array_digest` of it is the whole array's digest."""
+
+  def __init__(self, total: int = 0, xor: int = 0, bits: int = 32, whole: bool = True):
+    self.total, self.xor, self.bits, self.whole = total, xor, bits, whole
+
+  @classmethod
+  def of(cls, parts) -> "DigestParts":
+    out = cls()
+    for p in parts:
+      d = (p.total, p.xor, p.bits) if isinstance(p, DigestParts) and p.whole else \
+          None if isinstance(p, DigestParts) else _host_digest(np.asarray(p))
+      if d is None:
+        return cls(whole=False)
+      out = cls(out.total + d[0], out.xor ^ d[1], d[2])
+    return out
+
+  def hex(self) -> str | None:
+    return f"{self.total % (1 << self.bits):x}.{self.xor:x}" if self.whole else None
+
+
 def array_digest(x) -> str | None:
   """A checksum of array `x`'s bytes, '<sum>.<xor>' (hex) of its elements read as unsigned
   integers: the same for a numpy array and for a jax array of any sharding (computed on the host
   from the distinct shards this process holds). It detects damaged bytes (not a permutation of
   whole elements). None when this process holds only part of `x` (multi-host) or its elements are
-  not whole words (no checksum is then recorded or checked)."""
+  not whole words (no checksum is then recorded or checked). `x` may be a `DigestParts`."""
+  if isinstance(x, DigestParts):
+    return x.hex()
   if isinstance(x, jax.Array):
     if not x.is_fully_addressable:
       return None

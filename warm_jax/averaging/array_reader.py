@@ -27,6 +27,12 @@ Sharded targets: a process reads, of each array, the rows that its devices hold 
 and each device gets its slice of them; replicated shards share one read. Where those rows would
 hold over twice the bytes of the process's shards (a host of a multi-host mesh holding a few
 columns), it reads each of its shards on its own, by tensorstore.
+
+Row blocks: `start(..., rows=[(lo, hi), ...])` reads only rows [lo, hi) of an array whose target
+is one device, as an array of hi - lo rows on that device (the streamed merges take their largest
+arrays a block at a time). Blocks read in order from row 0 to the last are checked against the
+array's recorded digest when the last one is in (the digest is a sum and a xor of the elements,
+so it adds up over blocks).
 """
 
 from __future__ import annotations
@@ -174,8 +180,8 @@ def _row_range(a: jax.ShapeDtypeStruct) -> tuple[int, int]:
   return min(s for s, _ in rows), max(e for _, e in rows)
 
 
-def _host_shape(a: jax.ShapeDtypeStruct) -> tuple[int, ...]:
-  lo, hi = _row_range(a)
+def _host_shape(a: jax.ShapeDtypeStruct, rows: tuple[int, int] | None = None) -> tuple[int, ...]:
+  lo, hi = rows or _row_range(a)
   return (hi - lo, *a.shape[1:]) if a.shape else ()
 
 
@@ -189,11 +195,22 @@ def _by_shard(a: jax.ShapeDtypeStruct) -> bool:
   return int(np.prod(_host_shape(a), dtype=np.int64)) > 2 * shard_elems
 
 
-def _host_shapes(a: jax.ShapeDtypeStruct) -> list[tuple[int, ...]]:
-  """The host buffers a leaf is read into: one per distinct local shard, or one for its rows."""
-  if _by_shard(a):
+def _host_shapes(a: jax.ShapeDtypeStruct, rows=None) -> list[tuple[int, ...]]:
+  """The host buffers a leaf is read into: one per distinct local shard, or one for its rows
+  (`rows`: a block of them)."""
+  if rows is None and _by_shard(a):
     return [tuple(e - s for s, e in b) for b in _local_shards(a)]
-  return [_host_shape(a)]
+  return [_host_shape(a, rows)]
+
+
+def _check_rows(k: tuple, a: jax.ShapeDtypeStruct, rows) -> None:
+  if rows is None:
+    return
+  lo, hi = rows
+  if len(a.sharding.device_set) != 1 or not a.shape or not 0 <= lo < hi <= a.shape[0]:
+    raise ValueError(f"{'/'.join(map(str, k))}: rows {rows} of {list(a.shape)} on "
+                     f"{a.sharding}: row blocks are read for arrays on one device, 0 <= lo < hi "
+                     "<= rows")
 
 
 def _nbytes(shape, dtype) -> int:
@@ -264,8 +281,9 @@ class ArrayReader:
     self._arenas = (_Arena(), _Arena())
     self._slot = 0
     self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="warm_jax-reader")
-    self._located: tuple[str, dict | None] | None = None
-    self.stats = {"direct": 0, "tensorstore": 0}  # arrays read each way
+    self._located: dict[str, dict | None] = {}  # item dir: its B+tree's entries
+    self._blocks: dict = {}  # (item dir, key): (next row, digest parts) of blocks read in order
+    self.stats = {"direct": 0, "tensorstore": 0}  # arrays (or row blocks) read each way
 
   def __enter__(self) -> "ArrayReader":
     return self
@@ -285,23 +303,37 @@ class ArrayReader:
   def supports(item_dir: str) -> bool:
     return os.path.exists(os.path.join(item_dir, "manifest.ocdbt"))
 
-  def start(self, item_dir: str, keys: Sequence[tuple], abstract: Sequence[Any],
-            expect: dict[str, str] | None = None):
+  def start(self, item_dir: str | Sequence[str], keys: Sequence[tuple], abstract: Sequence[Any],
+            expect: dict[str, str] | Sequence[dict | None] | None = None,
+            rows: Sequence[tuple[int, int] | None] | None = None):
     """Starts reading the arrays at parameter paths `keys` of the item (targets: ShapeDtypeStructs
     with shardings) into the next arena; returns what `finish` takes. `expect`: {'a/b/c': digest}
-    recorded when the checkpoint was saved (`checkpoints.array_digest`); an array read whole whose
-    bytes do not match it makes `finish` raise DamagedInput."""
+    recorded when the checkpoint was saved (`checkpoints.array_digest`); an array read whole (or
+    in row blocks, in order) whose bytes do not match it makes `finish` raise DamagedInput.
+    `rows`: per array, None (the rows its target holds) or (lo, hi), a block of rows of an array
+    whose target is one device. `item_dir` and `expect` may also be given per array (arrays of
+    several checkpoints in one read)."""
     keys, abstract = list(keys), list(abstract)
+    dirs = [item_dir] * len(keys) if isinstance(item_dir, (str, os.PathLike)) else list(item_dir)
+    expects = list(expect) if isinstance(expect, (list, tuple)) else [expect] * len(keys)
+    rows = list(rows) if rows is not None else [None] * len(keys)
+    for k, a, r in zip(keys, abstract, rows):
+      _check_rows(k, a, r)
     slot, self._slot = self._slot, 1 - self._slot
-    need = sum(_round_up(_nbytes(shape, a.dtype)) for a in abstract for shape in _host_shapes(a))
-    future = self._pool.submit(self._read_group, item_dir, keys, abstract, slot, need, expect)
-    return future, abstract
+    need = sum(_round_up(_nbytes(shape, a.dtype))
+               for a, r in zip(abstract, rows) for shape in _host_shapes(a, r))
+    future = self._pool.submit(self._read_arrays, dirs, keys, abstract, slot, need, expects, rows)
+    return future, abstract, rows
 
   def finish(self, pending) -> list[jax.Array]:
     """The arrays of `start`'s reads on their target shardings (CPU: views of the arena)."""
-    future, abstract = pending
+    future, abstract, rows = pending
     out = []
-    for a, host in zip(abstract, future.result()):
+    for a, host, r in zip(abstract, future.result(), rows):
+      if r is not None:  # a block of rows, on the array's one device
+        (device,) = a.sharding.device_set
+        out.append(jax.device_put(host, device, may_alias=True))
+        continue
       lo, _ = _row_range(a)
       shards = []
       for device, index in a.sharding.addressable_devices_indices_map(tuple(a.shape)).items():
@@ -319,23 +351,23 @@ class ArrayReader:
   # -------------------------------------------------------------------------- background thread
 
   def _locate(self, item_dir: str) -> dict | None:
-    if self._located is None or self._located[0] != item_dir:
-      self._located = (item_dir, locate(item_dir) if self.direct else None)
-    return self._located[1]
+    if item_dir not in self._located:
+      self._located[item_dir] = locate(item_dir) if self.direct else None
+    return self._located[item_dir]
 
-  def _read_group(self, item_dir, keys, abstract, slot, need, expect=None) -> list:
+  def _read_arrays(self, dirs, keys, abstract, slot, need, expects, rows) -> list:
     arena = self._arenas[slot]
     arena.reset(need)
-    located = self._locate(item_dir)
     hosts, reads, checks, slow = [], [], [], []
-    for j, (k, a) in enumerate(zip(keys, abstract)):
-      if _by_shard(a):
+    for j, (d, k, a, r) in enumerate(zip(dirs, keys, abstract, rows)):
+      if r is None and _by_shard(a):
         hosts.append({b: arena.take(tuple(e - s for s, e in b), a.dtype) for b in _local_shards(a)})
         slow.append(j)
         continue
-      host = arena.take(_host_shape(a), a.dtype)
+      host = arena.take(_host_shape(a, r), a.dtype)
       hosts.append(host)
-      plan = self._direct_plan(item_dir, located, k, a, host) if located is not None else None
+      located = self._locate(d)
+      plan = self._direct_plan(d, located, k, a, host, r) if located is not None else None
       if plan is None:
         slow.append(j)
       else:
@@ -347,22 +379,54 @@ class ArrayReader:
         self.stats["direct"] += 1
       else:
         logging.getLogger(__name__).info("%s: %s: shard index not as expected; reading it with "
-                                         "tensorstore", item_dir, array_name(keys[j]))
+                                         "tensorstore", dirs[j], array_name(keys[j]))
         slow.append(j)
-    self._tensorstore_reads(item_dir, [keys[j] for j in slow], [abstract[j] for j in slow],
-                            [hosts[j] for j in slow])
-    if expect:  # the arrays this process read whole (all of them on one host)
-      from warm_jax import checkpoints
-      whole = {"/".join(map(str, k)): h for k, a, h in zip(keys, abstract, hosts)
-               if not isinstance(h, dict) and _host_shape(a) == tuple(a.shape)}
-      step_dir = os.path.dirname(os.path.abspath(item_dir))
-      checkpoints.check_digests(whole, expect, checkpoints.where(
-          os.path.dirname(step_dir), os.path.basename(step_dir)), os.path.basename(item_dir))
+    for d in dict.fromkeys(dirs[j] for j in slow):
+      mine = [j for j in slow if dirs[j] == d]
+      self._tensorstore_reads(d, [keys[j] for j in mine], [abstract[j] for j in mine],
+                              [hosts[j] for j in mine], [rows[j] for j in mine])
+    for d in dict.fromkeys(dirs):
+      self._check(d, [j for j in range(len(keys)) if dirs[j] == d], keys, abstract, hosts, rows,
+                  expects)
     return hosts
 
-  def _direct_plan(self, item_dir, located, k, a, host):
+  def _check(self, item_dir, mine, keys, abstract, hosts, rows, expects) -> None:
+    """Checks the arrays `mine` of one item against its recorded digests: those read whole (all
+    of them on one host), and arrays read in row blocks once their last block is in."""
+    expect = next((expects[j] for j in mine if expects[j]), None)
+    if not expect:
+      return
+    from warm_jax import checkpoints
+    whole = {}
+    for j in mine:
+      k, a, h, r = keys[j], abstract[j], hosts[j], rows[j]
+      if r is not None:
+        whole.update(self._add_block(item_dir, k, a, h, r))
+      elif not isinstance(h, dict) and _host_shape(a) == tuple(a.shape):
+        whole["/".join(map(str, k))] = h
+    step_dir = os.path.dirname(os.path.abspath(item_dir))
+    checkpoints.check_digests(whole, expect, checkpoints.where(
+        os.path.dirname(step_dir), os.path.basename(step_dir)), os.path.basename(item_dir))
+
+  def _add_block(self, item_dir, k, a, host, rows) -> dict:
+    """Adds a block's digest parts to its array's running ones; {'a/b/c': digest parts} once
+    blocks read in order from row 0 cover the array (else {})."""
+    from warm_jax import checkpoints
+    lo, hi = rows
+    at, parts = self._blocks.pop((item_dir, k), (0, []))
+    if lo == 0:
+      at, parts = 0, []
+    if lo != at:
+      return {}  # out of order: not checked
+    parts = parts + [host]
+    if hi < a.shape[0]:
+      self._blocks[(item_dir, k)] = (hi, [checkpoints.DigestParts.of(parts)])
+      return {}
+    return {"/".join(map(str, k)): checkpoints.DigestParts.of(parts)}
+
+  def _direct_plan(self, item_dir, located, k, a, host, rows=None):
     """([(path, offset, destination)], [(index buffer, data bytes)]) reading array `k`'s rows
-    into `host`; None if the array is not laid out for it."""
+    (`rows`, or those its target holds) into `host`; None if the array is not laid out for it."""
     name = array_name(k)
     meta = _zarr_meta(located, name)
     if meta is None:
@@ -374,7 +438,7 @@ class ArrayReader:
     rows_per_chunk, itemsize = layout
     row_bytes = itemsize * int(np.prod(a.shape[1:], dtype=np.int64))
     chunk_bytes = rows_per_chunk * row_bytes if a.shape else itemsize
-    lo, hi = _row_range(a)
+    lo, hi = rows or _row_range(a)
     dest = memoryview(host.reshape(-1).view(np.uint8))
     reads, indexes = [], []
     for c in range(lo // rows_per_chunk, -(-hi // rows_per_chunk)):
@@ -401,7 +465,7 @@ class ArrayReader:
       indexes.append((index, chunk_bytes))
     return reads, indexes
 
-  def _tensorstore_reads(self, item_dir, keys, abstract, hosts) -> None:
+  def _tensorstore_reads(self, item_dir, keys, abstract, hosts, rows) -> None:
     if not keys:
       return
     ts = self._ts
@@ -412,14 +476,14 @@ class ArrayReader:
                                   "base": {"driver": "file", "path": os.path.abspath(item_dir) + "/"}}}
     opened = [ts.open(spec(k), context=self.context, read=True) for k in keys]
     writes = []
-    for k, fut, a, host in zip(keys, opened, abstract, hosts):
+    for k, fut, a, host, r in zip(keys, opened, abstract, hosts, rows):
       store = fut.result()
       _check_target(item_dir, k, list(store.shape), store.dtype.numpy_dtype, a)
       if isinstance(host, dict):
         for b, index in _local_shards(a).items():
           writes.append(ts.array(host[b], copy=False, write=True).write(store[index]))
         continue
-      lo, hi = _row_range(a)
+      lo, hi = r or _row_range(a)
       source = store[lo:hi] if a.shape else store
       writes.append(ts.array(host, copy=False, write=True).write(source))
     for w in writes:

@@ -156,20 +156,25 @@ def target_leaves(params_meta: Any, target: Any | None) -> tuple[list, Any]:
   return jax.tree_util.tree_flatten_with_path(target)
 
 
-def group_reads(reader: array_reader.ArrayReader, keys: list, abstract: list,
-                groups: list[list[int]]) -> tuple[Callable, Callable]:
-  """(start, finish) of reading one group of leaves of a checkpoint's params: `start(source, g)`
-  starts the read of group g and returns at once (`reader`'s background read, or for a layout it
-  does not know an orbax partial restore, which `finish` runs); `finish(pending, source)` returns
-  the group's arrays, on the shardings of `abstract`, each checked against the digest its
-  checkpoint recorded (a failure to read or a mismatch: DamagedInput naming the checkpoint)."""
+def group_reads(reader: array_reader.ArrayReader, keys: list,
+                abstract: list) -> tuple[Callable, Callable]:
+  """(start, finish) of reading a group of leaves of a checkpoint's params: `start(source,
+  leaves, rows=None)` starts the read of the leaves (indices into `keys`; `rows`: a block of rows
+  (lo, hi) of the one leaf, see `ArrayReader.start`) and returns at once (`reader`'s background
+  read, or for a layout it does not know an orbax partial restore, which `finish` runs; no row
+  blocks there); `finish(pending, source)` returns the arrays, on the shardings of `abstract`,
+  each checked against the digest its checkpoint recorded (a failure to read or a mismatch:
+  DamagedInput naming the checkpoint)."""
   def expected(source):
     return (source.meta.get("digests") or {}).get(checkpoints.PARAMS)
 
-  def start(source, g: int):
-    ks, ab = [keys[j] for j in groups[g]], [abstract[j] for j in groups[g]]
+  def start(source, leaves: list[int], rows: tuple[int, int] | None = None):
+    ks, ab = [keys[j] for j in leaves], [abstract[j] for j in leaves]
     if reader.supports(source.item_dir):
-      return reader.start(source.item_dir, ks, ab, expect=expected(source))
+      return reader.start(source.item_dir, ks, ab, expect=expected(source),
+                          rows=None if rows is None else [rows])
+    if rows is not None:
+      raise ValueError(f"{source.item_dir}: row blocks are read from OCDBT items only")
     return ("orbax", source.item_dir, ks, ab)  # another layout: an orbax restore
 
   def finish(pending, source) -> list:
@@ -231,11 +236,11 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
     stack.callback(pool.shutdown, wait=True, cancel_futures=True)  # interrupted: no more compiles
     compiled = _compile_ahead(abstract, pool)
 
-    start_group, finish = group_reads(reader, keys, abstract, groups)
+    start_group, finish = group_reads(reader, keys, abstract)
 
     def start(item):  # starts reading one group of one checkpoint (returns at once)
       i, g = item
-      return start_group(sources[i], g)
+      return start_group(sources[i], groups[g])
 
     acc: list = [None] * len(abstract)
     t0, nxt = time.time(), (start(schedule[0]) if schedule else None)
