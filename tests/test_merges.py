@@ -11,7 +11,8 @@ import pytest
 from test_averaging import close, rm_params, save_run, tiny_config
 
 from warm_jax import average as average_cli
-from warm_jax import averaging, checkpoints, scoring
+from warm_jax import averaging, checkpoints, errors, scoring
+from warm_jax.averaging import array_reader
 from warm_jax.averaging import merges
 from warm_jax.errors import InputError
 
@@ -253,6 +254,79 @@ def test_streamed_slerp_of_two_models_without_a_base(runs):
   merged, meta = averaging.merge_checkpoints("slerp", runs[:2], [0.7, 0.3])
   close(merged, averaging.slerp(a, b, 0.3), rtol=2e-5, atol=2e-6)
   assert meta["base"] is None and meta["weights"] == pytest.approx([0.7, 0.3])
+
+
+@pytest.mark.parametrize("method, params", CASES[1:] + [("ties", dict(density=1.0))])
+def test_streamed_merges_in_row_blocks_equal_in_memory(method, params, runs, monkeypatch):
+  # group_bytes 100: every 2-D leaf on one device is merged a few rows at a time (statistics
+  # passes, then the merge pass) and must give the in-memory merge of whole tensors.
+  blocks = []
+  orig = averaging.merge_stream.row_blocks
+  monkeypatch.setattr(averaging.merge_stream, "row_blocks",
+                      lambda *a: blocks.append(orig(*a)) or blocks[-1])
+  weights = [1.0, 2.0, 1.0] if method == "slerp" else None
+  merged, _ = averaging.merge_checkpoints(method, runs[1:], weights, base=runs[0],
+                                          group_bytes=100, **params)
+  restored = [checkpoints.restore_params(r) for r in runs]
+  close(merged, averaging.merge(method, restored[1:], restored[0], weights, **params),
+        rtol=2e-5, atol=2e-6)
+  (rows,) = blocks
+  assert sorted(rows) == [1, 2] and all(r < 8 for r in rows.values())  # dense/kernel, embed
+  if method == "ties" and params["density"] < 1:  # thresholds exact: the same entries merged
+    expect = averaging.merge(method, restored[1:], restored[0], **params)
+    base = restored[0]["embed"]
+    np.testing.assert_array_equal(np.asarray(merged["embed"]) != base, expect["embed"] != base)
+
+
+@pytest.mark.parametrize("growth, passes", [(1.0, 1), (2.0, 3)])
+def test_row_blocked_ties_histogram_passes(growth, passes, tmp_path, monkeypatch):
+  # Rows of like magnitudes: block 0's k-th largest magnitude predicts the tensor's, its window
+  # holds it, one histogram pass. Rows growing 2x each: the window misses, and the two exact
+  # histogram passes run. Either way the in-memory TIES.
+  rng = np.random.default_rng(0)
+  scale = (growth ** (np.arange(128) // 2))[:, None].astype(np.float32)
+  trees = [{"w": (rng.standard_normal((128, 256)) * scale).astype(np.float32)} for _ in range(3)]
+  paths = [save_run(tmp_path / f"r{i}", tiny_config(), t) for i, t in enumerate(trees)]
+  calls = []
+  lows = averaging.merge_stream._lows
+  monkeypatch.setattr(averaging.merge_stream, "_lows", lambda *a: calls.append(1) or lows(*a))
+  merged, _ = averaging.merge_checkpoints("ties", paths[1:], base=paths[0], density=0.3,
+                                          group_bytes=120000)
+  np.testing.assert_allclose(merged["w"], averaging.ties(trees[0], trees[1:], 0.3)["w"],
+                             rtol=2e-5, atol=2e-6)
+  assert (3 if calls else 1) == passes
+
+
+def test_streamed_slerp_of_two_models_in_row_blocks(runs):
+  a, b = (checkpoints.restore_params(r) for r in runs[:2])
+  merged, _ = averaging.merge_checkpoints("slerp", runs[:2], [0.7, 0.3], group_bytes=200)
+  close(merged, averaging.slerp(a, b, 0.3), rtol=2e-5, atol=2e-6)
+
+
+def test_row_block_reads_check_the_recorded_digest(tmp_path):
+  # A damaged array is found when its last block is read (the digest adds up over blocks).
+  path = save_run(tmp_path / "run", tiny_config(), {"w": np.arange(64, dtype=np.float32)
+                                                    .reshape(16, 4)})
+  base = save_run(tmp_path / "base", tiny_config(), {"w": np.zeros((16, 4), np.float32)})
+  src = averaging.sources.Source(path, None)
+  meta = checkpoints.read_meta(path)
+  meta["digests"]["params"]["w"] = "0.0"
+  monkey = {"digests": meta["digests"]}
+  with array_reader.ArrayReader() as reader:
+    a = jax.ShapeDtypeStruct((16, 4), np.float32, sharding=jax.sharding.SingleDeviceSharding(
+        jax.devices()[0]))
+    for lo in range(0, 12, 4):
+      (x,) = reader.finish(reader.start(src.item_dir, [("w",)], [a], expect=monkey["digests"]
+                                        ["params"], rows=[(lo, lo + 4)]))
+      np.testing.assert_array_equal(np.asarray(x), np.arange(64).reshape(16, 4)[lo:lo + 4])
+    with pytest.raises(errors.DamagedInput, match=r"params/w does not match the checksum"):
+      reader.finish(reader.start(src.item_dir, [("w",)], [a], expect=monkey["digests"]["params"],
+                                 rows=[(12, 16)]))
+    # the true digest: every block in order passes
+    for lo in range(0, 16, 4):
+      reader.finish(reader.start(src.item_dir, [("w",)], [a], rows=[(lo, lo + 4)],
+                                 expect=checkpoints.read_meta(path)["digests"]["params"]))
+  del base
 
 
 def test_streamed_bad_input_fails_before_anything_is_read_or_written(runs, tmp_path, monkeypatch):

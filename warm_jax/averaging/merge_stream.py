@@ -9,25 +9,39 @@ atomically by `checkpoints.save_params`.
 
 'linear' and 'task_arithmetic' are one weighted sum of the checkpoints (task arithmetic's base
 weighs 1 - scale * sum w): they are `average_checkpoints`, one checkpoint at a time into a
-float32 running sum (its memory and throughput). The others need every model's tensor at once
-(TIES's sign election and disjoint mean, SLERP's angle, model stock's cosines), so they stream in
-the other order: a group of leaves (about `group_bytes`, whole leaves) at a time, the base's group
-first (copied out of the reader's buffer), then the same group of each checkpoint, each folded
-into the group's merge state (`merges.Method`: at most four arrays per leaf), which becomes the
-group's merged leaves once the last checkpoint is in. Every byte of every checkpoint is read
-once, by the same double-buffered reader (the next read overlaps this fold); the method's
-start, add and finish ops are compiled in a background thread while the first groups are read,
-as the average's are. Peak memory: the
-output (one model, in its dtype) + the base's group + the state (at most four groups, float32) +
-the reader's two buffers (two groups): one model plus about seven groups whatever the number of
-checkpoints, where a group is max(group_bytes, the largest leaf) (group_bytes: 8 MiB by default
-for these, 32 MiB for the sums).
+float32 running sum (its memory and throughput). The others need every model's values of a
+tensor at once (TIES's k-th magnitude, sign election and disjoint mean, SLERP's angle, model
+stock's cosines), so they stream in the other order, in two ways:
+
+- Leaves larger than a block (`row_blocks`: leaves on one device, of at most 4-byte elements; a
+  sharded leaf is split by its sharding instead, a float64 one is merged whole) are merged a block
+  of rows at a time: each block is read from every checkpoint in one read (the base's and each
+  model's), and each pass over the leaf's blocks is one compiled op per block (`_BlockedLeaf`).
+  Statistics over the whole tensor come from a first pass: TIES's k-th largest magnitudes from
+  histograms of the magnitudes' bit patterns (exact; a window of buckets around block 0's own
+  k-th, and two full histogram passes where a window misses), SLERP's and model stock's from the
+  Gram matrix of the task vectors; then the merge pass computes each block with the in-memory fold
+  and writes its rows into the output leaf. The later passes re-read blocks the first pass has
+  just read (from the page cache) and are interleaved with the next leaf's first pass. DARE and
+  TIES without trimming are one pass.
+- The other leaves, a group of leaves (about `group_bytes`, whole leaves) at a time: the base's
+  group first (copied out of the reader's buffer), then the same group of each checkpoint, each
+  folded into the group's merge state (`merges.Method`: at most four arrays per leaf), which
+  becomes the group's merged leaves once the last checkpoint is in.
+
+Every read is double-buffered (the next read overlaps this fold), and the ops are compiled in a
+background thread while the first reads run, as the average's are. Peak memory: the output (one
+model, in its dtype) + about seven groups (the reader's two buffers and the fold's state) whatever
+the size of the largest array (on one device) and the number of checkpoints, where the linear
+average holds its float32 sum + two groups of 32 MiB (group_bytes: 8 MiB by default for the
+merges).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import os
 import time
 from typing import Any, Callable, Sequence
@@ -37,10 +51,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import warm_jax
-from warm_jax import checkpoints
+from warm_jax import checkpoints, errors
 from warm_jax.averaging import array_reader, merges
 from warm_jax.averaging.sources import Source, _compare_model_configs, model_fingerprint, plan
-from warm_jax.averaging.stream import (_leaf_groups, _leaf_op, _path_keys, _release_free_memory,
+from warm_jax.averaging.stream import (_leaf_groups, _leaf_op, _path_keys,
+                                       _release_free_memory,
                                        _signature, average_checkpoints, group_reads, target_leaves)
 from warm_jax.averaging.tree import _acc_dtype, _cast_to
 from warm_jax.checkpoints import keystr, tree_mismatch
@@ -137,36 +152,36 @@ def _fold_checkpoints(m: merges.Method, w: np.ndarray, sources: list, base_src,
   keys = [_path_keys(p) for p, _ in flat]
   names = [keystr(p) for p, _ in flat]
   abstract = [a for _, a in flat]
-  groups = _leaf_groups(abstract, group_bytes)
   read = [i for i, wi in enumerate(w) if wi != 0.0]  # weight 0 contributes nothing: not read
   srcs = ([base_src] if base_src is not None else []) + [sources[i] for i in read]
   order = ([-1] if base_src is not None else []) + read  # -1: the base
-  schedule = [(g, k) for g in range(len(groups)) for k in range(len(srcs))]
+  blocked = {}
+  if all(array_reader.ArrayReader.supports(s.item_dir) for s in srcs):
+    blocked = {j: _BlockedLeaf(m, w, order, srcs, abstract[j], names[j], rows)
+               for j, rows in row_blocks(m, abstract, group_bytes, len(read)).items()}
+  whole = [j for j in range(len(abstract)) if j not in blocked]
+  groups = [[whole[i] for i in g] for g in _leaf_groups([abstract[j] for j in whole], group_bytes)]
   out: list = [None] * len(abstract)
 
   with contextlib.ExitStack() as stack:
     reader = stack.enter_context(array_reader.ArrayReader())
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="warm_jax-compile")
     stack.callback(pool.shutdown, wait=True, cancel_futures=True)  # interrupted: no more compiles
-    compiled = _compile_fold_ahead(m, abstract, base_src is not None, len(read), pool)
+    compiled: dict = {}
+    for leaf in blocked.values():  # the blocked leaves are merged first
+      leaf.compile_ahead(pool, compiled)
+    compiled.update(_compile_fold_ahead(m, [abstract[j] for j in whole], base_src is not None,
+                                        len(read), pool))
 
     def op(name: str, j: int):  # the jitted op, once its ahead-of-time compile is done
       compiled[(_signature(abstract[j]), name)].result()
       return merges.leaf_fn(name, m, abstract[j], abstract[j].sharding,
                             len(read) if name == "finish" else 0)
 
-    start_group, finish = group_reads(reader, keys, abstract, groups)
-
-    def start(item):  # starts reading one group of one checkpoint (returns at once)
-      g, k = item
-      return start_group(srcs[k], g)
-
     base_vals: dict = {}
     state: dict = {}
-    t0, nxt = time.time(), (start(schedule[0]) if schedule else None)
-    for n, (g, k) in enumerate(schedule):
-      values = finish(nxt, srcs[k])
-      nxt = start(schedule[n + 1]) if n + 1 < len(schedule) else None
+
+    def fold_group(g: int, k: int, values: list) -> None:  # group g of source k
       i = order[k]
       for j, x in zip(groups[g], values):
         a = abstract[j]
@@ -178,16 +193,360 @@ def _fold_checkpoints(m: merges.Method, w: np.ndarray, sources: list, base_src,
         state[j] = op("add", j)(state[j], x, base_vals.get(j), jnp.float32(w[i]),
                                 merges.dare_key(m.seed, i, names[j]) if m.name == "dare" else None)
       jax.block_until_ready([state.get(j, base_vals.get(j)) for j in groups[g]])
-      del values, x  # views of the reader's buffer, which the read after next overwrites
       if k == len(srcs) - 1:  # every checkpoint's group g is in: the merged leaves
         for j in groups[g]:
           out[j] = op("finish", j)(state.pop(j), base_vals.pop(j, None))
         jax.block_until_ready([out[j] for j in groups[g]])
         _release_free_memory()
-        if g == len(groups) - 1 and on_read is not None:
-          for i2 in read:
-            on_read(i2, sources[i2], time.time() - t0)
+
+    # (start a read, finish it, what to do with its values): the blocked leaves, whose later
+    # passes (over blocks the first pass has just read: in the page cache) are interleaved with
+    # the next leaf's first pass (from disk), so that their work overlaps it; then whole groups.
+    start_group, finish_group = group_reads(reader, keys, abstract)
+    items = _interleave([leaf.items(reader, keys[j], out, j) for j, leaf in blocked.items()])
+    items += [(functools.partial(start_group, srcs[k], g_leaves),
+               functools.partial(finish_group, source=srcs[k]), functools.partial(fold_group, g, k))
+              for g, g_leaves in enumerate(groups) for k in range(len(srcs))]
+    t0 = time.time()
+    nxt = items[0][0]() if items else None
+    for n, (_, finish, take) in enumerate(items):
+      values = finish(nxt)
+      if n + 1 < len(items):  # the next read overlaps this fold, into the other buffer
+        nxt = items[n + 1][0]()
+      take(values)  # waits for its ops: `values` are views of the buffer the read after next fills
+      del values
+    if on_read is not None:
+      for i2 in read:
+        on_read(i2, sources[i2], time.time() - t0)
   return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def _interleave(leaves: list) -> list:
+  """The items of each leaf's passes ([leaf][pass][item]) in one order: the first passes leaf
+  after leaf, and after each first-pass item up to (passes - 1) items of the earlier leaves'
+  later passes, in their order; what remains at the end."""
+  out, later = [], []
+  for passes in leaves:
+    ratio = len(passes) - 1
+    for item in passes[0]:
+      out.append(item)
+      out += later[:ratio]
+      del later[:ratio]
+    later += [item for p in passes[1:] for item in p]
+  return out + later
+
+
+def row_blocks(m: merges.Method, abstract: list, group_bytes: int, models: int) -> dict[int, int]:
+  """{leaf index: rows per block} of the leaves `_fold_checkpoints` merges in row blocks: on one
+  device, at least 2 rows, at most 4-byte elements, larger than a block. A block is read from
+  every checkpoint at once (the base's and each model's) into each of the reader's two buffers,
+  and the fold holds about five blocks of float32 temporaries: blocks of
+  7 * group_bytes / (2 (models + 1) + 5) in float32, so that the blocked leaves hold about as
+  much as the whole leaves' groups (two buffers of a group, five groups of fold state)."""
+  budget = 7 * group_bytes // (2 * (models + 1) + 5)
+  out = {}
+  for j, a in enumerate(abstract):
+    if (len(a.shape) < 1 or a.shape[0] < 2 or len(a.sharding.device_set) != 1
+        or np.dtype(a.dtype).itemsize > 4):
+      continue
+    row = 4 * int(np.prod(a.shape[1:], dtype=np.int64))
+    rows = max(1, budget // max(row, 1))
+    if rows < a.shape[0]:
+      out[j] = _even_rows(a.shape[0], rows)
+  return out
+
+
+def _even_rows(n: int, rows: int) -> int:
+  """Rows per block of at most `rows` that divide n (one compiled shape for every block), if one
+  of at least rows / 2 does; else the blocks balanced (the last one a little smaller)."""
+  for d in range(rows, (rows + 1) // 2 - 1, -1):
+    if n % d == 0:
+      return d
+  return -(-n // -(-n // rows))
+
+
+class _BlockedLeaf:
+  """One leaf merged a block of rows at a time, each block read from every checkpoint at once
+  (the base's and each model's) and handled by one compiled op per pass: passes over the blocks
+  for the statistics the method takes over the whole tensor, then the merge pass, which computes
+  the block's merged rows with the in-memory fold (`merges.Method`, fused) and writes them into
+  the output leaf. Statistics: TIES (density < 1) each task vector's k-th largest magnitude,
+  exactly, from counts of the magnitudes' float32 bit patterns, which add up over blocks: the
+  first pass counts every pattern in a window of WINDOW high-16-bit buckets around block 0's own
+  k-th largest and the entries above it; where a model's k-th largest over the tensor is not in
+  its window, two more passes take `merges.high_histogram` and `low_histogram`. SLERP and
+  model stock: the Gram matrix of the task vectors (float64 sums of the blocks' float32 dots),
+  from which their result is base + sum_i c_i tau_i with scalars c_i (`slerp_coefficients`,
+  `stock_coefficients`). TIES with density 1 and DARE need no statistics (DARE's mask is offset
+  by the block's first index). The first pass reads from disk and checks each array's recorded
+  digest; the later ones read the same bytes again (from the page cache)."""
+
+  def __init__(self, m: merges.Method, w: np.ndarray, order: list, srcs: list, a, name: str,
+               rows: int):
+    self.m, self.w, self.order, self.srcs, self.a, self.name = m, w, order, srcs, a, name
+    self.models = [i for i in order if i != -1]
+    self.has_base = order[0] == -1
+    n = a.shape[0]
+    self.blocks = [(r, min(n, r + rows)) for r in range(0, n, rows)]
+    self.row = int(np.prod(a.shape[1:], dtype=np.int64))
+    self.size = n * self.row
+    trims = m.name == "ties" and m.density < 1.0
+    self.passes = (("window", "high", "low") if trims else ("gram",) if m.kind in ("slerp", "stock")
+                   else ()) + ("merge",)
+    self.sh = a.sharding
+    self.hist = None  # the histograms of this pass [models, buckets]
+    self.buckets = self.thresholds = None  # TIES: [models]
+    self.window = self.wlow = None  # TIES: the first pass's windows of counts
+    self.above = np.zeros(len(self.models), np.int64)  # TIES: entries above each window
+    self.gram = np.zeros((len(self.models),) * 2)
+    self.coef: np.ndarray | None = None  # SLERP, model stock: c [models]
+    self.ready: dict = {}  # pass: its ops' compile (compile_ahead)
+
+  def items(self, reader, key: tuple, out: list, j: int) -> list:
+    """[pass][(start a read, finish it, take its values)] over the blocks."""
+    n = len(self.srcs)
+    expect = [(s.meta.get("digests") or {}).get(checkpoints.PARAMS) for s in self.srcs]
+    names = ", ".join(checkpoints.where(s.path, s.step) for s in self.srcs)
+
+    def start(step, rows):
+      if step in ("high", "low") and self.thresholds is not None:
+        return None  # the first pass's window held every model's k-th magnitude
+      return reader.start([s.item_dir for s in self.srcs], [key] * n, [self.a] * n,
+                          expect=expect if step == self.passes[0] else None, rows=[rows] * n)
+
+    def finish(pending):
+      if pending is None:
+        return None
+      with errors.reading(f"one of {names} is damaged: {checkpoints.PARAMS}/{self.name} does "
+                          "not read", "merge another step, or re-create that checkpoint"):
+        return reader.finish(pending)
+
+    return [[(functools.partial(start, step, rows), finish,
+              functools.partial(self.take, step, rows, out, j)) for rows in self.blocks]
+            for step in self.passes]
+
+  def _args(self, values: list):
+    b = values[0] if self.has_base else None
+    return b, tuple(values[1:] if self.has_base else values)
+
+  def take(self, step: str, rows: tuple, out: list, j: int, values: list | None) -> None:
+    if values is None or (step in ("high", "low") and self.thresholds is not None):
+      return  # histogram passes the first pass made unnecessary
+    self.ready[step].result()
+    b, xs = self._args(values)
+    if step == "window":
+      if rows == self.blocks[0]:  # each model's window of buckets: around block 0's k-th
+        self.window = self._guess(np.asarray(_jit(_highs, self.sh)(b, xs), np.int64), rows)
+      above, w = _jit(_window_lows, self.sh)(b, xs, self.window)
+      self.above += np.asarray(above, np.int64)
+      self.wlow = w if self.wlow is None else _jit(jnp.add, self.sh)(self.wlow, w)
+      jax.block_until_ready(self.wlow)
+    elif step == "high":
+      h = _jit(_highs, self.sh)(b, xs)
+    elif step == "low":
+      h = _jit(_lows, self.sh)(b, xs, self.buckets)
+    elif step == "gram":
+      self.gram += np.asarray(_jit(_gram, self.sh)(b, xs), np.float64)
+    if step in ("high", "low"):
+      self.hist = h if self.hist is None else _jit(jnp.add, self.sh)(self.hist, h)
+      jax.block_until_ready(self.hist)
+    last = rows == self.blocks[-1]
+    if step == "merge":
+      if out[j] is None:
+        out[j] = _jit(_zeros(tuple(self.a.shape), np.dtype(self.a.dtype)), self.sh)()
+      out[j] = self._merge_op()(out[j], b, xs, *self._params(rows))
+      jax.block_until_ready(out[j])
+      if last:
+        _release_free_memory()
+    elif last:
+      self._statistics(step)
+
+  def _fold(self) -> merges.Method:
+    """The merge pass's fold: the method's, or for SLERP and model stock the weighted sum of
+    task vectors with their coefficients."""
+    return _SUM if "gram" in self.passes else self.m
+
+  def _params(self, rows: tuple) -> tuple:
+    """(weights, DARE keys, TIES thresholds, mask offset, first row) of a block's merge."""
+    w = self.coef if self.coef is not None else self.w[self.models]
+    keys = (np.stack([merges.dare_key(self.m.seed, i, self.name) for i in self.models])
+            if self.m.name == "dare" else None)
+    return (np.asarray(w, np.float32), keys, self.thresholds,
+            np.uint32(rows[0] * self.row % 2**32), np.int32(rows[0]))
+
+  def _merge_op(self):
+    return _jit(functools.partial(_merge_block, self._fold(), len(self.models)), self.sh,
+                donate_argnums=(0,), key=("merge", self._fold(), len(self.models)))
+
+  def _statistics(self, step: str) -> None:
+    """After a statistics pass: TIES's buckets, then thresholds (on the host: 2^15 or 2^16
+    counts per model); SLERP's or model stock's coefficients."""
+    if step == "gram":
+      self.coef = (stock_coefficients(self.gram) if self.m.kind == "stock" else
+                   slerp_coefficients(self.gram, self.w[self.models]))
+      return
+    k = max(1, int(self.m.density * self.size))
+    if step == "window":  # exact where every model's k-th largest lies in its window
+      wlow, self.wlow = np.asarray(self.wlow, np.int64), None
+      inside = wlow.sum(axis=1)
+      if np.all((self.above < k) & (k <= self.above + inside)):
+        picked = [merges.select_bucket(w, k - a, np) for w, a in zip(wlow, self.above)]
+        at = np.asarray([int(v) for v, _ in picked])  # index into WINDOW * 2^16 counts
+        self.thresholds = merges.bucket_value(self.window + (at >> 16), at & 0xFFFF, np)
+      return
+    hist, self.hist = np.asarray(self.hist, np.int64), None
+    if step == "high":
+      picked = [merges.select_bucket(h, k, np) for h in hist]
+      self.buckets = np.asarray([int(b) for b, _ in picked], np.int32)
+      self.ranks = [int(r) for _, r in picked]
+    else:
+      lows = [merges.select_bucket(h, r, np)[0] for h, r in zip(hist, self.ranks)]
+      self.thresholds = merges.bucket_value(self.buckets, np.asarray(lows), np)
+
+  def _guess(self, hist: np.ndarray, rows: tuple) -> np.ndarray:
+    """[models] int32: the first bucket of each model's window of WINDOW buckets, centred on the
+    bucket of block `rows`'s own k-th largest magnitude (its share of k)."""
+    k = max(1, round(self.m.density * (rows[1] - rows[0]) * self.row))
+    centre = np.asarray([int(merges.select_bucket(h, k, np)[0]) for h in hist])
+    return np.clip(centre - WINDOW // 2, 0, (1 << 15) - WINDOW).astype(np.int32)
+
+  def compile_ahead(self, pool: concurrent.futures.Executor, compiled: dict) -> None:
+    """Compiles in `pool` the op of each of this leaf's passes for its block shapes, in the order
+    of the passes (`take` waits for its pass's), so that compiling overlaps the reads before
+    them; `compiled`: {signature: future} of the leaves before it, which share them."""
+    a, sh = self.a, self.sh
+    scalar = lambda dt: jax.ShapeDtypeStruct((), dt)  # noqa: E731
+    n = len(self.models)
+
+    def compile_pass(step, shape):
+      x = jax.ShapeDtypeStruct(shape, a.dtype, sharding=sh)
+      b, xs = (x if self.has_base else None), (x,) * n
+      if step == "window":
+        _jit(_highs, sh).lower(b, xs).compile()
+        _jit(_window_lows, sh).lower(b, xs, jax.ShapeDtypeStruct((n,), jnp.int32)).compile()
+        _jit(jnp.add, sh).lower(*(jax.ShapeDtypeStruct((n, WINDOW << 16), jnp.int32,
+                                                       sharding=sh),) * 2).compile()
+      elif step == "gram":
+        _jit(_gram, sh).lower(b, xs).compile()
+      else:
+        out = jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh)
+        _jit(_zeros(tuple(a.shape), np.dtype(a.dtype)), sh).lower().compile()
+        keys = jax.ShapeDtypeStruct((n, 2), jnp.uint32) if self.m.name == "dare" else None
+        thr = jax.ShapeDtypeStruct((n,), jnp.float32) if "window" in self.passes else None
+        self._merge_op().lower(out, b, xs, jax.ShapeDtypeStruct((n,), jnp.float32), keys, thr,
+                               scalar(jnp.uint32), scalar(jnp.int32)).compile()
+
+    shapes = sorted({(r1 - r0, *a.shape[1:]) for r0, r1 in self.blocks}, reverse=True)
+    done = concurrent.futures.Future()
+    done.set_result(None)
+    for step in self.passes:
+      if step in ("high", "low"):  # TIES's fallback when a window misses: compiled if needed
+        self.ready[step] = done
+        continue
+      sig = (step, tuple(shapes), np.dtype(a.dtype), sh, tuple(a.shape), self.m, n,
+             self.has_base)
+      if sig not in compiled:  # leaves of one shape share their ops
+        compiled[sig] = pool.submit(lambda step=step: [compile_pass(step, sh_) for sh_ in shapes])
+      self.ready[step] = compiled[sig]
+
+
+# TIES: the buckets (of 2^15 by the high 16 bits of |tau|) whose full counts the first pass
+# takes, around the bucket of block 0's k-th largest magnitude; where every model's k-th largest
+# over the whole tensor falls in its window, the two histogram passes are not needed.
+WINDOW = 4
+_SUM = merges.Method("task_arithmetic")  # base + sum_i c_i tau_i (SLERP's, model stock's merge)
+
+
+def _merge_block(fold: merges.Method, count: int, out, b, xs, w, keys, thresholds, offset, r0):
+  """`out` with rows r0.. set to the merge (`fold`, as in memory) of the block's models `xs`
+  with base `b`: weights w [models], DARE keys [models, 2], TIES thresholds [models]."""
+  state = fold.start(xs[0])
+  for p, x in enumerate(xs):
+    state = fold.add(state, x, b, w[p], None if keys is None else keys[p],
+                     None if thresholds is None else thresholds[p], offset)
+  block = fold.finish(state, b, count, out.dtype)
+  return jax.lax.dynamic_update_slice_in_dim(out, block, r0, 0)
+
+
+def _highs(b, xs):
+  """[models, 2^15]: `merges.high_histogram` of each model's |task vector|."""
+  return jnp.stack([merges.high_histogram(jnp.abs(_tau_of(x, b))) for x in xs])
+
+
+def _window_lows(b, xs, starts):
+  """([models] entries above the window, [models, WINDOW * 2^16] counts in it): per model, of
+  its |task vector|'s float32 bit patterns, the number whose high 16 bits are at or above
+  starts[p] + WINDOW, and the counts of the 32-bit patterns in buckets starts[p] .. + WINDOW
+  (bucket starts[p] + i at [i * 2^16, ...): together a histogram that orders like the values)."""
+  above, out = [], []
+  for p, x in enumerate(xs):
+    bits = jax.lax.bitcast_convert_type(jnp.abs(_tau_of(x, b)).astype(jnp.float32),
+                                        jnp.uint32).reshape(-1)
+    at = (bits >> 16).astype(jnp.int32) - starts[p]
+    above.append(jnp.sum(at >= WINDOW, dtype=jnp.int32))
+    idx = jnp.where((at >= 0) & (at < WINDOW), (at << 16) + (bits & 0xFFFF).astype(jnp.int32) + 1,
+                    0)
+    out.append(jnp.bincount(idx, length=(WINDOW << 16) + 1)[1:])
+  return jnp.stack(above), jnp.stack(out)
+
+
+def _lows(b, xs, buckets):
+  """[models, 2^16]: `merges.low_histogram` of each model's |task vector| in its bucket."""
+  return jnp.stack([merges.low_histogram(jnp.abs(_tau_of(x, b)), buckets[p])
+                    for p, x in enumerate(xs)])
+
+
+def _gram(b, xs):
+  """[models, models]: the dot products of the models' task vectors (float32)."""
+  taus = [_tau_of(x, b) for x in xs]
+  return jnp.stack([jnp.stack([jnp.vdot(t, u) for u in taus]) for t in taus])
+
+
+def slerp_coefficients(gram: np.ndarray, w: np.ndarray) -> np.ndarray:
+  """c with iterated pairwise SLERP (merges.Method's) of task vectors tau_i = sum_i c_i tau_i,
+  from their Gram matrix: r_k = a r_{k-1} + b tau_k keeps r a combination of the tau_i."""
+  c, wsum = np.zeros(len(w)), 0.0
+  for p, wp in enumerate(w):
+    lam = wp / (wsum + wp if wsum + wp > 0 else 1.0)
+    ca, cb = merges.slerp_coefficients(c @ gram @ c, gram[p, p], c @ gram[:, p], lam, xp=np)
+    c = ca * c
+    c[p] += cb
+    wsum += wp
+  return c
+
+
+def stock_coefficients(gram: np.ndarray) -> np.ndarray:
+  """c with model stock's base + t * mean tau_i = base + sum_i c_i tau_i (c_i = t / M), its mean
+  pairwise cosine from the Gram matrix (a task vector of norm <= eps counts as is, as in
+  merges.Method)."""
+  count = len(gram)
+  norm = np.sqrt(np.diag(gram))
+  s = np.where(norm > merges._EPS, norm, 1.0)
+  units = gram / np.outer(s, s)
+  cos = (units.sum() - np.trace(units)) / (count * (count - 1))
+  den = 1 + (count - 1) * cos
+  t = 0.0 if abs(den) < 1e-6 else count * cos / den
+  return np.full(count, t / count)
+
+
+@functools.lru_cache(maxsize=None)
+def _zeros(shape: tuple, dtype) -> Callable:
+  return lambda: jnp.zeros(shape, dtype)
+
+
+def _tau_of(x, b):
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32)) - (0 if b is None else b)
+
+
+_JITS: dict = {}
+
+
+def _jit(fn, sharding, key=None, **kw):
+  """`fn` jitted with its output on `sharding` (one device), cached by `key` (default: fn)."""
+  key = (key or fn, sharding, tuple(sorted(kw.items())))
+  if key not in _JITS:
+    _JITS[key] = jax.jit(fn, out_shardings=sharding, **kw)
+  return _JITS[key]
 
 
 def _compile_fold_ahead(m: merges.Method, abstract: list, has_base: bool, count: int,

@@ -111,14 +111,19 @@ class Method:
       return (z(), jnp.zeros((), dt))
     return (z(), z(), jnp.zeros((), dt))
 
-  def add(self, state, x, b, w, key):
+  def add(self, state, x, b, w, key, threshold=None, offset=0):
+    """`threshold`: TIES's trim threshold of this model's task vector, where the leaf is a block
+    of rows of a tensor (None: from `x` itself); `offset`: the block's first row-major index in
+    its tensor (DARE's mask)."""
     dt = state[0].dtype
     tau = x.astype(dt) - (0 if b is None else b.astype(dt))
     w = w.astype(dt)
     if self.name == "ties":
-      tau = trim(tau, self.density)
+      tau = trim(tau, self.density) if threshold is None else \
+          jnp.where(jnp.abs(tau) >= threshold.astype(dt), tau, 0).astype(dt)
     if self.name == "dare":
-      tau = jnp.where(dare_mask(key, tau.shape, self.drop), tau / (1.0 - self.drop), 0).astype(dt)
+      keep = dare_mask(key, tau.shape, self.drop, offset)
+      tau = jnp.where(keep, tau / (1.0 - self.drop), 0).astype(dt)
     if self.kind == "sum":
       return (state[0] + w * tau,)
     if self.kind == "ties":
@@ -160,24 +165,30 @@ def slerp_tensors(u, v, t):
   """SLERP of two arrays at t (see the module docstring): one angle for the whole array,
   linear interpolation where |cos| > SLERP_THRESHOLD or either is (nearly) zero."""
   # cos from the three sums of one pass over u and v (not from normalised copies)
-  uu, vv, uv = jnp.sum(u * u), jnp.sum(v * v), jnp.sum(u * v)
-  nu, nv = jnp.sqrt(uu), jnp.sqrt(vv)
-  dot = jnp.clip(uv / (jnp.where(nu > _EPS, nu, 1.0) * jnp.where(nv > _EPS, nv, 1.0)), -1.0, 1.0)
-  linear = jnp.abs(dot) > SLERP_THRESHOLD
-  theta = jnp.arccos(jnp.where(linear, 0.0, dot))
-  sin = jnp.where(linear, 1.0, jnp.sin(theta))
-  ca = jnp.where(linear, 1 - t, jnp.sin((1 - t) * theta) / sin)
-  cb = jnp.where(linear, t, jnp.sin(t * theta) / sin)
+  ca, cb = slerp_coefficients(jnp.sum(u * u), jnp.sum(v * v), jnp.sum(u * v), t)
   return (ca * u + cb * v).astype(u.dtype)
+
+
+def slerp_coefficients(uu, vv, uv, t, xp=jnp):
+  """(a, b) with SLERP(u, v, t) = a u + b v, from |u|^2, |v|^2 and u.v (`xp`: jnp or numpy)."""
+  nu, nv = xp.sqrt(uu), xp.sqrt(vv)
+  dot = xp.clip(uv / (xp.where(nu > _EPS, nu, 1.0) * xp.where(nv > _EPS, nv, 1.0)), -1.0, 1.0)
+  linear = xp.abs(dot) > SLERP_THRESHOLD
+  theta = xp.arccos(xp.where(linear, 0.0, dot))
+  sin = xp.where(linear, 1.0, xp.sin(theta))
+  ca = xp.where(linear, 1 - t, xp.sin((1 - t) * theta) / sin)
+  cb = xp.where(linear, t, xp.sin(t * theta) / sin)
+  return ca, cb
 
 
 def kth_largest(a, k: int):
   """The k-th largest entry of a non-negative float array (1 <= k <= size), exactly, without a
   sort. Float32 (and narrower, widened): the float's bit pattern orders like the float; a
   histogram of its high 16 bits finds the bucket holding the k-th largest, a histogram of the low
-  16 bits of that bucket's entries the value (two passes; sharded arrays need no gather).
-  Float64: the bit pattern built from the top bit down, keeping each bit that leaves at least k
-  entries at or above it (63 counting passes)."""
+  16 bits of that bucket's entries the value (two passes; sharded arrays need no gather; the
+  histograms add up over blocks of rows, `magnitude_histograms`). Float64: the bit pattern built
+  from the top bit down, keeping each bit that leaves at least k entries at or above it (63
+  counting passes)."""
   if a.dtype == jnp.float64:
     bits = jax.lax.bitcast_convert_type(a, jnp.uint64)
 
@@ -186,16 +197,40 @@ def kth_largest(a, k: int):
       return jnp.where(jnp.sum(bits >= cand, dtype=jnp.uint64) >= k, cand, lo)
 
     return jax.lax.bitcast_convert_type(jax.lax.fori_loop(0, 63, body, jnp.uint64(0)), a.dtype)
-  bits = jax.lax.bitcast_convert_type(a.astype(jnp.float32), jnp.uint32).reshape(-1)
-  hi = (bits >> 16).astype(jnp.int32)  # < 2^15: the sign bit is 0
-  h1 = jnp.bincount(hi, length=1 << 15)
-  above = jnp.cumsum(h1[::-1])[::-1]  # above[j] = #entries with hi >= j
-  j = jnp.sum(above >= k) - 1  # the largest bucket with at least k entries at or above it
-  k2 = k - (above[j] - h1[j])  # rank of the answer within bucket j
-  lo = jnp.where(hi == j, (bits & 0xFFFF).astype(jnp.int32) + 1, 0)  # 0: another bucket
-  h2 = jnp.bincount(lo, length=(1 << 16) + 1)[1:]
-  j2 = jnp.sum(jnp.cumsum(h2[::-1])[::-1] >= k2) - 1
-  value = (j.astype(jnp.uint32) << 16) | j2.astype(jnp.uint32)
+  bucket, k2 = select_bucket(high_histogram(a), k)
+  return bucket_value(bucket, select_bucket(low_histogram(a, bucket), k2)[0])
+
+
+def _bits(a):
+  return jax.lax.bitcast_convert_type(a.astype(jnp.float32), jnp.uint32).reshape(-1)
+
+
+def high_histogram(a):
+  """Counts of the high 16 bits of a non-negative array's float32 bit patterns (2^15 buckets:
+  the sign bit is 0), int32."""
+  return jnp.bincount((_bits(a) >> 16).astype(jnp.int32), length=1 << 15)
+
+
+def low_histogram(a, bucket):
+  """Counts of the low 16 bits of the entries of `a` in high-16-bit `bucket` (2^16), int32."""
+  bits = _bits(a)
+  lo = jnp.where((bits >> 16).astype(jnp.int32) == bucket, (bits & 0xFFFF).astype(jnp.int32) + 1, 0)
+  return jnp.bincount(lo, length=(1 << 16) + 1)[1:]  # 0: another bucket
+
+
+def select_bucket(hist, k, xp=jnp):
+  """(the largest bucket with at least k entries at or above it, the rank of the k-th largest
+  entry within that bucket); `xp`: jnp or numpy."""
+  above = xp.cumsum(hist[::-1])[::-1]  # above[j] = #entries in buckets >= j
+  j = xp.sum(above >= k) - 1
+  return j, k - (above[j] - hist[j])
+
+
+def bucket_value(bucket, low, xp=jnp):
+  """The float32 whose bit pattern has high 16 bits `bucket` and low 16 bits `low`."""
+  value = (xp.asarray(bucket).astype(xp.uint32) << 16) | xp.asarray(low).astype(xp.uint32)
+  if xp is np:
+    return value.view(np.float32)
   return jax.lax.bitcast_convert_type(value, jnp.float32)
 
 
@@ -222,16 +257,18 @@ def dare_key(seed: int, model: int, path: str) -> np.ndarray:
   return np.asarray([zlib.crc32(name), zlib.crc32(name[::-1] + b"#")], np.uint32)
 
 
-def dare_mask(key, shape: tuple, drop: float):
+def dare_mask(key, shape: tuple, drop: float, offset=0):
   """DARE's keep-mask of a tensor: entry e is kept when two rounds of lowbias32 of its row-major
   index, keyed by `key`, fall at or above drop * 2^32 (the index comes from iotas, so a sharded
   tensor needs no gather and the mask does not depend on the mesh). A counter-based hash rather
   than jax.random: about 8x cheaper than threefry on CPU, and DARE needs no more than an
-  unbiased, independent draw per entry (tensors of up to 2^32 entries)."""
+  unbiased, independent draw per entry (tensors of up to 2^32 entries). `offset`: the row-major
+  index of entry 0 where `shape` is a block of rows of the tensor (the block's mask is then the
+  tensor's)."""
   if drop <= 0.0:
     return jnp.ones(shape, bool)
   key = jnp.asarray(key, jnp.uint32)
-  idx = jnp.zeros(shape, jnp.uint32)
+  idx = jnp.full(shape, offset, jnp.uint32)
   stride = 1
   for d in range(len(shape) - 1, -1, -1):
     idx = idx + jax.lax.broadcasted_iota(jnp.uint32, shape, d) * jnp.uint32(stride % 2**32)
