@@ -297,6 +297,17 @@ def test_row_blocked_ties_histogram_passes(growth, passes, tmp_path, monkeypatch
   assert (3 if calls else 1) == passes
 
 
+@pytest.mark.parametrize("method, params", [("ties", dict(density=0.3)), ("model_stock", {})])
+def test_row_blocked_bfloat16_leaves_merge_in_float32(method, params, tmp_path):
+  rng = np.random.default_rng(1)
+  trees = [{"w": jnp.asarray(rng.standard_normal((32, 16)), jnp.bfloat16)} for _ in range(3)]
+  paths = [save_run(tmp_path / f"r{i}", tiny_config(), t) for i, t in enumerate(trees)]
+  merged, _ = averaging.merge_checkpoints(method, paths[1:], base=paths[0], group_bytes=200,
+                                          **params)
+  assert merged["w"].dtype == jnp.bfloat16
+  close(merged, averaging.merge(method, trees[1:], trees[0], **params), rtol=1e-2, atol=1e-2)
+
+
 def test_streamed_slerp_of_two_models_in_row_blocks(runs):
   a, b = (checkpoints.restore_params(r) for r in runs[:2])
   merged, _ = averaging.merge_checkpoints("slerp", runs[:2], [0.7, 0.3], group_bytes=200)
