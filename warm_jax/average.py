@@ -16,8 +16,9 @@ or merge them.
 (--drop, --seed, --scale, --combine sum|ties), slerp (2 models, or M >= 2 task vectors with
 --base), model_stock; `--base PATH[@STEP]` for the methods on task vectors
 (`warm_jax.averaging.merges` defines each; `merge_stream` how they stream: linear and
-task_arithmetic as the average below, the others a group of tensors, or a block of rows of a
-large tensor, at a time over all the checkpoints: about one model plus seven groups of memory). The merges take warm_jax checkpoints.
+task_arithmetic as the average below, the others a group of tensors, or a block of rows of a large
+tensor, at a time over all the checkpoints: about one model plus seven groups of memory). The
+merges take warm_jax checkpoints.
 
 Each --ckpt is a run directory (holding checkpoints/) or a checkpoint directory, optionally with
 @STEP (default: its latest complete step), or a Hugging Face model directory (hf:DIR, or a

@@ -186,9 +186,9 @@ def kth_largest(a, k: int):
   sort. Float32 (and narrower, widened): the float's bit pattern orders like the float; a
   histogram of its high 16 bits finds the bucket holding the k-th largest, a histogram of the low
   16 bits of that bucket's entries the value (two passes; sharded arrays need no gather; the
-  histograms add up over blocks of rows, `magnitude_histograms`). Float64: the bit pattern built
-  from the top bit down, keeping each bit that leaves at least k entries at or above it (63
-  counting passes)."""
+  histograms add up over blocks of rows: `high_histogram`, `low_histogram`). Float64: the bit
+  pattern built from the top bit down, keeping each bit that leaves at least k entries at or above
+  it (63 counting passes)."""
   if a.dtype == jnp.float64:
     bits = jax.lax.bitcast_convert_type(a, jnp.uint64)
 
@@ -214,8 +214,9 @@ def high_histogram(a):
 def low_histogram(a, bucket):
   """Counts of the low 16 bits of the entries of `a` in high-16-bit `bucket` (2^16), int32."""
   bits = _bits(a)
-  lo = jnp.where((bits >> 16).astype(jnp.int32) == bucket, (bits & 0xFFFF).astype(jnp.int32) + 1, 0)
-  return jnp.bincount(lo, length=(1 << 16) + 1)[1:]  # 0: another bucket
+  inside = (bits >> 16).astype(jnp.int32) == bucket
+  lo = jnp.where(inside, (bits & 0xFFFF).astype(jnp.int32) + 1, 0)  # 0: another bucket
+  return jnp.bincount(lo, length=(1 << 16) + 1)[1:]
 
 
 def select_bucket(hist, k, xp=jnp):
