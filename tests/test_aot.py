@@ -210,6 +210,23 @@ def test_command_line_exit_status_and_errors():
   assert bad.returncode == 2 and "error: config.mesh.shape=(3, 1, 1)" in bad.stderr
 
 
+def test_a_program_whose_arguments_exceed_hbm_is_not_compiled(monkeypatch):
+  from warm_jax.aot import budget
+  c = experiment("reward_model").get_config("tiny")
+  (p,) = programs.programs("reward_model", c, jax.devices())
+  args = budget.shard_bytes(p.args)
+
+  def no_compile(*a, **k):
+    raise AssertionError("compiled a program that cannot fit")
+  monkeypatch.setattr(jax.stages.Lowered, "compile", no_compile)
+  b = budget.measure(p, hbm_bytes=args - 1)
+  assert b.skipped and b.argument == args and b.temp == 0 and b.flops > 0
+  chip = dataclasses.replace(topologies.CHIPS["v5e"], hbm_bytes=args - 1)
+  assert not b.fits(chip)
+  row = check.Row("reward model", "train step", "own", 1, check.Setting.of(c, 1), b)
+  assert "not compiled: the arguments exceed HBM" in report.table([row], chip, 0.4)
+
+
 def test_a_compiler_refusal_for_lack_of_hbm_is_read_as_a_budget_that_does_not_fit():
   from warm_jax.aot import budget
   msg = ("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "

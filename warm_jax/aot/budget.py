@@ -9,7 +9,10 @@ generated token re-reads the device's parameters from HBM.
 
 A program far too large for the chip is refused by the TPU compiler itself (RESOURCE_EXHAUSTED,
 stating the temporaries it needs); its budget is then the arguments' shard bytes plus those
-temporaries (`Budget.refused`), which is what makes the check try the fixes.
+temporaries (`Budget.refused`), which is what makes the check try the fixes. A program whose
+arguments alone (parameters, optimiser state, batch: their shards on one device) exceed the
+chip's HBM cannot fit whatever its temporaries: it is not compiled at all (`Budget.skipped`), which
+spares the fix search its longest compiles (those of 2-8B models laid out data-parallel).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Budget:
   loop_trips: int  # a sampler's tokens (1 for a train step)
   compile_seconds: float
   refused: bool = False  # the compiler refused it (out of HBM): temp is what it said it needs
+  skipped: bool = False  # not compiled: its arguments alone exceed the HBM (temp unknown: 0)
 
   @property
   def peak(self) -> int:
@@ -64,9 +68,10 @@ def _shape_only(hlo: str) -> str:
 _CACHE: dict[str, Budget] = {}
 
 
-def measure(program: Program) -> Budget:
+def measure(program: Program, hbm_bytes: int | None = None) -> Budget:
   """Compiles `program` for its mesh's devices and reads its budget; a program already measured
-  in this process (same text but for constants) is not compiled again."""
+  in this process (same text but for constants) is not compiled again, nor one whose arguments'
+  shards alone exceed `hbm_bytes` (`Budget.skipped`)."""
   with jax.set_mesh(program.mesh):
     traced = program.fn.trace(*program.args)
     lowered = traced.lower()
@@ -75,6 +80,10 @@ def measure(program: Program) -> Budget:
     t0 = time.time()
     total = flops_lib.jaxpr_flops(traced.jaxpr, program.loop_trips)
     common = dict(flops=total / program.mesh.devices.size, loop_trips=program.loop_trips)
+    args = shard_bytes(program.args)
+    if hbm_bytes is not None and args > hbm_bytes:
+      return Budget(argument=args, output=0, alias=0, temp=0, compile_seconds=0.0, skipped=True,
+                    **common)
     try:
       compiled = lowered.compile()
     except jax.errors.JaxRuntimeError as e:

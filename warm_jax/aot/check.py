@@ -134,7 +134,8 @@ def measure_stage(t: Trained, config: ml_collections.ConfigDict, sl: Slice, devi
   setting = Setting.of(config, len(devices))
   progs = programs_lib.programs(t.kind, config, devices)
   params = sum(x.size for x in jax.tree.leaves(progs[0].args[0].params))  # the train state's
-  return [Row(t.label, p.name, model_name, params, setting, measure(p), suggested) for p in progs]
+  return [Row(t.label, p.name, model_name, params, setting, measure(p, sl.chip.hbm_bytes),
+              suggested) for p in progs]
 
 
 def check_stage(t: Trained, config: ml_collections.ConfigDict, sl: Slice, devices: list,

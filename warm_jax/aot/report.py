@@ -101,7 +101,8 @@ def table(rows, chip: topologies.Chip, utilisation: float) -> str:
     cells = [r.stage + (" (fix)" if r.suggested else ""), r.program,
              f"{r.model} ({r.params / 1e9:.2f}B)", ", ".join(map(str, s.mesh)), s.remat,
              f"{s.batch} ({s.batch / s.ways:g})", g(b.argument), g(b.output - b.alias),
-             g(b.temp) + (" (compiler: out of HBM)" if b.refused else ""),
+             ("not compiled: the arguments exceed HBM" if b.skipped else
+              g(b.temp) + (" (compiler: out of HBM)" if b.refused else "")),
              f"{g(b.peak)} / {g(chip.hbm_bytes)}", "yes" if b.fits(chip) else "**no**",
              f"{b.flops / 1e12:.2f}", _seconds(b.seconds(chip)),
              _seconds(b.seconds(chip, utilisation))]
