@@ -57,7 +57,7 @@ from warm_jax.averaging.sources import Source, _compare_model_configs, model_fin
 from warm_jax.averaging.stream import (_leaf_groups, _leaf_op, _path_keys,
                                        _release_free_memory,
                                        _signature, average_checkpoints, group_reads, target_leaves)
-from warm_jax.averaging.tree import _acc_dtype, _cast_to
+from warm_jax.averaging.tree import _acc_dtype, _cached_jit, _cast_to
 from warm_jax.checkpoints import keystr, tree_mismatch
 from warm_jax.errors import InputError, MissingInput
 
@@ -296,6 +296,7 @@ class _BlockedLeaf:
     self.sh = a.sharding
     self.hist = None  # the histograms of this pass [models, buckets]
     self.buckets = self.thresholds = None  # TIES: [models]
+    self.ranks: list = []  # TIES: each model's rank of its k-th largest within its bucket
     self.window = self.wlow = None  # TIES: the first pass's windows of counts
     self.above = np.zeros(len(self.models), np.int64)  # TIES: entries above each window
     self.gram = np.zeros((len(self.models),) * 2)
@@ -375,8 +376,7 @@ class _BlockedLeaf:
             np.uint32(rows[0] * self.row % 2**32), np.int32(rows[0]))
 
   def _merge_op(self):
-    return _jit(functools.partial(_merge_block, self._fold(), len(self.models)), self.sh,
-                donate_argnums=(0,), key=("merge", self._fold(), len(self.models)))
+    return _jit(_merge_fn(self._fold(), len(self.models)), self.sh, donate_argnums=(0,))
 
   def _statistics(self, step: str) -> None:
     """After a statistics pass: TIES's buckets, then thresholds (on the host: 2^15 or 2^16
@@ -480,8 +480,7 @@ def _window_lows(b, xs, starts):
   (bucket starts[p] + i at [i * 2^16, ...): together a histogram that orders like the values)."""
   above, out = [], []
   for p, x in enumerate(xs):
-    bits = jax.lax.bitcast_convert_type(jnp.abs(_tau_of(x, b)).astype(jnp.float32),
-                                        jnp.uint32).reshape(-1)
+    bits = merges._bits(jnp.abs(_tau_of(x, b)))
     at = (bits >> 16).astype(jnp.int32) - starts[p]
     above.append(jnp.sum(at >= WINDOW, dtype=jnp.int32))
     idx = jnp.where((at >= 0) & (at < WINDOW), (at << 16) + (bits & 0xFFFF).astype(jnp.int32) + 1,
@@ -535,18 +534,18 @@ def _zeros(shape: tuple, dtype) -> Callable:
 
 
 def _tau_of(x, b):
-  return x.astype(jnp.promote_types(x.dtype, jnp.float32)) - (0 if b is None else b)
+  return x.astype(_acc_dtype(x.dtype)) - (0 if b is None else b)
 
 
-_JITS: dict = {}
+def _jit(fn, sharding, **kw):
+  """`fn` jitted with its output on `sharding` (one device), one jit object per (fn, layout)."""
+  return _cached_jit(fn, (sharding, tuple(sorted(kw.items()))), out_shardings=sharding, **kw)
 
 
-def _jit(fn, sharding, key=None, **kw):
-  """`fn` jitted with its output on `sharding` (one device), cached by `key` (default: fn)."""
-  key = (key or fn, sharding, tuple(sorted(kw.items())))
-  if key not in _JITS:
-    _JITS[key] = jax.jit(fn, out_shardings=sharding, **kw)
-  return _JITS[key]
+@functools.lru_cache(maxsize=None)
+def _merge_fn(fold: merges.Method, count: int) -> Callable:
+  """`_merge_block` of `fold` over `count` models (one function object each: jit caches by it)."""
+  return functools.partial(_merge_block, fold, count)
 
 
 def _compile_fold_ahead(m: merges.Method, abstract: list, has_base: bool, count: int,
