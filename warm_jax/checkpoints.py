@@ -454,13 +454,7 @@ def array_digest(x) -> str | None:
     hosts = list(parts.values())
   else:
     hosts = [np.asarray(x)]
-  total, xor, bits = 0, 0, 32
-  for h in hosts:
-    d = _host_digest(h)
-    if d is None:
-      return None
-    total, xor, bits = total + d[0], xor ^ d[1], d[2]
-  return f"{total % (1 << bits):x}.{xor:x}"
+  return DigestParts.of(hosts).hex()
 
 
 def digests(tree: Any) -> dict[str, str] | None:

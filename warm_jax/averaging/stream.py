@@ -159,22 +159,18 @@ def target_leaves(params_meta: Any, target: Any | None) -> tuple[list, Any]:
 def group_reads(reader: array_reader.ArrayReader, keys: list,
                 abstract: list) -> tuple[Callable, Callable]:
   """(start, finish) of reading a group of leaves of a checkpoint's params: `start(source,
-  leaves, rows=None)` starts the read of the leaves (indices into `keys`; `rows`: a block of rows
-  (lo, hi) of the one leaf, see `ArrayReader.start`) and returns at once (`reader`'s background
-  read, or for a layout it does not know an orbax partial restore, which `finish` runs; no row
-  blocks there); `finish(pending, source)` returns the arrays, on the shardings of `abstract`,
-  each checked against the digest its checkpoint recorded (a failure to read or a mismatch:
+  leaves)` starts the read of the leaves (indices into `keys`) and returns at once (`reader`'s
+  background read, or for a layout it does not know an orbax partial restore, which `finish`
+  runs); `finish(pending, source)` returns the arrays, on the shardings of `abstract`, each
+  checked against the digest its checkpoint recorded (a failure to read or a mismatch:
   DamagedInput naming the checkpoint)."""
   def expected(source):
     return (source.meta.get("digests") or {}).get(checkpoints.PARAMS)
 
-  def start(source, leaves: list[int], rows: tuple[int, int] | None = None):
+  def start(source, leaves: list[int]):
     ks, ab = [keys[j] for j in leaves], [abstract[j] for j in leaves]
     if reader.supports(source.item_dir):
-      return reader.start(source.item_dir, ks, ab, expect=expected(source),
-                          rows=None if rows is None else [rows])
-    if rows is not None:
-      raise ValueError(f"{source.item_dir}: row blocks are read from OCDBT items only")
+      return reader.start(source.item_dir, ks, ab, expect=expected(source))
     return ("orbax", source.item_dir, ks, ab)  # another layout: an orbax restore
 
   def finish(pending, source) -> list:
