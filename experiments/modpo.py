@@ -26,6 +26,7 @@ def get_config(variant: str = "cpu") -> ml_collections.ConfigDict:
   c.dpo.loss_type = "modpo"
   c.soups = ""  # a rewarded_soups.py workdir: its reward models, pairs, prompts and fronts
   c.lambdas = (0.0, 0.25, 0.5, 0.75, 1.0)
+  c.seeds = (0,)  # the study re-run under each (stages.over_seeds); 0 is the report's run
   if variant == "tiny":
     c.lambdas = (0.0, 0.5)
   return c

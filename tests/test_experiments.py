@@ -212,6 +212,11 @@ def test_rlp_pipeline_end_to_end(pipeline_runs):
     assert meaning(p["chosen"]) != meaning(p["rejected"])
   assert os.path.getsize(os.path.join(wd, "rlp.png")) > 0
   assert "RLP-SPG" in open(os.path.join(wd, "rlp.md")).read()
+  head = rlp.headline(res)  # the rows a run under several seeds reports for each
+  assert [h[1] for h in head[:3]] == [(acc["accuracy"][n], acc["accuracy"]["rm"])
+                                      for n in ("uml", "spg", "warm")]
+  assert head[4][1] == (res["final"]["ppo"]["vs_sft"]["win_rate"],) and head[4][2] is None
+  assert len(head) == 8 and all(len(h[1]) == 2 for h in head[5:])
   # The UML run's MI estimate, beta annealed from its start, and its plot.
   u = res["uml"]
   assert len(u["mi"]) == len(u["step"]) > 0 and u["beta"][0] < u["beta"][-1]
@@ -292,6 +297,10 @@ def test_rewarded_soups_modpo_and_model_written_evals_end_to_end(pipeline_runs):
   assert out["train"]["0.00"]["data_objective"] == 1 and out["train"]["0.00"]["mean_abs_margin"] == 0
   assert out["train"]["0.50"]["data_objective"] == 0 and out["train"]["0.50"]["mean_abs_margin"] > 0
   assert set(out["hypervolume_shared_lambdas"]) == {"modpo", "morl", "soups"}
+  hv = out["hypervolume_shared_lambdas"]
+  assert modpo.headline(out)[0][1] == (hv["modpo"], hv["morl"], hv["soups"])
+  assert rs.headline(res)[0][1] == (f["hypervolume_shared_lambdas"]["soups"],
+                                    f["hypervolume_shared_lambdas"]["morl"])
   assert os.path.getsize(os.path.join(os.path.dirname(wd), "modpo", "modpo.png")) > 0
 
   e = experiment("model_written_evals").get_config("tiny")
@@ -367,8 +376,17 @@ def test_active_queries_end_to_end(pipeline_runs):
       assert 0.0 <= res["curves"][st][int(n)]["ens"] <= 1.0
   assert os.path.getsize(os.path.join(wd, "active.png")) > 0
   assert "Labels needed" in open(os.path.join(wd, "active.md")).read()
+  # Under two seeds: seed 0's stages are reused as they are (the plain run), seed 1 runs in
+  # <wd>/seed1 from other first labels, and the spread of both is reported.
+  c.seeds = (0, 1)
   again = aq.main(c, wd)
   assert json.loads(json.dumps(again["curves"])) == json.loads(json.dumps(res["curves"]))
+  r1 = json.load(open(os.path.join(wd, "seed1", "round_8", "stage_result.json")))
+  assert r1["labelled"] != r0["labelled"]
+  seeds = json.load(open(os.path.join(wd, "active_seeds.json")))
+  assert seeds["seeds"] == [0, 1] and seeds["headline"]["0"] == json.loads(json.dumps(aq.headline(res)))
+  text = open(os.path.join(wd, "active_seeds.md")).read()
+  assert "## Over 2 seeds" in text and "disagreement above random at 16 labels" in text
 
 
 def test_active_queries_config_errors():

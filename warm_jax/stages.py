@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 
 import ml_collections
 
-from warm_jax import checkpoints
+from warm_jax import checkpoints, configs
 from warm_jax.errors import InputError
 
 RESULT = "stage_result.json"
@@ -179,6 +179,107 @@ SEED_STRIDE = 1000  # a job's seed s offsets its stochastic stages' seeds by s *
 def seed_suffix(seed: int) -> str:
   """The suffix of a stage's name for a job's seed: none for seed 0 (the job's plain stages)."""
   return "" if seed == 0 else f"_seed{seed}"
+
+
+def seed_fields(config, path: str = "") -> list[str]:
+  """The dotted paths of a config's seed fields (named `seed` or `*_seed`) that a study's seed
+  varies: every one outside a `task` section (the embedded task's seed makes the data itself,
+  which every seed of a study shares)."""
+  out = []
+  for key, value in config.items():
+    if hasattr(value, "items"):
+      if key != "task":
+        out += seed_fields(value, f"{path}{key}.")
+    elif key == "seed" or key.endswith("_seed"):
+      out.append(path + key)
+  return out
+
+
+def reseeded(config: ml_collections.ConfigDict, seed: int) -> ml_collections.ConfigDict:
+  """A copy of a study's config for one of its config.seeds: every seed field (`seed_fields`)
+  offset by seed * SEED_STRIDE, and no `seeds` field (the copy is one run). Seed 0's copy
+  computes what the config computes."""
+  c = ml_collections.ConfigDict(config.to_dict())
+  if "seeds" in c:
+    del c["seeds"]
+  for path in seed_fields(c):
+    *parents, key = path.split(".")
+    node = c
+    for p in parents:
+      node = node[p]
+    node[key] = node[key] + seed * SEED_STRIDE
+  return c
+
+
+def seed_workdir(workdir: str, seed: int) -> str:
+  """Where a study's run under one of its config.seeds lives: seed 0's is the workdir itself
+  (the plain run, the one its report shows), another seed's <workdir>/seed<s>."""
+  return workdir if seed == 0 else os.path.join(workdir, f"seed{seed}")
+
+
+def job_seeds(config) -> list[int]:
+  """config.seeds in order (seed 0 first); (0,) for a config without the field."""
+  return sorted(config.get("seeds", (0,)))
+
+
+# config.seeds of a job: seed 0 is the run its report shows, the others give the spread.
+SEEDS_RULES = (
+    configs.sequence("seeds", lambda s: configs.is_int(s) and 0 <= s < 1000,
+                     "distinct seeds in [0, 1000)", distinct=True, optional=True),
+    configs.Rule("seeds", lambda v, c: 0 in v, "a list that includes 0 (the run the report shows)",
+                 optional=True),
+)
+
+Claim = tuple  # (what, its numbers: a tuple of floats, held: bool or None where nothing is claimed)
+
+
+def seeds_table(per_seed: dict[int, list[Claim]], what_varies: str) -> str:
+  """Markdown: a study's headline numbers under every seed (`per_seed`: seed -> [(what, numbers,
+  held)], the same rows in the same order for every seed), their mean +- standard deviation over
+  the seeds and, for a claim, in how many seeds it held."""
+  import numpy as np
+  seeds = sorted(per_seed)
+  fmt = lambda xs: " / ".join(f"{x:.3f}" for x in xs)  # noqa: E731
+  lines = [f"## Over {len(seeds)} seeds", "",
+           f"{what_varies} Seed 0 is the run above. Mean +- standard deviation over the seeds.", "",
+           "| | " + " | ".join(f"seed {s}" for s in seeds) + " | mean +- sd | held |",
+           "|---|" + "---|" * (len(seeds) + 2)]
+  for k, (what, _, claimed) in enumerate(per_seed[seeds[0]]):
+    rows = [per_seed[s][k] for s in seeds]
+    vals = np.asarray([r[1] for r in rows], np.float64)
+    sd = vals.std(0, ddof=1) if len(seeds) > 1 else np.zeros(vals.shape[1])
+    spread = " / ".join(f"{m:.3f} +- {d:.3f}" for m, d in zip(vals.mean(0), sd))
+    held = "-" if claimed is None else f"{sum(bool(r[2]) for r in rows)}/{len(seeds)}"
+    lines.append(f"| {what} | " + " | ".join(fmt(r[1]) for r in rows) + f" | {spread} | {held} |")
+  return "\n".join(lines)
+
+
+def over_seeds(run: Callable[[ml_collections.ConfigDict, str], dict],
+               config: ml_collections.ConfigDict, workdir: str, name: str,
+               headline: Callable[[dict], list[Claim]], what_varies: str) -> dict:
+  """A study run under each of config.seeds: `run(reseeded(config, s), seed_workdir(workdir, s))`
+  (seed 0 first: the plain run, unchanged by the other seeds); with more than one seed,
+  <workdir>/<name>_seeds.{md,json}: `headline(result)` of every seed's result in `seeds_table`.
+  Returns seed 0's result."""
+  check_seeds(config)
+  seeds = job_seeds(config)
+  results = {}
+  for s in seeds:
+    if len(seeds) > 1:
+      print(f"== seed {s} ({seeds.index(s) + 1} of {len(seeds)}) -> {seed_workdir(workdir, s)}",
+            flush=True)
+    results[s] = run(reseeded(config, s), seed_workdir(workdir, s))
+  if len(seeds) > 1:
+    per_seed = {s: headline(r) for s, r in results.items()}
+    write_report(workdir, f"{name}_seeds",
+                 {"seeds": seeds, "workdirs": {s: seed_workdir(workdir, s) for s in seeds},
+                  "headline": per_seed}, seeds_table(per_seed, what_varies))
+  return results[seeds[0]]
+
+
+def check_seeds(config) -> None:
+  """Raises InputError when config.seeds is not a list of distinct seeds in [0, 1000) with 0."""
+  configs.check(config, SEEDS_RULES)
 
 
 def study(name: str, main: Callable[[ml_collections.ConfigDict, str], Any],

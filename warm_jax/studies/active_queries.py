@@ -48,7 +48,7 @@ def rules():
       configs.Rule("members", lambda v, c: configs.is_int(v) and v >= 2,
                    "at least 2 (disagreement needs an ensemble)"),
       configs.number("epochs", 0.0, lo_open=True), configs.integer("min_steps"),
-      configs.text("eval.split"), configs.integer("eval.pairs"),
+      configs.text("eval.split"), configs.integer("eval.pairs"), *stages.SEEDS_RULES,
   )
 
 
@@ -175,6 +175,27 @@ def stages_of(config, pool: list[dict], test: list[dict], tokenizer) -> list:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """The study under each of config.seeds (`stages.over_seeds`: seed 0 in the workdir, the others
+  in <workdir>/seed<s>, their spread in active_seeds.md); returns seed 0's result."""
+  return stages.over_seeds(run, config, workdir, "active", headline,
+                           "Every round re-run under each seed (the first labels, the bootstrap "
+                           "resamples, the members' seeds, random queries).")
+
+
+def headline(result: dict) -> list[stages.Claim]:
+  """One seed's headline numbers: each strategy's ensemble accuracy at the schedule's end, and
+  querying by disagreement against at random there where both ran."""
+  n = result["schedule"][-1]
+  end = {st: (c.get(n) or c.get(str(n)))["ens"] for st, c in result["curves"].items()}
+  rows = [(f"ensemble accuracy at {n} labels: {st}", (a,), None) for st, a in end.items()]
+  if {"random", "disagreement"} <= set(end):
+    rows.append((f"disagreement above random at {n} labels",
+                 (end["disagreement"] - end["random"],), end["disagreement"] > end["random"]))
+  return rows
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """The study under one seed (see the module docstring)."""
   from warm_jax import active
   from warm_jax import data as data_lib
   configs.require(config, {"init_from": f"{SFT_RUN} (every member starts from its decoder)"})

@@ -46,7 +46,8 @@ def rules():
   from warm_jax import configs
   from warm_jax.train import dpo
   return (*dpo.RULES, configs.distinct_numbers("lambdas", 0.0, 1.0),
-          configs.Rule("dpo.loss_type", lambda v, c: v == "modpo", "'modpo' (this experiment's)"))
+          configs.Rule("dpo.loss_type", lambda v, c: v == "modpo", "'modpo' (this experiment's)"),
+          *stages.SEEDS_RULES)
 
 
 def validate(config, soups_cfg) -> None:
@@ -122,6 +123,26 @@ def train_one(config, soups_cfg, lam: float, workdir: str) -> dict:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """MODPO under each of config.seeds (`stages.over_seeds`: seed 0 in the workdir, the others in
+  <workdir>/seed<s>, their spread in modpo_seeds.md), every seed against the same soups run's
+  fronts; returns seed 0's result."""
+  return stages.over_seeds(run, config, workdir, "modpo", headline,
+                           "The MODPO runs re-run under each seed (their seed and data order, the "
+                           "sampling of the judged responses); the soups and MORL fronts are the "
+                           "soups run's.")
+
+
+def headline(result: dict) -> list[stages.Claim]:
+  """One seed's headline numbers: the hypervolumes on the lambdas all three fronts have."""
+  hv = result["hypervolume_shared_lambdas"]
+  return [("hypervolume on the shared lambdas: MODPO / MORL / soups",
+           (hv["modpo"], hv["morl"], hv["soups"]), None),
+          ("MODPO's front above the soups' (hypervolume)", (hv["modpo"] - hv["soups"],),
+           hv["modpo"] > hv["soups"])]
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """MODPO under one seed (see the module docstring)."""
   from warm_jax import data as data_lib
   from warm_jax import multi_objective
   soups_cfg = soups_config(config)

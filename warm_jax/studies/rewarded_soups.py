@@ -80,7 +80,7 @@ def rules():
       configs.text("final.split"), configs.integer("final.prompts"),
       configs.integer("final.prompt_len"), configs.integer("final.max_new_tokens"),
       configs.integer("final.batch_size"), configs.seed("final.seed"),
-      configs.fits_model("final.prompt_len", "final.max_new_tokens"),
+      configs.fits_model("final.prompt_len", "final.max_new_tokens"), *stages.SEEDS_RULES,
   )
 
 
@@ -342,6 +342,27 @@ def stages_of(config: ml_collections.ConfigDict) -> list:
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """The job under each of config.seeds (`stages.over_seeds`: seed 0 in the workdir, the others in
+  <workdir>/seed<s>, their spread in soups_seeds.md); returns seed 0's result."""
+  return stages.over_seeds(run, config, workdir, "soups", headline,
+                           "Every stage re-run under each seed (the reward models' seeds and label "
+                           "draws, the RL runs, the sampling of the judged responses).")
+
+
+def headline(result: dict) -> list[stages.Claim]:
+  """One seed's headline numbers: the fronts' hypervolumes on the lambdas both have (soups, MORL)
+  and the soups' cost per lambda against MORL's (RL seconds)."""
+  f = result["fronts"]
+  hv, c = f["hypervolume_shared_lambdas"], f["cost"]
+  morl_s = c["morl_rl_seconds"] / c["morl_rl_runs"]
+  return [("hypervolume on the shared lambdas: soups / MORL (held: soups within 5% of MORL)",
+           (hv["soups"], hv["morl"]), hv["soups"] >= 0.95 * hv["morl"]),
+          ("RL seconds per lambda: soups / MORL", (c["soups_seconds_per_lambda"], morl_s),
+           c["soups_seconds_per_lambda"] < morl_s)]
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """The job under one seed (see the module docstring)."""
   configs.require(config, {"init_from": f"{SFT_RUN} (every policy starts from it)"})
   validate(config)
   stages.record_config(config, workdir)

@@ -97,7 +97,7 @@ def rules():
       configs.text("final.split"), configs.integer("final.prompts"), configs.seed("final.seed"),
       configs.Rule("rm.data.batch_size", lambda v, c: configs.is_int(v) and v >= 2,
                    "at least 2 (UML's MI critic compares rows of a batch)"),
-      *rlp_train.UML_RULES,
+      *rlp_train.UML_RULES, *stages.SEEDS_RULES,
   )
 
 
@@ -307,6 +307,15 @@ def stages_of(config: ml_collections.ConfigDict, sources: dict, tokenizer) -> li
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """The pipeline under each of config.seeds (`stages.over_seeds`: seed 0 in the workdir, the
+  others in <workdir>/seed<s>, their spread in rlp_seeds.md); returns seed 0's result."""
+  return stages.over_seeds(run, config, workdir, "rlp", headline,
+                           "Every stage re-run under each seed (the reward models' and PPO's "
+                           "seeds, the policy's samples, SPG's draws, the evaluation samples).")
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """The pipeline under one seed (see the module docstring)."""
   from warm_jax import data as data_lib
   configs.require(config, {"init_from": f"{SFT_RUN} (every model starts from it)"})
   validate(config)
@@ -334,6 +343,23 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   stages.write_report(workdir, "rlp", result, tables(result),
                       lambda path: rl_curves.plot(curves, path))
   return result
+
+
+def headline(result: dict) -> list[stages.Claim]:
+  """One seed's headline numbers: each refined reward model's accuracy on the PPO policy's pairs
+  against the reward model's, RLP-UML's highest MI estimate against no information, and each
+  final policy's gold win rate against SFT (and, for the refined ones, against PPO)."""
+  acc, f, u = result["policy_accuracy"]["accuracy"], result["final"], result["uml"]
+  rows = [(f"accuracy on the policy's pairs: {LABELS[n]} / {LABELS['rm']}", (acc[n], acc["rm"]),
+           acc[n] > acc["rm"]) for n in acc if n != "rm"]
+  rows.append(("RLP-UML's highest MI estimate, above no information (-2 ln 2)", (u["mi_max"],),
+               u["mi_max"] > u["no_information"]))
+  rows.append(("PPO: win rate vs SFT", (f["ppo"]["vs_sft"]["win_rate"],), None))
+  for name in (n for n in result["runs"] if n not in ("sft", "ppo")):
+    r = f[name]
+    rows.append((f"PPO against {LABELS[name[4:]]}: win rate vs SFT / vs PPO",
+                 (r["vs_sft"]["win_rate"], r["vs_ppo"]["win_rate"]), r["vs_ppo"]["win_rate"] > 0.5))
+  return rows
 
 
 NO_INFORMATION = -2 * float(np.log(2))  # the JSD estimate when the critic tells nothing apart

@@ -203,7 +203,7 @@ def job_stages(config: ml_collections.ConfigDict) -> list[stages.Stage]:
   pretrained one), then everything after SFT under every seed of config.seeds (seed 0 first: its
   stages are the report's)."""
   shared = PRETRAINED_SHARED if pretrained_base(config) else SHARED
-  seeds = sorted(config.get("seeds", (0,)))
+  seeds = stages.job_seeds(config)
   return [*shared, *(st for s in seeds for st in seed_stages(s))]
 
 
@@ -234,11 +234,6 @@ def claims(results: dict) -> list[tuple[str, bool, str]]:
   return stages.claims(STAGES, results)
 
 
-SEEDS_RULES = (
-    configs.sequence("seeds", lambda s: configs.is_int(s) and 0 <= s < 1000,
-                     "distinct seeds in [0, 1000)", distinct=True),
-    configs.Rule("seeds", lambda v, c: 0 in v, "a list that includes 0 (the run the report shows)"),
-)
 # The job's own field: what it starts from ('' = pre-training on the task; hf:DIR).
 RULES = (configs.init_source("init_from", optional=True),)
 
@@ -248,8 +243,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   must be kept SFT checkpoints; and each study's own checks, so a bad value fails now rather than
   after the training stages."""
   configs.check(config, RULES)
-  if "seeds" in config:  # configs saved before it existed: (0,)
-    configs.check(config, SEEDS_RULES)
+  stages.check_seeds(config)  # configs saved before it existed: (0,)
   sft_train = config.sft.train
   for s in config.warm_label_noise.diversity.init_steps:
     if s != -1 and (s <= 0 or s > sft_train.num_steps or s % sft_train.ckpt_every):
@@ -290,7 +284,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def report(config, results: dict, ledger: dict) -> str:
   """The job's report: its command and stage times, each stage's section, the claims."""
   from warm_jax.train.metrics import format_seconds
-  seeds = sorted(config.get("seeds", (0,)))
+  seeds = stages.job_seeds(config)
   job = job_stages(config)
   names = [s.name for s in job]
   times = ", ".join(f"{s} {format_seconds(ledger[s]['seconds'])}" for s in names)
@@ -334,22 +328,10 @@ def headline(results: dict, seed: int) -> list[tuple[str, tuple[float, ...], boo
 def seeds_section(results: dict, seeds) -> str:
   """The headline claims under every seed: each seed's numbers, their mean +- standard deviation
   over the seeds, and in how many seeds the claim held."""
-  per_seed = {s: headline(results, s) for s in seeds}
-  fmt = lambda xs: " / ".join(f"{x:.3f}" for x in xs)  # noqa: E731
-  lines = [f"## Over {len(seeds)} seeds", "",
-           "Everything after SFT re-run under each seed (the reward models' hyper-parameter draws, "
-           "data order and dropout, best-of-N's samples, RL); seed 0 is the run above. Mean +- "
-           "standard deviation over the seeds.", "",
-           "| claim | " + " | ".join(f"seed {s}" for s in seeds) + " | mean +- sd | held |",
-           "|---|" + "---|" * (len(seeds) + 2)]
-  for k, (what, _, _) in enumerate(per_seed[seeds[0]]):
-    rows = [per_seed[s][k] for s in seeds]
-    vals = np.asarray([r[1] for r in rows], np.float64)
-    spread = " / ".join(f"{m:.3f} +- {d:.3f}" for m, d in zip(vals.mean(0), vals.std(0, ddof=1)))
-    held = sum(r[2] for r in rows)
-    lines.append(f"| {what} | " + " | ".join(fmt(r[1]) for r in rows)
-                 + f" | {spread} | {held}/{len(seeds)} |")
-  return "\n".join(lines)
+  return stages.seeds_table(
+      {s: headline(results, s) for s in seeds},
+      "Everything after SFT re-run under each seed (the reward models' hyper-parameter draws, "
+      "data order and dropout, best-of-N's samples, RL).")
 
 
 def command_line(config) -> str:
