@@ -208,3 +208,19 @@ def test_uml_step_uses_the_annealed_beta_and_the_bottlenecks_own_learning_rate(t
   lr = c.optim.lr
   # Adam's first step moves each parameter by about the learning rate (sign of its gradient).
   assert mib_step == pytest.approx(10 * lr, rel=0.05) and model_step == pytest.approx(lr, rel=0.05)
+
+
+@pytest.mark.parametrize("tail, learnt", [(-1.38, False), (-1.30, True)])
+def test_uml_counts_as_learnt_only_clearly_above_no_information(tmp_path, tail, learnt):
+  import json
+
+  from warm_jax.studies import rlp as rlp_study
+  # Ten logs: at no information (a peak of noise at -1.37) and then, for the last two, `tail`.
+  mi = [-1.39, -1.38, -1.37, -1.39, -1.386, -1.39, -1.385, -1.388, tail, tail]
+  with open(tmp_path / "metrics.jsonl", "w") as f:
+    for k, m in enumerate(mi):
+      f.write(json.dumps({"step": 10 * (k + 1), "split": "train", "mi_jsd": m, "skl": 1.0,
+                          "beta": 1e-3}) + "\n")
+  u = rlp_study.uml_trajectory(str(tmp_path))
+  assert u["mi_end_mean"] == pytest.approx(tail) and u["mi_max_step"] == (30 if not learnt else 90)
+  assert u["learnt"] is learnt  # the noise peak above -2 ln 2 alone does not count
