@@ -347,8 +347,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def headline(result: dict) -> list[stages.Claim]:
   """One seed's headline numbers: each refined reward model's accuracy on the PPO policy's pairs
-  against the reward model's, RLP-UML's highest MI estimate against no information, and each
-  final policy's gold win rate against SFT (and, for the refined ones, against PPO)."""
+  against the reward model's, RLP-UML's MI estimate at the end (and at its highest) and whether
+  it learnt (`uml_trajectory`), and each final policy's gold win rate against SFT (and, for the
+  refined ones, against PPO)."""
   acc, f, u = result["policy_accuracy"]["accuracy"], result["final"], result["uml"]
   rows = [(f"accuracy on the policy's pairs: {LABELS[n]} / {LABELS['rm']}", (acc[n], acc["rm"]),
            acc[n] > acc["rm"]) for n in acc if n != "rm"]
@@ -382,10 +383,10 @@ def uml_trajectory(run: str) -> dict:
          all(m in r for r in rows)}
   mi = np.asarray(out["mi"])
   i = int(np.argmax(mi))
-  tail = mi[len(mi) - max(1, len(mi) // 5):]  # the last 20% of the logged steps
+  end = float(mi[len(mi) - max(1, len(mi) // 5):].mean())  # over the last 20% of the logs
   out.update(mi_first=float(mi[0]), mi_max=float(mi[i]), mi_max_step=int(out["step"][i]),
-             mi_last=float(mi[-1]), mi_end_mean=float(tail.mean()), no_information=NO_INFORMATION,
-             learnt=bool(tail.mean() > NO_INFORMATION + MI_MARGIN))
+             mi_last=float(mi[-1]), mi_end_mean=end, no_information=NO_INFORMATION,
+             learnt=end > NO_INFORMATION + MI_MARGIN)
   return out
 
 

@@ -28,7 +28,6 @@ import sys
 import time
 
 import ml_collections
-import numpy as np
 
 from warm_jax import configs, errors, stages
 from warm_jax.studies import lm
