@@ -118,7 +118,8 @@ def test_uml_sharded_step_matches_single_device(toy_data):
 
 def test_bad_uml_settings_are_named(toy_data):
   for field, value, match in (("weight", -1.0, "uml.weight"), ("z_dim", 0, "uml.z_dim"),
-                              ("beta", -0.1, "uml.beta")):
+                              ("beta", -0.1, "uml.beta"), ("beta_start", 0.0, "uml.beta_start"),
+                              ("hold_fraction", 1.0, "uml.hold_fraction")):
     c = uml_config(0.5)
     c.uml[field] = value
     with pytest.raises(ValueError, match=match):
@@ -177,10 +178,24 @@ def test_beta_is_annealed_exponentially_from_its_start():
   assert float(losses.annealed_beta(100, 1e-3, 1.0, 100)) == pytest.approx(1.0)
   assert float(losses.annealed_beta(500, 1e-3, 1.0, 100)) == pytest.approx(1.0)  # then constant
   assert float(losses.annealed_beta(0, 1.0, 1.0, 100)) == 1.0  # the paper's constant beta
+  # Held at its start for `hold` steps, then annealed over the next `steps`.
+  assert float(losses.annealed_beta(30, 1e-3, 1.0, 100, hold=30)) == pytest.approx(1e-3)
+  np.testing.assert_allclose(float(losses.annealed_beta(80, 1e-3, 1.0, 100, hold=30)),
+                             10 ** -1.5, rtol=1e-5)
+  assert float(losses.annealed_beta(130, 1e-3, 1.0, 100, hold=30)) == pytest.approx(1.0)
   # A config saved before the schedule existed keeps its constant beta.
   import ml_collections
   old = ml_collections.ConfigDict(dict(weight=0.5, beta=1.0, z_dim=4, hidden=8))
   assert float(rlp.uml_beta(old, 100)(0)) == 1.0
+  # hold_fraction of a run at beta_start (Federici et al.'s beta_start_iteration), then the rest
+  # of the run to beta.
+  held = ml_collections.ConfigDict(dict(beta=1.0, beta_start=1e-3, hold_fraction=0.25,
+                                        anneal_steps=0))
+  beta = rlp.uml_beta(held, 200)
+  assert float(beta(50)) == pytest.approx(1e-3) and float(beta(49)) == pytest.approx(1e-3)
+  np.testing.assert_allclose(float(beta(125)), 10 ** -1.5, rtol=1e-5)
+  assert float(beta(200)) == pytest.approx(1.0)
+  assert rlp.default_uml_config().hold_fraction == pytest.approx(rlp.HOLD)
 
 
 def test_features_are_standardised_over_both_views_and_the_batch():

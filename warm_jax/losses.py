@@ -121,12 +121,13 @@ def jsd_mutual_information(t_pos: Array, t_neg: Array) -> Array:
   return -jax.nn.softplus(-t_pos.astype(jnp.float32)) - jax.nn.softplus(t_neg.astype(jnp.float32))
 
 
-def annealed_beta(step, start: float, end: float, steps: int):
-  """Federici et al.'s beta schedule: from `start` at step 0 exponentially to `end` at `steps`
-  (constant after; `end` throughout when start == end or steps <= 0). Traceable in `step`."""
+def annealed_beta(step, start: float, end: float, steps: int, hold: int = 0):
+  """Federici et al.'s beta schedule: `start` for the first `hold` steps, then exponentially to
+  `end` over the next `steps` (constant after; `end` throughout when start == end or steps <= 0).
+  Traceable in `step`."""
   if steps <= 0 or start == end:
     return jnp.asarray(end, jnp.float32)
-  frac = jnp.clip(jnp.asarray(step, jnp.float32) / steps, 0.0, 1.0)
+  frac = jnp.clip((jnp.asarray(step, jnp.float32) - hold) / steps, 0.0, 1.0)
   return jnp.asarray(start, jnp.float32) * (end / start) ** frac
 
 

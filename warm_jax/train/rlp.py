@@ -39,6 +39,7 @@ from warm_jax.train import reward_model as rm_lib
 from warm_jax.train import state as state_lib
 
 MIB = "mib"  # the params key of the bottleneck modules (training only)
+HOLD = 1 / 3  # the share of the run beta stays at beta_start (Federici et al.: 50k of 150k)
 
 
 # ---------------------------------------------------------------- UML
@@ -46,13 +47,14 @@ MIB = "mib"  # the params key of the bottleneck modules (training only)
 def default_uml_config() -> ml_collections.ConfigDict:
   """config.uml: the MIB loss's weight (lambda, 0.5 in the paper) and beta (1 in the paper's L_M),
   the code size z_dim and the MLP width (neither given by the paper; Federici et al. use z 64).
-  As Federici et al. train it: beta annealed exponentially from beta_start up to beta over
-  anneal_steps (0: the whole run), the features standardised over the batch before the encoder
+  As Federici et al. train it: beta held at beta_start for the first hold_fraction of the run
+  (their beta_start_iteration), then annealed exponentially up to beta over anneal_steps (0: the
+  rest of the run), the features standardised over the batch before the encoder
   (`bottleneck.standardized`), and the bottleneck (encoder and critic) optimised at lr_multiplier
   times the reward model's learning rate. beta_start = beta, standardize False and lr_multiplier 1:
   the paper's loss as written (beta 1 from the first step)."""
-  return ml_collections.ConfigDict(dict(weight=0.5, beta=1.0, beta_start=1e-3, anneal_steps=0,
-                                        standardize=True, lr_multiplier=10.0, z_dim=64,
+  return ml_collections.ConfigDict(dict(weight=0.5, beta=1.0, beta_start=1e-3, hold_fraction=HOLD,
+                                        anneal_steps=0, standardize=True, lr_multiplier=10.0, z_dim=64,
                                         hidden=256))
 
 
@@ -67,11 +69,14 @@ def bottleneck(uml: ml_collections.ConfigDict) -> MultiViewBottleneck:
 
 
 def uml_beta(uml: ml_collections.ConfigDict, num_steps: int):
-  """The MIB loss's beta at a step: `losses.annealed_beta` from uml.beta_start to uml.beta over
-  uml.anneal_steps (0: num_steps); constant beta for configs without beta_start."""
+  """The MIB loss's beta at a step of a num_steps run: `losses.annealed_beta`, uml.beta_start for
+  the first uml.hold_fraction of the run, then up to uml.beta over uml.anneal_steps (0: the rest
+  of the run); constant beta for configs without beta_start, no hold for those without
+  hold_fraction."""
   start = uml.get("beta_start", uml.beta)
-  steps = uml.get("anneal_steps", 0) or num_steps
-  return lambda step: losses.annealed_beta(step, start, uml.beta, steps)
+  hold = int(round(uml.get("hold_fraction", 0.0) * num_steps))
+  steps = uml.get("anneal_steps", 0) or max(num_steps - hold, 1)
+  return lambda step: losses.annealed_beta(step, start, uml.beta, steps, hold)
 
 
 def make_uml_train_step(model: RewardModel, mib: MultiViewBottleneck,
@@ -121,6 +126,8 @@ UML_RULES = (
     configs.number("uml.beta", 0.0), configs.integer("uml.z_dim"), configs.integer("uml.hidden"),
     configs.number("uml.beta_start", 0.0, lo_open=True, optional=True,
                    must="positive and finite (the annealing is exponential)"),
+    configs.number("uml.hold_fraction", 0.0, 1.0, hi_open=True, optional=True,
+                   must="in [0, 1) (the share of the run beta stays at beta_start)"),
     configs.integer("uml.anneal_steps", lo=0, optional=True),
     configs.boolean("uml.standardize", optional=True),
     configs.number("uml.lr_multiplier", 0.0, lo_open=True, optional=True),
