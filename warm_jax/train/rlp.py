@@ -39,7 +39,7 @@ from warm_jax.train import reward_model as rm_lib
 from warm_jax.train import state as state_lib
 
 MIB = "mib"  # the params key of the bottleneck modules (training only)
-HOLD = 1 / 3  # the share of the run beta stays at beta_start (Federici et al.: 50k of 150k)
+HOLD = 1 / 3  # the share of the run beta stays at beta_start (Federici et al.: 50k, then 100k)
 
 
 # ---------------------------------------------------------------- UML
