@@ -10,7 +10,8 @@ r"""Streaming weight averaging over orbax checkpoints: wall time, throughput vs 
     python benchmarks/averaging.py --dir /tmp/warm_bench64 --leaves 64  # smaller arrays
 
 Creates (once; reused on later runs) 16 params-only checkpoints of random float32 parameters of
-`--mb` MiB each under --dir, then for each M averages the first M of them with
+`--mb` MiB each under --dir (checkpoint i: checkpoint 0 + a task vector of N(0, (0.01 i)^2)
+entries), then for each M averages the first M of them with
 `warm_jax.averaging.average_checkpoints` (the streaming path: one checkpoint at a time into a
 float32 running sum, then written with checkpoints.save_params), each M in its own subprocess so
 it gets its own peak RSS (VmHWM of /proc/self/status).
@@ -42,6 +43,7 @@ import time
 CHUNK = 16 << 20
 N_LEAVES = 8  # default number of equal 2-D arrays (plus one small 'head' vector)
 WIDTH = 2048
+TASK_VECTORS = "gaussian"  # checkpoint i - checkpoint 0: N(0, (0.01 i)^2) entries
 
 
 def _files(path: str) -> list[str]:
@@ -116,19 +118,25 @@ def make_checkpoints(directory: str, mb: float, count: int, leaves: int = N_LEAV
     paths.append(path)
     try:
       meta = checkpoints.read_meta(path)
-      if (meta.get("bench_rows") == rows
+      if (meta.get("bench_rows") == rows and meta.get("bench_task_vectors") == TASK_VECTORS
           and meta.get("config", {}).get("model", {}).get("n_leaves", N_LEAVES) == leaves):
         continue
-      raise SystemExit(f"{path} holds a checkpoint of another size; use another --dir")
+      raise SystemExit(f"{path} holds a checkpoint of another size or kind; use another --dir")
     except FileNotFoundError:
       pass
     if base is None:
       base = np.random.default_rng(0).standard_normal((leaves, rows, WIDTH), dtype=np.float32)
-    params = {"layers": {f"w{j}": base[j] + np.float32(i) for j in range(leaves)},
-              "head": {"b": np.full((WIDTH,), float(i), np.float32)}}
+    # checkpoint i = checkpoint 0 + a task vector of N(0, (0.01 i)^2) entries: the merges'
+    # statistics (TIES's k-th magnitudes) see a spread of values, as real task vectors have.
+    noise = np.random.default_rng(i).standard_normal(base.shape, dtype=np.float32)
+    params = {"layers": {f"w{j}": base[j] + np.float32(0.01 * i) * noise[j]
+                         for j in range(leaves)},
+              "head": {"b": np.full((WIDTH,), 0.01 * i, np.float32)}}
+    del noise
     config = {"model": {"kind": "benchmark", "rows": rows, "width": WIDTH, "n_leaves": leaves}}
     t0 = time.time()
-    checkpoints.save_params(path, params, {"config": config, "bench_rows": rows})
+    checkpoints.save_params(path, params, {"config": config, "bench_rows": rows,
+                                           "bench_task_vectors": TASK_VECTORS})
     print(f"wrote {path} ({rows * WIDTH * leaves * 4 / 2**20:.0f} MiB, {leaves} arrays) in "
           f"{time.time() - t0:.1f}s",
           file=sys.stderr)
@@ -180,9 +188,9 @@ def worker(paths: list[str], out: str, group_bytes: int | None, reader: str, met
   jax.block_until_ready(params)
   t_avg = time.perf_counter() - t0
   model_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
-  if method == "linear":  # check the result: the mean of base + i over i < M is base + (M - 1) / 2
-    head = np.asarray(params["head"]["b"])
-    assert np.allclose(head, (len(paths) - 1) / 2), head[:4]
+  if method == "linear":  # check the result: the head of checkpoint i is 0.01 i, its mean
+    head = np.asarray(params["head"]["b"])  # over i < M 0.01 (M - 1) / 2
+    assert np.allclose(head, 0.01 * (len(paths) - 1) / 2), head[:4]
   peak_avg_kb = _status_kb("VmHWM")
   t1 = time.perf_counter()
   checkpoints.save_params(out, params, meta)

@@ -290,11 +290,31 @@ def test_row_blocked_ties_histogram_passes(growth, passes, tmp_path, monkeypatch
   calls = []
   lows = averaging.merge_stream._lows
   monkeypatch.setattr(averaging.merge_stream, "_lows", lambda *a: calls.append(1) or lows(*a))
+  monkeypatch.setattr(averaging.merge_stream, "COUNT_EVERY", 100)  # window counts in flushes
   merged, _ = averaging.merge_checkpoints("ties", paths[1:], base=paths[0], density=0.3,
                                           group_bytes=120000)
   np.testing.assert_allclose(merged["w"], averaging.ties(trees[0], trees[1:], 0.3)["w"],
                              rtol=2e-5, atol=2e-6)
   assert (3 if calls else 1) == passes
+
+
+def test_row_blocked_ties_with_tied_and_zero_magnitudes(tmp_path, monkeypatch):
+  # Every magnitude of a task vector tied (a constant shift), or zero (an unchanged model): all
+  # entries fall in the window; counted in several flushes, they still give the in-memory TIES.
+  rng = np.random.default_rng(2)
+  base = rng.standard_normal((64, 32)).astype(np.float32)
+  trees = [{"w": base}, {"w": base + np.float32(0.5)}, {"w": base.copy()},
+           {"w": base - (np.float32(0.25) * (np.arange(64)[:, None] % 2)).astype(np.float32)}]
+  paths = [save_run(tmp_path / f"r{i}", tiny_config(), t) for i, t in enumerate(trees)]
+  monkeypatch.setattr(averaging.merge_stream, "COUNT_EVERY", 300)
+  calls = []
+  lows = averaging.merge_stream._lows
+  monkeypatch.setattr(averaging.merge_stream, "_lows", lambda *a: calls.append(1) or lows(*a))
+  merged, _ = averaging.merge_checkpoints("ties", paths[1:], base=paths[0], density=0.3,
+                                          group_bytes=3000)
+  np.testing.assert_allclose(merged["w"], averaging.ties(trees[0], trees[1:], 0.3)["w"],
+                             rtol=2e-5, atol=2e-6)
+  assert not calls  # the window held every model's k-th largest
 
 
 @pytest.mark.parametrize("method, params", [("ties", dict(density=0.3)), ("model_stock", {})])

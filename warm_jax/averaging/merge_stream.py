@@ -18,8 +18,8 @@ stock's cosines), so they stream in the other order, in two ways:
   of rows at a time: each block is read from every checkpoint in one read (the base's and each
   model's), and each pass over the leaf's blocks is one compiled op per block (`_BlockedLeaf`).
   Statistics over the whole tensor come from a first pass: TIES's k-th largest magnitudes from
-  histograms of the magnitudes' bit patterns (exact; a window of buckets around block 0's own
-  k-th, and two full histogram passes where a window misses), SLERP's and model stock's from the
+  counts of the magnitudes' bit patterns (exact; those in a window of buckets around a sample
+  of block 0's k-th, counted on the host, and two full histogram passes where a window misses), SLERP's and model stock's from the
   Gram matrix of the task vectors; then the merge pass computes each block with the in-memory fold
   and writes its rows into the output leaf. The later passes re-read blocks the first pass has
   just read (from the page cache) and are interleaved with the next leaf's first pass. DARE and
@@ -272,8 +272,9 @@ class _BlockedLeaf:
   the block's merged rows with the in-memory fold (`merges.Method`, fused) and writes them into
   the output leaf. Statistics: TIES (density < 1) each task vector's k-th largest magnitude,
   exactly, from counts of the magnitudes' float32 bit patterns, which add up over blocks: the
-  first pass counts every pattern in a window of WINDOW high-16-bit buckets around block 0's own
-  k-th largest and the entries above it; where a model's k-th largest over the tensor is not in
+  first pass counts every pattern in a window of WINDOW high-16-bit buckets around the k-th
+  largest of a sample of block 0 and the entries above it (XLA computes the patterns relative to
+  the window, the host selects and counts the few inside it); where a model's k-th largest over the tensor is not in
   its window, two more passes take `merges.high_histogram` and `low_histogram`. SLERP and
   model stock: the Gram matrix of the task vectors (float64 sums of the blocks' float32 dots),
   from which their result is base + sum_i c_i tau_i with scalars c_i (`slerp_coefficients`,
@@ -298,6 +299,7 @@ class _BlockedLeaf:
     self.buckets = self.thresholds = None  # TIES: [models]
     self.ranks: list = []  # TIES: each model's rank of its k-th largest within its bucket
     self.window = self.wlow = None  # TIES: the first pass's windows of counts
+    self.inside: list = []  # TIES: [models][blocks] patterns in the window, not yet counted
     self.above = np.zeros(len(self.models), np.int64)  # TIES: entries above each window
     self.gram = np.zeros((len(self.models),) * 2)
     self.coef: np.ndarray | None = None  # SLERP, model stock: c [models]
@@ -336,12 +338,12 @@ class _BlockedLeaf:
     self.ready[step].result()
     b, xs = self._args(values)
     if step == "window":
+      codes = _jit(_window_codes, self.sh)
       if rows == self.blocks[0]:  # each model's window of buckets: around block 0's k-th
-        self.window = self._guess(np.asarray(_jit(_highs, self.sh)(b, xs), np.int64), rows)
-      above, w = _jit(_window_lows, self.sh)(b, xs, self.window)
-      self.above += np.asarray(above, np.int64)
-      self.wlow = w if self.wlow is None else _jit(jnp.add, self.sh)(self.wlow, w)
-      jax.block_until_ready(self.wlow)
+        self.window = self._guess(np.asarray(codes(b, xs, np.zeros(len(xs), np.uint32))))
+        self.wlow = np.zeros((len(xs), WINDOW << 16), np.int64)
+        self.inside = [[] for _ in xs]
+      self._count_window(np.asarray(codes(b, xs, self.window.astype(np.uint32) << 16)))
     elif step == "high":
       h = _jit(_highs, self.sh)(b, xs)
     elif step == "low":
@@ -387,7 +389,8 @@ class _BlockedLeaf:
       return
     k = max(1, int(self.m.density * self.size))
     if step == "window":  # exact where every model's k-th largest lies in its window
-      wlow, self.wlow = np.asarray(self.wlow, np.int64), None
+      self._count_window(None)
+      wlow, self.wlow, self.inside = self.wlow, None, []
       inside = wlow.sum(axis=1)
       if np.all((self.above < k) & (k <= self.above + inside)):
         picked = [merges.select_bucket(w, k - a, np) for w, a in zip(wlow, self.above)]
@@ -403,12 +406,32 @@ class _BlockedLeaf:
       lows = [merges.select_bucket(h, r, np)[0] for h, r in zip(hist, self.ranks)]
       self.thresholds = merges.bucket_value(self.buckets, np.asarray(lows), np)
 
-  def _guess(self, hist: np.ndarray, rows: tuple) -> np.ndarray:
+  def _guess(self, bits: np.ndarray) -> np.ndarray:
     """[models] int32: the first bucket of each model's window of WINDOW buckets, centred on the
-    bucket of block `rows`'s own k-th largest magnitude (its share of k)."""
-    k = max(1, round(self.m.density * (rows[1] - rows[0]) * self.row))
-    centre = np.asarray([int(merges.select_bucket(h, k, np)[0]) for h in hist])
+    bucket of the k-th largest magnitude (its share of k) of an even sample of at most 2^16 of
+    `bits` [models, entries] (block 0's |task vectors| as float32 bit patterns, which order like
+    the magnitudes). Only the window's place: a miss costs the two histogram passes, not
+    exactness."""
+    sample = bits[:, ::max(1, bits.shape[1] >> 16)]
+    k = min(sample.shape[1], max(1, round(self.m.density * sample.shape[1])))
+    kth = np.partition(sample, sample.shape[1] - k, axis=1)[:, sample.shape[1] - k]
+    centre = (kth >> 16).astype(np.int64)
     return np.clip(centre - WINDOW // 2, 0, (1 << 15) - WINDOW).astype(np.int32)
+
+  def _count_window(self, codes: np.ndarray | None) -> None:
+    """Adds a block's `_window_codes` (relative to each model's window) to the counts: the
+    entries above the window, and the (few) patterns inside it, on the host: selecting them
+    costs less than XLA:CPU's scatter over every entry. The selected patterns wait in a list and
+    are counted once COUNT_EVERY of them are in (None: count what waits)."""
+    span = WINDOW << 16
+    if codes is not None:
+      for p, c in enumerate(codes):
+        self.inside[p].append(c[c < span])
+        self.above[p] += np.count_nonzero(c.view(np.int32) >= span)  # below: wrapped, negative
+    for p, waiting in enumerate(self.inside):
+      if waiting and (codes is None or sum(map(len, waiting)) >= COUNT_EVERY):
+        self.wlow[p] += np.bincount(np.concatenate(waiting), minlength=span)
+        waiting.clear()
 
   def compile_ahead(self, pool: concurrent.futures.Executor, compiled: dict) -> None:
     """Compiles in `pool` the op of each of this leaf's passes for its block shapes, in the order
@@ -422,10 +445,7 @@ class _BlockedLeaf:
       x = jax.ShapeDtypeStruct(shape, a.dtype, sharding=sh)
       b, xs = (x if self.has_base else None), (x,) * n
       if step == "window":
-        _jit(_highs, sh).lower(b, xs).compile()
-        _jit(_window_lows, sh).lower(b, xs, jax.ShapeDtypeStruct((n,), jnp.int32)).compile()
-        _jit(jnp.add, sh).lower(*(jax.ShapeDtypeStruct((n, WINDOW << 16), jnp.int32,
-                                                       sharding=sh),) * 2).compile()
+        _jit(_window_codes, sh).lower(b, xs, jax.ShapeDtypeStruct((n,), jnp.uint32)).compile()
       elif step == "gram":
         _jit(_gram, sh).lower(b, xs).compile()
       else:
@@ -451,9 +471,10 @@ class _BlockedLeaf:
 
 
 # TIES: the buckets (of 2^15 by the high 16 bits of |tau|) whose full counts the first pass
-# takes, around the bucket of block 0's k-th largest magnitude; where every model's k-th largest
+# takes, around the bucket of the k-th largest magnitude of a sample of block 0; where every model's k-th largest
 # over the whole tensor falls in its window, the two histogram passes are not needed.
 WINDOW = 4
+COUNT_EVERY = WINDOW << 16  # TIES: window patterns selected on the host before they are counted
 _SUM = merges.Method("task_arithmetic")  # base + sum_i c_i tau_i (SLERP's, model stock's merge)
 
 
@@ -473,20 +494,11 @@ def _highs(b, xs):
   return jnp.stack([merges.high_histogram(jnp.abs(_tau_of(x, b))) for x in xs])
 
 
-def _window_lows(b, xs, starts):
-  """([models] entries above the window, [models, WINDOW * 2^16] counts in it): per model, of
-  its |task vector|'s float32 bit patterns, the number whose high 16 bits are at or above
-  starts[p] + WINDOW, and the counts of the 32-bit patterns in buckets starts[p] .. + WINDOW
-  (bucket starts[p] + i at [i * 2^16, ...): together a histogram that orders like the values)."""
-  above, out = [], []
-  for p, x in enumerate(xs):
-    bits = merges._bits(jnp.abs(_tau_of(x, b)))
-    at = (bits >> 16).astype(jnp.int32) - starts[p]
-    above.append(jnp.sum(at >= WINDOW, dtype=jnp.int32))
-    idx = jnp.where((at >= 0) & (at < WINDOW), (at << 16) + (bits & 0xFFFF).astype(jnp.int32) + 1,
-                    0)
-    out.append(jnp.bincount(idx, length=(WINDOW << 16) + 1)[1:])
-  return jnp.stack(above), jnp.stack(out)
+def _window_codes(b, xs, lows):
+  """[models, entries] uint32: each model's |task vector| as float32 bit patterns minus lows[p]
+  (wrapping): below WINDOW * 2^16 inside model p's window (bucket lows[p] >> 16 on), at or above
+  it and below 2^31 above the window, from 2^31 below it (the patterns are under 2^31)."""
+  return jnp.stack([merges._bits(jnp.abs(_tau_of(x, b))) - lows[p] for p, x in enumerate(xs)])
 
 
 def _lows(b, xs, buckets):
