@@ -50,7 +50,9 @@ def test_ties_trims_elects_signs_and_takes_the_disjoint_mean():
   np.testing.assert_allclose(value(averaging.ties(vec(0, 0, 0), [vec(2, -2, 1)], 0.3)), [2, -2, 0])
 
 
-def test_kth_largest_is_exact():
+@pytest.mark.parametrize("sort_max", [0, 1 << 16])  # the histograms; sorted (small arrays)
+def test_kth_largest_is_exact(sort_max, monkeypatch):
+  monkeypatch.setattr(merges, "SORT_MAX", sort_max)
   rng = np.random.default_rng(0)
   x = np.abs(rng.standard_normal(1000)).astype(np.float32)
   x[:300] = 0.0  # zeros and ties
@@ -278,11 +280,13 @@ def test_streamed_merges_in_row_blocks_equal_in_memory(method, params, runs, mon
     np.testing.assert_array_equal(np.asarray(merged["embed"]) != base, expect["embed"] != base)
 
 
-@pytest.mark.parametrize("growth, passes", [(1.0, 1), (2.0, 3)])
-def test_row_blocked_ties_histogram_passes(growth, passes, tmp_path, monkeypatch):
+@pytest.mark.parametrize("growth, passes, count_every", [(1.0, 1, None), (1.0, 1, 100),
+                                                        (2.0, 3, None)])
+def test_row_blocked_ties_histogram_passes(growth, passes, count_every, tmp_path, monkeypatch):
   # Rows of like magnitudes: block 0's k-th largest magnitude predicts the tensor's, its window
   # holds it, one histogram pass. Rows growing 2x each: the window misses, and the two exact
-  # histogram passes run. Either way the in-memory TIES.
+  # histogram passes run. Either way the in-memory TIES. count_every: the window's patterns
+  # counted in a histogram after every few blocks, not partially sorted at the end.
   rng = np.random.default_rng(0)
   scale = (growth ** (np.arange(128) // 2))[:, None].astype(np.float32)
   trees = [{"w": (rng.standard_normal((128, 256)) * scale).astype(np.float32)} for _ in range(3)]
@@ -290,12 +294,30 @@ def test_row_blocked_ties_histogram_passes(growth, passes, tmp_path, monkeypatch
   calls = []
   lows = averaging.merge_stream._lows
   monkeypatch.setattr(averaging.merge_stream, "_lows", lambda *a: calls.append(1) or lows(*a))
-  monkeypatch.setattr(averaging.merge_stream, "COUNT_EVERY", 100)  # window counts in flushes
+  if count_every:
+    monkeypatch.setattr(averaging.merge_stream, "COUNT_EVERY", count_every)
   merged, _ = averaging.merge_checkpoints("ties", paths[1:], base=paths[0], density=0.3,
                                           group_bytes=120000)
   np.testing.assert_allclose(merged["w"], averaging.ties(trees[0], trees[1:], 0.3)["w"],
                              rtol=2e-5, atol=2e-6)
   assert (3 if calls else 1) == passes
+
+
+def test_streamed_ties_leaves_of_one_block(runs, monkeypatch):
+  # leaves too large to sort (merges.SORT_MAX) but within a block: one block each, their
+  # thresholds from the window pass, the same entries trimmed as in memory
+  monkeypatch.setattr(merges, "SORT_MAX", 8)
+  blocks = []
+  orig = averaging.merge_stream.row_blocks
+  monkeypatch.setattr(averaging.merge_stream, "row_blocks",
+                      lambda *a: blocks.append(orig(*a)) or blocks[-1])
+  merged, _ = averaging.merge_checkpoints("ties", runs[1:], base=runs[0], density=0.3)
+  restored = [checkpoints.restore_params(r) for r in runs]
+  expect = averaging.ties(restored[0], restored[1:], 0.3)
+  close(merged, expect, rtol=2e-5, atol=2e-6)
+  base = restored[0]["embed"]
+  np.testing.assert_array_equal(np.asarray(merged["embed"]) != base, expect["embed"] != base)
+  assert blocks == [{0: 12, 1: 8, 2: 16}]  # dense/bias, dense/kernel, embed: one block each
 
 
 def test_row_blocked_ties_with_tied_and_zero_magnitudes(tmp_path, monkeypatch):

@@ -242,8 +242,11 @@ def row_blocks(m: merges.Method, abstract: list, group_bytes: int, models: int) 
   every checkpoint at once (the base's and each model's) into each of the reader's two buffers,
   and the fold holds about five blocks of float32 temporaries: blocks of
   7 * group_bytes / (2 (models + 1) + 5) in float32, so that the blocked leaves hold about as
-  much as the whole leaves' groups (two buffers of a group, five groups of fold state)."""
+  much as the whole leaves' groups (two buffers of a group, five groups of fold state). For TIES
+  with trimming, leaves of more than `merges.SORT_MAX` entries that fit one block are one block:
+  their thresholds come from the window pass's host counts, not from histogram programs."""
   budget = 7 * group_bytes // (2 * (models + 1) + 5)
+  trims = m.name == "ties" and m.density < 1.0
   out = {}
   for j, a in enumerate(abstract):
     if (len(a.shape) < 1 or a.shape[0] < 2 or len(a.sharding.device_set) != 1
@@ -253,6 +256,8 @@ def row_blocks(m: merges.Method, abstract: list, group_bytes: int, models: int) 
     rows = max(1, budget // max(row, 1))
     if rows < a.shape[0]:
       out[j] = _even_rows(a.shape[0], rows)
+    elif trims and a.size > merges.SORT_MAX:  # whole, but TIES's threshold from the window pass
+      out[j] = a.shape[0]
   return out
 
 
@@ -298,8 +303,9 @@ class _BlockedLeaf:
     self.hist = None  # the histograms of this pass [models, buckets]
     self.buckets = self.thresholds = None  # TIES: [models]
     self.ranks: list = []  # TIES: each model's rank of its k-th largest within its bucket
-    self.window = self.wlow = None  # TIES: the first pass's windows of counts
+    self.window = None  # TIES: [models] the first bucket of each model's window
     self.inside: list = []  # TIES: [models][blocks] patterns in the window, not yet counted
+    self.wlow: list = []  # TIES: [models] counts of the patterns in the window, or None
     self.above = np.zeros(len(self.models), np.int64)  # TIES: entries above each window
     self.gram = np.zeros((len(self.models),) * 2)
     self.coef: np.ndarray | None = None  # SLERP, model stock: c [models]
@@ -341,8 +347,7 @@ class _BlockedLeaf:
       codes = _jit(_window_codes, self.sh)
       if rows == self.blocks[0]:  # each model's window of buckets: around block 0's k-th
         self.window = self._guess(np.asarray(codes(b, xs, np.zeros(len(xs), np.uint32))))
-        self.wlow = np.zeros((len(xs), WINDOW << 16), np.int64)
-        self.inside = [[] for _ in xs]
+        self.inside, self.wlow = [[] for _ in xs], [None] * len(xs)
       self._count_window(np.asarray(codes(b, xs, self.window.astype(np.uint32) << 16)))
     elif step == "high":
       h = _jit(_highs, self.sh)(b, xs)
@@ -389,12 +394,10 @@ class _BlockedLeaf:
       return
     k = max(1, int(self.m.density * self.size))
     if step == "window":  # exact where every model's k-th largest lies in its window
-      self._count_window(None)
-      wlow, self.wlow, self.inside = self.wlow, None, []
-      inside = wlow.sum(axis=1)
-      if np.all((self.above < k) & (k <= self.above + inside)):
-        picked = [merges.select_bucket(w, k - a, np) for w, a in zip(wlow, self.above)]
-        at = np.asarray([int(v) for v, _ in picked])  # index into WINDOW * 2^16 counts
+      at = [self._window_rank(p, k - a) for p, a in enumerate(self.above)]
+      self.inside, self.wlow = [], []
+      if all(a is not None for a in at):
+        at = np.asarray(at, np.int64)  # patterns relative to the windows' first buckets
         self.thresholds = merges.bucket_value(self.window + (at >> 16), at & 0xFFFF, np)
       return
     hist, self.hist = np.asarray(self.hist, np.int64), None
@@ -418,20 +421,39 @@ class _BlockedLeaf:
     centre = (kth >> 16).astype(np.int64)
     return np.clip(centre - WINDOW // 2, 0, (1 << 15) - WINDOW).astype(np.int32)
 
-  def _count_window(self, codes: np.ndarray | None) -> None:
+  def _count_window(self, codes: np.ndarray) -> None:
     """Adds a block's `_window_codes` (relative to each model's window) to the counts: the
-    entries above the window, and the (few) patterns inside it, on the host: selecting them
-    costs less than XLA:CPU's scatter over every entry. The selected patterns wait in a list and
-    are counted once COUNT_EVERY of them are in (None: count what waits)."""
+    entries above the window, and the (few) patterns inside it, selected on the host (cheaper
+    than XLA:CPU's scatter over every entry). The selected patterns wait in a list; where more
+    than COUNT_EVERY wait (many tied or like magnitudes), they go into a histogram of the
+    window's WINDOW * 2^16 patterns instead, so that what waits stays bounded."""
     span = WINDOW << 16
-    if codes is not None:
-      for p, c in enumerate(codes):
-        self.inside[p].append(c[c < span])
-        self.above[p] += np.count_nonzero(c.view(np.int32) >= span)  # below: wrapped, negative
-    for p, waiting in enumerate(self.inside):
-      if waiting and (codes is None or sum(map(len, waiting)) >= COUNT_EVERY):
-        self.wlow[p] += np.bincount(np.concatenate(waiting), minlength=span)
-        waiting.clear()
+    for p, c in enumerate(codes):
+      self.inside[p].append(c[c < span])
+      self.above[p] += np.count_nonzero(c.view(np.int32) >= span)  # below: wrapped, negative
+      if sum(map(len, self.inside[p])) > COUNT_EVERY:
+        self._flush(p)
+
+  def _flush(self, p: int) -> None:
+    """Model p's waiting patterns into its histogram of the window."""
+    counts = np.bincount(np.concatenate(self.inside[p]), minlength=WINDOW << 16)
+    self.wlow[p] = counts if self.wlow[p] is None else self.wlow[p] + counts
+    self.inside[p] = []
+
+  def _window_rank(self, p: int, r: int) -> int | None:
+    """The pattern (relative to model p's window) of the r-th largest entry in its window, or
+    None where the window holds fewer than r entries or r < 1 (its k-th largest lies outside):
+    a partial sort of the waiting patterns, or the histogram where there is one."""
+    if self.wlow[p] is None:
+      waiting = np.concatenate(self.inside[p]) if self.inside[p] else np.zeros(0, np.uint32)
+      if not 1 <= r <= len(waiting):
+        return None
+      return int(np.partition(waiting, len(waiting) - r)[len(waiting) - r])
+    if self.inside[p]:
+      self._flush(p)
+    if not 1 <= r <= int(self.wlow[p].sum()):
+      return None
+    return int(merges.select_bucket(self.wlow[p], r, np)[0])
 
   def compile_ahead(self, pool: concurrent.futures.Executor, compiled: dict) -> None:
     """Compiles in `pool` the op of each of this leaf's passes for its block shapes, in the order
