@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from conftest import ToyTokenizer, experiment
-from warm_jax import configs
 from warm_jax.aot import check, experiments, flops, programs, report, topologies
 from warm_jax.errors import InputError
 
@@ -193,8 +192,12 @@ def test_command_prints_the_table_and_fixes_what_does_not_fit(monkeypatch, capsy
   result = report.run([("reward_model", c)], ["v5e-4"], ["own"], 0.5, True)
   assert not result.all_fit
   assert result.blocks[0].verdicts["reward model"] == ["--config.mesh.shape='(1,4,1)'"]
-  assert "does not fit as configured**; fits with --config.mesh.shape='(1,4,1)'" in \
-      capsys.readouterr().out
+  printed = capsys.readouterr()
+  assert "does not fit as configured**; fits with --config.mesh.shape='(1,4,1)'" in printed.out
+  progress = printed.err.splitlines()  # each setting as it starts compiling, on stderr
+  assert progress[0].startswith("aot: reward_model on v5e-4, model own, reward model: as "
+                                "configured: mesh (4, 1, 1)")
+  assert "does not fit; trying mesh (1, 4, 1)" in progress[1] and "so far)" in progress[1]
 
 
 @needs_libtpu

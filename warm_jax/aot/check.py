@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterator
+from typing import Callable, Iterator
 
 import jax
 import ml_collections
@@ -69,6 +69,9 @@ class Setting:
       shape[shape.index(-1)] = devices // -math.prod(shape)
     remat = configs.model_field(config.model, "remat_policy") if config.model.remat else "off"
     return Setting(tuple(shape), remat, config.data.batch_size, batch_ways(config, tuple(shape)))
+
+  def describe(self) -> str:
+    return f"mesh {self.mesh}, remat {self.remat}, batch {self.batch}"
 
   def overrides(self, section: str, since: "Setting") -> list[str]:
     """The --config overrides that turn `since` into this setting."""
@@ -139,16 +142,20 @@ def measure_stage(t: Trained, config: ml_collections.ConfigDict, sl: Slice, devi
 
 
 def check_stage(t: Trained, config: ml_collections.ConfigDict, sl: Slice, devices: list,
-                model_name: str, suggest: bool = True) -> tuple[list[Row], list[str] | None]:
+                model_name: str, suggest: bool = True,
+                log: Callable[[str], None] = lambda _: None) -> tuple[list[Row], list[str] | None]:
   """Rows of the stage as configured and, when it does not fit and `suggest`, of the first fix
-  that does; plus that fix's overrides ([] when it fits as it is, None when nothing tried fits)."""
+  that does; plus that fix's overrides ([] when it fits as it is, None when nothing tried fits).
+  `log(line)` before each setting is compiled."""
+  base = Setting.of(config, len(devices))
+  log(f"as configured: {base.describe()}")
   rows = measure_stage(t, config, sl, devices, model_name)
   if all(r.budget.fits(sl.chip) for r in rows):
     return rows, []
   if not suggest:
     return rows, None
-  base = Setting.of(config, len(devices))
   for s in fixes(config, len(devices)):
+    log(f"does not fit; trying {s.describe()}")
     tried = measure_stage(t, apply(config, s), sl, devices, model_name, suggested=True)
     if all(r.budget.fits(sl.chip) for r in tried):
       return rows + tried, s.overrides(t.section, base)

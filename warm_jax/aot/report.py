@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import time
 
 
 from warm_jax import configs
@@ -61,10 +62,12 @@ def _check_inputs(topology_names, models, utilisation) -> list[topologies.Slice]
 def run(runs: list, topology_names, models, utilisation: float, suggest: bool,
         out=None) -> Result:
   """Measures every stage of every experiment on every slice with every model, printing each
-  block's table as it is done. Every input is checked before anything compiles."""
+  block's table as it is done (and to stderr, each setting as it starts compiling, with the time
+  so far). Every input is checked before anything compiles."""
   slices = _check_inputs(topology_names, models, utilisation)
   plans = [(name, cfg, trained(name, cfg)) for name, cfg in runs]
   blocks = []
+  t0 = time.time()
   for sl in slices:
     devices = topologies.devices(sl.name)
     for name, cfg, stages in plans:
@@ -72,7 +75,11 @@ def run(runs: list, topology_names, models, utilisation: float, suggest: bool,
         block = Block(name, sl, model, [], {})
         for t in stages:
           stage_cfg = check.with_model(t.config(cfg), "" if model == OWN else model)
-          rows, verdict = check.check_stage(t, stage_cfg, sl, devices, model, suggest)
+          where = f"aot: {name} on {sl.name}, model {model}, {t.label}"
+          log = lambda line, where=where: print(  # noqa: E731
+              f"{where}: {line} ({_seconds(time.time() - t0)} so far)", file=sys.stderr,
+              flush=True)
+          rows, verdict = check.check_stage(t, stage_cfg, sl, devices, model, suggest, log)
           block.rows += rows
           block.verdicts[t.label] = verdict
         blocks.append(block)
