@@ -19,11 +19,11 @@ stock's cosines), so they stream in the other order, in two ways:
   model's), and each pass over the leaf's blocks is one compiled op per block (`_BlockedLeaf`).
   Statistics over the whole tensor come from a first pass: TIES's k-th largest magnitudes from
   counts of the magnitudes' bit patterns (exact; those in a window of buckets around a sample
-  of block 0's k-th, counted on the host, and two full histogram passes where a window misses), SLERP's and model stock's from the
-  Gram matrix of the task vectors; then the merge pass computes each block with the in-memory fold
-  and writes its rows into the output leaf. The later passes re-read blocks the first pass has
-  just read (from the page cache) and are interleaved with the next leaf's first pass. DARE and
-  TIES without trimming are one pass.
+  of block 0's k-th, counted on the host, and two full histogram passes where a window misses),
+  SLERP's and model stock's from the Gram matrix of the task vectors; then the merge pass
+  computes each block with the in-memory fold and writes its rows into the output leaf. The
+  later passes re-read blocks the first pass has just read (from the page cache) and are
+  interleaved with the next leaf's first pass. DARE and TIES without trimming are one pass.
 - The other leaves, a group of leaves (about `group_bytes`, whole leaves) at a time: the base's
   group first (copied out of the reader's buffer), then the same group of each checkpoint, each
   folded into the group's merge state (`merges.Method`: at most four arrays per leaf), which
@@ -279,13 +279,14 @@ class _BlockedLeaf:
   exactly, from counts of the magnitudes' float32 bit patterns, which add up over blocks: the
   first pass counts every pattern in a window of WINDOW high-16-bit buckets around the k-th
   largest of a sample of block 0 and the entries above it (XLA computes the patterns relative to
-  the window, the host selects and counts the few inside it); where a model's k-th largest over the tensor is not in
-  its window, two more passes take `merges.high_histogram` and `low_histogram`. SLERP and
-  model stock: the Gram matrix of the task vectors (float64 sums of the blocks' float32 dots),
-  from which their result is base + sum_i c_i tau_i with scalars c_i (`slerp_coefficients`,
-  `stock_coefficients`). TIES with density 1 and DARE need no statistics (DARE's mask is offset
-  by the block's first index). The first pass reads from disk and checks each array's recorded
-  digest; the later ones read the same bytes again (from the page cache)."""
+  the window, the host selects and counts the few inside it); where a model's k-th largest over
+  the tensor is not in its window, two more passes take `merges.high_histogram` and
+  `low_histogram`. SLERP and model stock: the Gram matrix of the task vectors (float64 sums of
+  the blocks' float32 dots), from which their result is base + sum_i c_i tau_i with scalars c_i
+  (`slerp_coefficients`, `stock_coefficients`). TIES with density 1 and DARE need no statistics
+  (DARE's mask is offset by the block's first index). The first pass reads from disk and
+  checks each array's recorded digest; the later ones read the same bytes again (from the page
+  cache)."""
 
   def __init__(self, m: merges.Method, w: np.ndarray, order: list, srcs: list, a, name: str,
                rows: int):
@@ -346,9 +347,12 @@ class _BlockedLeaf:
     if step == "window":
       codes = _jit(_window_codes, self.sh)
       if rows == self.blocks[0]:  # each model's window of buckets: around block 0's k-th
-        self.window = self._guess(np.asarray(codes(b, xs, np.zeros(len(xs), np.uint32))))
+        bits = np.asarray(codes(b, xs, np.zeros(len(xs), np.uint32)))
+        self.window = self._guess(bits)
         self.inside, self.wlow = [[] for _ in xs], [None] * len(xs)
-      self._count_window(np.asarray(codes(b, xs, self.window.astype(np.uint32) << 16)))
+        self._count_window(bits - (self.window.astype(np.uint32) << 16)[:, None])  # wraps
+      else:
+        self._count_window(np.asarray(codes(b, xs, self.window.astype(np.uint32) << 16)))
     elif step == "high":
       h = _jit(_highs, self.sh)(b, xs)
     elif step == "low":
@@ -493,8 +497,9 @@ class _BlockedLeaf:
 
 
 # TIES: the buckets (of 2^15 by the high 16 bits of |tau|) whose full counts the first pass
-# takes, around the bucket of the k-th largest magnitude of a sample of block 0; where every model's k-th largest
-# over the whole tensor falls in its window, the two histogram passes are not needed.
+# takes, around the bucket of the k-th largest magnitude of a sample of block 0; where every
+# model's k-th largest over the whole tensor falls in its window, the two histogram passes are
+# not needed.
 WINDOW = 4
 COUNT_EVERY = WINDOW << 16  # TIES: window patterns selected on the host before they are counted
 _SUM = merges.Method("task_arithmetic")  # base + sum_i c_i tau_i (SLERP's, model stock's merge)
