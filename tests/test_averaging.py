@@ -226,6 +226,50 @@ def test_direct_tensorstore_and_orbax_reads_agree_on_a_sharded_target(three_runs
   jax.tree.map(lambda a, b: (a.sharding == b.sharding) or pytest.fail(str(a.sharding)), direct, target)
 
 
+def test_prefetch_asks_the_kernel_for_the_ranges_a_read_reads(three_runs, monkeypatch):
+  # prefetch(...) advises WILLNEED on exactly the file ranges that start(...) with the same
+  # arguments then reads (whole arrays and row blocks), and only for items already located
+  _, runs = three_runs
+  item = os.path.join(os.path.abspath(runs[0]), "0", "params")
+  flat = jax.tree_util.tree_flatten_with_path(checkpoints.restore_params(runs[0]))[0]
+  dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  keys = [tuple(getattr(k, "key", k) for k in p) for p, _ in flat]
+  abstract = [jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=dev) for _, x in flat]
+  rows = [(1, 2) if len(a.shape) == 2 and a.shape[0] > 1 else None for a in abstract]
+  advised, read = [], []
+  fadvise, preadv = os.posix_fadvise, os.preadv
+  monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, n, how: advised.append(
+      (os.readlink(f"/proc/self/fd/{fd}"), off, n)) or fadvise(fd, off, n, how))
+  monkeypatch.setattr(os, "preadv", lambda fd, bufs, off: read.append(
+      (os.readlink(f"/proc/self/fd/{fd}"), off, sum(map(len, bufs)))) or preadv(fd, bufs, off))
+  with array_reader.ArrayReader() as reader:
+    reader.prefetch(item, keys, abstract, rows)
+    assert advised == []  # not located yet: nothing to advise
+    reader.finish(reader.start(item, keys, abstract, rows=rows))
+    data = sorted(r for r in read if r[2] > array_reader._INDEX_BYTES)  # not the shard indexes
+    reader.prefetch(item, keys, abstract, rows)
+  assert data and sorted(advised) == data
+
+
+def test_read_loop_overlaps_reads_prefetches_ahead_and_skips_unneeded_reads():
+  # the next read starts before this take; the d-th disk read's start asks for disk reads
+  # d + 1 and d + 2; a read not needed when its turn comes is never started
+  events = []
+  disk = [lambda d=d: events.append(("prefetch", d)) for d in range(4)]
+
+  def read(name, d=None, needed=None):
+    return averaging.stream.Read(lambda: events.append(("start", name)) or name,
+                                 lambda pending: pending, lambda v: events.append(("take", v)),
+                                 None if d is None else disk[d], needed)
+
+  reads = [read("a", 0), read("b", 1), read("x", needed=lambda: False), read("c"),
+           read("d", 2), read("e", 3)]
+  averaging.stream.read_loop(iter(reads), disk)
+  assert events == [("prefetch", 1), ("prefetch", 2), ("start", "a"), ("prefetch", 3),
+                    ("start", "b"), ("take", "a"), ("start", "c"), ("take", "b"),
+                    ("start", "d"), ("take", "c"), ("start", "e"), ("take", "d"), ("take", "e")]
+
+
 def _bad_cases(tmp_path, runs):
   wide = save_run(tmp_path / "wide", tiny_config(d_model=64), rm_params(tiny_config(d_model=64), 0))
   p = rm_params(tiny_config(), 0)

@@ -251,6 +251,49 @@ def test_streamed_merges_equal_in_memory_on_a_sharded_target(method, params, run
   close(checkpoints.restore_params(out, target=target), params_out)
 
 
+@pytest.mark.parametrize("method, params", [("ties", dict(density=0.3)), ("model_stock", {}),
+                                           ("slerp", {}), ("dare", dict(drop=0.5, seed=1))])
+def test_streamed_merges_keep_a_one_device_mesh_sharding(method, params, tmp_path):
+  # leaves on a one-device mesh (a layer-stacked kernel of rank 3 and a vector) are merged in
+  # blocks, their statistics ([models, models], [models]) on the device whatever the rank of
+  # the target's spec, and come back on the target's NamedSharding
+  rng = np.random.default_rng(3)
+  trees = [{"layers": rng.standard_normal((4, 6, 8)).astype(np.float32),
+            "scale": rng.standard_normal(8).astype(np.float32)} for _ in range(4)]
+  paths = [save_run(tmp_path / f"r{i}", tiny_config(), t) for i, t in enumerate(trees)]
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1, 1),
+                           ("data", "fsdp", "tensor"))
+  specs = {"layers": (None, "fsdp", "tensor"), "scale": ("tensor",)}
+  target = jax.tree.map(lambda t, spec: jax.ShapeDtypeStruct(t.shape, np.float32, sharding=(
+      jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*spec)))), trees[0], specs,
+                        is_leaf=lambda x: isinstance(x, tuple))
+  merged, _ = averaging.merge_checkpoints(method, paths[1:], base=paths[0], target=target,
+                                          group_bytes=400, **params)
+  jax.tree.map(lambda p, t: (p.sharding == t.sharding) or pytest.fail(str(p.sharding)),
+               merged, target)
+  close(merged, averaging.merge(method, trees[1:], trees[0], **params), rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("method, params", [("ties", dict(density=0.3)), ("slerp", {}),
+                                           ("dare", dict(drop=0.5, seed=1))])
+def test_small_leaves_merge_in_packs_of_one_read(method, params, runs, monkeypatch):
+  # the 4 small leaves fit one block: one pack, read from the base and the 3 models in one read,
+  # the statistics and the merge from the same values (no second read)
+  starts = []
+  orig = array_reader.ArrayReader.start
+  monkeypatch.setattr(array_reader.ArrayReader, "start",
+                      lambda self, d, keys, *a, **k: starts.append(len(keys)) or orig(
+                          self, d, keys, *a, **k))
+  merged, _ = averaging.merge_checkpoints(method, runs[1:], base=runs[0], **params)
+  restored = [checkpoints.restore_params(r) for r in runs]
+  close(merged, averaging.merge(method, restored[1:], restored[0], **params), rtol=2e-5,
+        atol=2e-6)
+  assert starts == [4 * 4]
+  # packs: consecutive leaves up to the budget (float32 bytes), at least one leaf each
+  shapes = [jax.ShapeDtypeStruct((n,), np.float32) for n in (12, 8, 16, 8, 40)]
+  assert averaging.merge_stream._packs(range(5), shapes, 100) == [[0, 1], [2, 3], [4]]
+
+
 def test_streamed_slerp_of_two_models_without_a_base(runs):
   a, b = (checkpoints.restore_params(r) for r in runs[:2])
   merged, meta = averaging.merge_checkpoints("slerp", runs[:2], [0.7, 0.3])
@@ -273,7 +316,8 @@ def test_streamed_merges_in_row_blocks_equal_in_memory(method, params, runs, mon
   close(merged, averaging.merge(method, restored[1:], restored[0], weights, **params),
         rtol=2e-5, atol=2e-6)
   (rows,) = blocks
-  assert sorted(rows) == [1, 2] and all(r < 8 for r in rows.values())  # dense/kernel, embed
+  # dense/kernel and embed in blocks of a few rows; dense/bias and scale one block each (a pack)
+  assert rows[0] == 12 and rows[1] < 8 and rows[2] < 8 and rows[3] == 8
   if method == "ties" and params["density"] < 1:  # thresholds exact: the same entries merged
     expect = averaging.merge(method, restored[1:], restored[0], **params)
     base = restored[0]["embed"]
@@ -296,11 +340,32 @@ def test_row_blocked_ties_histogram_passes(growth, passes, count_every, tmp_path
   monkeypatch.setattr(averaging.merge_stream, "_lows", lambda *a: calls.append(1) or lows(*a))
   if count_every:
     monkeypatch.setattr(averaging.merge_stream, "COUNT_EVERY", count_every)
+  starts = []
+  orig = array_reader.ArrayReader.start
+  monkeypatch.setattr(array_reader.ArrayReader, "start",
+                      lambda self, *a, **k: starts.append(1) or orig(self, *a, **k))
   merged, _ = averaging.merge_checkpoints("ties", paths[1:], base=paths[0], density=0.3,
                                           group_bytes=120000)
   np.testing.assert_allclose(merged["w"], averaging.ties(trees[0], trees[1:], 0.3)["w"],
                              rtol=2e-5, atol=2e-6)
   assert (3 if calls else 1) == passes
+  blocks = len(range(0, 128, averaging.merge_stream.row_blocks(
+      [jax.ShapeDtypeStruct((128, 256), np.float32, sharding=jax.sharding.SingleDeviceSharding(
+          jax.devices()[0]))], 120000, 2)[0]))
+  assert blocks > 1 and len(starts) == (passes + 1) * blocks  # histogram passes: only if missed
+
+
+def test_interleave_puts_later_passes_between_first_pass_reads_and_drops_unneeded_ones():
+  Read = averaging.stream.Read
+  r = lambda name, needed=None: Read(name, None, None, None, needed)  # noqa: E731
+  skip = lambda: False  # noqa: E731
+  leaf0 = [[r("w0"), r("w1")], [r("h0", skip), r("h1", skip)], [r("m0"), r("m1")]]
+  leaf1 = [[r("W0"), r("W1"), r("W2")], [r("H0", lambda: True)], [r("M0")]]
+  pack = [[r("p")]]
+  order = [x.start for x in averaging.merge_stream._interleave([(leaf0, 1), (leaf1, 1),
+                                                                (pack, 1)])]
+  assert order[:9] == ["w0", "w1", "W0", "m0", "W1", "m1", "W2", "p", "H0"]
+  assert order[9]() is None and order[10:] == ["M0"]  # a read of nothing before the rest
 
 
 def test_streamed_ties_leaves_of_one_block(runs, monkeypatch):
@@ -317,7 +382,7 @@ def test_streamed_ties_leaves_of_one_block(runs, monkeypatch):
   close(merged, expect, rtol=2e-5, atol=2e-6)
   base = restored[0]["embed"]
   np.testing.assert_array_equal(np.asarray(merged["embed"]) != base, expect["embed"] != base)
-  assert blocks == [{0: 12, 1: 8, 2: 16}]  # dense/bias, dense/kernel, embed: one block each
+  assert blocks == [{0: 12, 1: 8, 2: 16, 3: 8}]  # every leaf one block
 
 
 def test_row_blocked_ties_with_tied_and_zero_magnitudes(tmp_path, monkeypatch):

@@ -28,6 +28,10 @@ and each device gets its slice of them; replicated shards share one read. Where 
 hold over twice the bytes of the process's shards (a host of a multi-host mesh holding a few
 columns), it reads each of its shards on its own, by tensorstore.
 
+Reading ahead: `prefetch(...)` (the arguments of a later `start`) asks the kernel to start
+reading that read's file ranges into the page cache (posix_fadvise WILLNEED) and returns at once,
+so that a streaming loop keeps the disk busy beyond its one read in flight (`stream.read_loop`).
+
 Row blocks: `start(..., rows=[(lo, hi), ...])` reads only rows [lo, hi) of an array whose target
 is one device, as an array of hi - lo rows on that device (the streamed merges take their largest
 arrays a block at a time). Blocks read in order from row 0 to the last are checked against the
@@ -427,43 +431,48 @@ class ArrayReader:
   def _direct_plan(self, item_dir, located, k, a, host, rows=None):
     """([(path, offset, destination)], [(index buffer, data bytes)]) reading array `k`'s rows
     (`rows`, or those its target holds) into `host`; None if the array is not laid out for it."""
-    name = array_name(k)
-    meta = _zarr_meta(located, name)
-    if meta is None:
+    chunks = _chunks(item_dir, located, k, a, rows)
+    if chunks is None:
       return None
-    _check_target(item_dir, k, meta.get("shape"), meta.get("data_type"), a)
-    layout = _direct_layout(meta)
-    if layout is None:
-      return None
-    rows_per_chunk, itemsize = layout
-    row_bytes = itemsize * int(np.prod(a.shape[1:], dtype=np.int64))
-    chunk_bytes = rows_per_chunk * row_bytes if a.shape else itemsize
-    lo, hi = rows or _row_range(a)
     dest = memoryview(host.reshape(-1).view(np.uint8))
     reads, indexes = [], []
-    for c in range(lo // rows_per_chunk, -(-hi // rows_per_chunk)):
-      grid = [c] + [0] * (len(a.shape) - 1) if a.shape else []
-      key = f"{name}/c" + "".join(f"/{i}" for i in grid)
-      value = located.get(key)
-      if value is None:
-        return None  # a chunk not stored (all fill value): tensorstore fills it in
-      r0, r1 = max(lo, c * rows_per_chunk), min(hi, (c + 1) * rows_per_chunk)
-      src = (r0 - c * rows_per_chunk) * row_bytes if a.shape else 0
-      nbytes = (r1 - r0) * row_bytes if a.shape else itemsize
-      out = dest[(r0 - lo) * row_bytes:(r0 - lo) * row_bytes + nbytes] if a.shape else dest
+    for value, src, at, nbytes, chunk_bytes in chunks:
+      out = dest[at:at + nbytes]
       if isinstance(value, bytes):  # stored inline in the B+tree
-        if len(value) != chunk_bytes + _INDEX_BYTES:
-          return None
         out[:] = value[src:src + nbytes]
         indexes.append((memoryview(value[chunk_bytes:]), chunk_bytes))
         continue
-      path, offset, length = value
-      if length != chunk_bytes + _INDEX_BYTES:
-        return None
+      path, offset, _ = value
       index = memoryview(bytearray(_INDEX_BYTES))
       reads += [(path, offset + src, out), (path, offset + chunk_bytes, index)]
       indexes.append((index, chunk_bytes))
     return reads, indexes
+
+  def prefetch(self, item_dir: str | Sequence[str], keys: Sequence[tuple],
+               abstract: Sequence[Any], rows: Sequence[tuple[int, int] | None] | None = None
+               ) -> None:
+    """Asks the kernel to start reading the file ranges that a later `start` with the same
+    arguments reads directly (posix_fadvise WILLNEED: into the page cache, not into this
+    process), so that the disk works ahead of the one read in flight; returns at once. Items
+    this reader has not read from yet, and arrays it reads otherwise, are left alone."""
+    keys = list(keys)
+    dirs = [item_dir] * len(keys) if isinstance(item_dir, (str, os.PathLike)) else list(item_dir)
+    ranges = []
+    for d, k, a, r in zip(dirs, keys, abstract, rows or [None] * len(keys)):
+      located = self._located.get(d)  # filled by the reading thread
+      if located is None or (r is None and _by_shard(a)):
+        continue
+      ranges += [(v[0], v[1] + src, nbytes) for v, src, _, nbytes, _ in
+                 _chunks(d, located, k, a, r) or () if not isinstance(v, bytes)]
+    for path, offset, nbytes in sorted(ranges):
+      try:
+        fd = os.open(path, os.O_RDONLY)
+      except OSError:
+        continue  # the read itself will say what is wrong
+      try:
+        os.posix_fadvise(fd, offset, nbytes, os.POSIX_FADV_WILLNEED)
+      finally:
+        os.close(fd)
 
   def _tensorstore_reads(self, item_dir, keys, abstract, hosts, rows) -> None:
     if not keys:
@@ -489,6 +498,39 @@ class ArrayReader:
     for w in writes:
       w.result()
     self.stats["tensorstore"] += len(keys)
+
+
+def _chunks(item_dir, located: dict, k: tuple, a, rows=None) -> list | None:
+  """[(stored value, first byte in the chunk, first byte in the destination, bytes, the chunk's
+  data bytes)] of array `k`'s rows (`rows`, or those its target holds), chunk by chunk; a value
+  is `bytes` (inline in the B+tree) or (path, offset, length). None if the array is not laid
+  out to be read directly."""
+  name = array_name(k)
+  meta = _zarr_meta(located, name)
+  if meta is None:
+    return None
+  _check_target(item_dir, k, meta.get("shape"), meta.get("data_type"), a)
+  layout = _direct_layout(meta)
+  if layout is None:
+    return None
+  rows_per_chunk, itemsize = layout
+  row_bytes = itemsize * int(np.prod(a.shape[1:], dtype=np.int64))
+  chunk_bytes = rows_per_chunk * row_bytes if a.shape else itemsize
+  lo, hi = rows or _row_range(a)
+  out = []
+  for c in range(lo // rows_per_chunk, -(-hi // rows_per_chunk)):
+    grid = [c] + [0] * (len(a.shape) - 1) if a.shape else []
+    value = located.get(f"{name}/c" + "".join(f"/{i}" for i in grid))
+    if value is None:
+      return None  # a chunk not stored (all fill value): tensorstore fills it in
+    length = len(value) if isinstance(value, bytes) else value[2]
+    if length != chunk_bytes + _INDEX_BYTES:
+      return None
+    r0, r1 = max(lo, c * rows_per_chunk), min(hi, (c + 1) * rows_per_chunk)
+    src = (r0 - c * rows_per_chunk) * row_bytes if a.shape else 0
+    nbytes = (r1 - r0) * row_bytes if a.shape else itemsize
+    out.append((value, src, (r0 - lo) * row_bytes if a.shape else 0, nbytes, chunk_bytes))
+  return out
 
 
 def _check_target(item_dir: str, k: tuple, shape, dtype, a) -> None:

@@ -13,38 +13,43 @@ float32 running sum (its memory and throughput). The others need every model's v
 tensor at once (TIES's k-th magnitude, sign election and disjoint mean, SLERP's angle, model
 stock's cosines), so they stream in the other order, in two ways:
 
-- Leaves larger than a block (`row_blocks`: leaves on one device, of at most 4-byte elements; a
-  sharded leaf is split by its sharding instead, a float64 one is merged whole) are merged a block
-  of rows at a time: each block is read from every checkpoint in one read (the base's and each
-  model's), and each pass over the leaf's blocks is one compiled op per block (`_BlockedLeaf`).
-  Statistics over the whole tensor come from a first pass: TIES's k-th largest magnitudes from
-  counts of the magnitudes' bit patterns (exact; those in a window of buckets around a sample
-  of block 0's k-th, counted on the host, and two full histogram passes where a window misses),
-  SLERP's and model stock's from the Gram matrix of the task vectors; then the merge pass
-  computes each block with the in-memory fold and writes its rows into the output leaf. The
-  later passes re-read blocks the first pass has just read (from the page cache) and are
-  interleaved with the next leaf's first pass. DARE and TIES without trimming are one pass.
-- The other leaves, a group of leaves (about `group_bytes`, whole leaves) at a time: the base's
-  group first (copied out of the reader's buffer), then the same group of each checkpoint, each
-  folded into the group's merge state (`merges.Method`: at most four arrays per leaf), which
-  becomes the group's merged leaves once the last checkpoint is in.
+- Leaves on one device, of at most 4-byte elements, go by blocks of rows (`row_blocks`; a block
+  is read from every checkpoint at once, the base's and each model's). A leaf larger than a block
+  is merged a block at a time, each pass over its blocks one compiled op per block
+  (`_BlockedLeaf`). Statistics over the whole tensor come from a first pass: TIES's k-th largest
+  magnitudes from counts of the magnitudes' bit patterns (exact; those in a window of buckets
+  around a sample of block 0's k-th, counted on the host, and two full histogram passes where a
+  window misses), SLERP's and model stock's from the Gram matrix of the task vectors; then the
+  merge pass computes each block with the in-memory fold and writes its rows into the output
+  leaf. The later passes re-read blocks the first pass has just read (from the page cache) and
+  are interleaved with the next leaf's first pass. DARE and TIES without trimming are one pass.
+  The leaves that fit a block are merged whole, several at a time: a pack of them (about a
+  block) is read from every checkpoint in one read, and each leaf's passes run over the same
+  values (`_pack_item`), so that a model of many small arrays is not read in small pieces.
+- The other leaves (sharded, float64, scalars), a group of leaves (about `group_bytes`, whole
+  leaves) at a time: the base's group first (copied out of the reader's buffer), then the same
+  group of each checkpoint, each folded into the group's merge state (`merges.Method`: at most
+  four arrays per leaf), which becomes the group's merged leaves once the last checkpoint is in.
 
-Every read is double-buffered (the next read overlaps this fold), and the ops are compiled in a
-background thread while the first reads run, as the average's are. Peak memory: the output (one
-model, in its dtype) + about seven groups (the reader's two buffers and the fold's state) whatever
-the size of the largest array (on one device) and the number of checkpoints, where the linear
-average holds its float32 sum + two groups of 32 MiB (group_bytes: 8 MiB by default for the
-merges).
+Every read is double-buffered (the next read overlaps this fold), the disk is asked for the two
+reads from disk after it (`stream.read_loop`, `ArrayReader.prefetch`), and the ops are compiled
+in a background thread while the first reads run, as the average's are. Peak memory: the output
+(one model, in its dtype) + about seven groups (the reader's two buffers and the fold's state)
+whatever the size of the largest array (on one device) and the number of checkpoints, where the
+linear average holds its float32 sum + two groups of 32 MiB (group_bytes: 8 MiB by default for
+the merges).
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import functools
+import itertools
 import os
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -56,7 +61,8 @@ from warm_jax.averaging import array_reader, merges
 from warm_jax.averaging.sources import Source, _compare_model_configs, model_fingerprint, plan
 from warm_jax.averaging.stream import (_leaf_groups, _leaf_op, _path_keys,
                                        _release_free_memory,
-                                       _signature, average_checkpoints, group_reads, target_leaves)
+                                       Read, _signature, average_checkpoints, group_reads,
+                                       read_loop, target_leaves)
 from warm_jax.averaging.tree import _acc_dtype, _cached_jit, _cast_to
 from warm_jax.checkpoints import keystr, tree_mismatch
 from warm_jax.errors import InputError, MissingInput
@@ -158,7 +164,7 @@ def _fold_checkpoints(m: merges.Method, w: np.ndarray, sources: list, base_src,
   blocked = {}
   if all(array_reader.ArrayReader.supports(s.item_dir) for s in srcs):
     blocked = {j: _BlockedLeaf(m, w, order, srcs, abstract[j], names[j], rows)
-               for j, rows in row_blocks(m, abstract, group_bytes, len(read)).items()}
+               for j, rows in row_blocks(abstract, group_bytes, len(read)).items()}
   whole = [j for j in range(len(abstract)) if j not in blocked]
   groups = [[whole[i] for i in g] for g in _leaf_groups([abstract[j] for j in whole], group_bytes)]
   out: list = [None] * len(abstract)
@@ -199,66 +205,123 @@ def _fold_checkpoints(m: merges.Method, w: np.ndarray, sources: list, base_src,
         jax.block_until_ready([out[j] for j in groups[g]])
         _release_free_memory()
 
-    # (start a read, finish it, what to do with its values): the blocked leaves, whose later
-    # passes (over blocks the first pass has just read: in the page cache) are interleaved with
-    # the next leaf's first pass (from disk), so that their work overlaps it; then whole groups.
-    start_group, finish_group = group_reads(reader, keys, abstract)
-    items = _interleave([leaf.items(reader, keys[j], out, j) for j, leaf in blocked.items()])
-    items += [(functools.partial(start_group, srcs[k], g_leaves),
-               functools.partial(finish_group, source=srcs[k]), functools.partial(fold_group, g, k))
-              for g, g_leaves in enumerate(groups) for k in range(len(srcs))]
+    # The reads: the blocked leaves (and packs of one-block leaves), whose later passes (over
+    # blocks the first pass has just read: in the page cache) are interleaved with the next
+    # leaf's first pass (from disk), so that their work overlaps it; then whole groups.
+    start_group, finish_group, prefetch = group_reads(reader, keys, abstract)
+    singles = [j for j, leaf in blocked.items() if len(leaf.blocks) == 1]
+    packs = _packs(singles, abstract, _block_budget(group_bytes, len(read)))
+    firsts = {pack[0]: pack for pack in packs}
+    passes = [([[_pack_item(reader, [(j, blocked[j]) for j in firsts[j]], keys, out)]], 1)
+              if j in firsts else (leaf.items(reader, keys[j], out, j), leaf.ratio)
+              for j, leaf in blocked.items() if j in firsts or len(leaf.blocks) > 1]
+    whole_reads = [Read(functools.partial(start_group, srcs[k], g_leaves),
+                        functools.partial(finish_group, source=srcs[k]),
+                        functools.partial(fold_group, g, k),
+                        functools.partial(prefetch, srcs[k], g_leaves))
+                   for g, g_leaves in enumerate(groups) for k in range(len(srcs))]
+    disk = [r.prefetch for p, _ in passes for r in p[0]] + [r.prefetch for r in whole_reads]
     t0 = time.time()
-    nxt = items[0][0]() if items else None
-    for n, (_, finish, take) in enumerate(items):
-      values = finish(nxt)
-      if n + 1 < len(items):  # the next read overlaps this fold, into the other buffer
-        nxt = items[n + 1][0]()
-      take(values)  # waits for its ops: `values` are views of the buffer the read after next fills
-      del values
+    # each take waits for its ops: its values are views of the reader's buffer
+    read_loop(itertools.chain(_interleave(passes), whole_reads), disk)
     if on_read is not None:
       for i2 in read:
         on_read(i2, sources[i2], time.time() - t0)
   return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def _interleave(leaves: list) -> list:
-  """The items of each leaf's passes ([leaf][pass][item]) in one order: the first passes leaf
-  after leaf, and after each first-pass item up to (passes - 1) items of the earlier leaves'
-  later passes, in their order; what remains at the end."""
-  out, later = [], []
-  for passes in leaves:
-    ratio = len(passes) - 1
-    for item in passes[0]:
-      out.append(item)
-      out += later[:ratio]
-      del later[:ratio]
-    later += [item for p in passes[1:] for item in p]
-  return out + later
+def _interleave(leaves: list) -> Iterator[Read]:
+  """The reads of each leaf's passes ([leaf]: ([pass][read], ratio); a pack of one-block leaves:
+  one pass of one read) in one order: the first passes leaf after leaf, and after each of their
+  reads `ratio` reads of the earlier leaves' later passes, in their order; what remains at the
+  end. A generator: a later read that is not `needed` when its turn comes (a TIES fallback pass
+  that the window pass made unnecessary) is dropped and does not count (`read_loop` asks for a
+  read before the take of the one before it, so the generator decides after the take of the
+  read before that)."""
+  later: collections.deque = collections.deque()
+
+  def take_later(count: float) -> Iterator[Read]:
+    while later and count > 0:
+      r = later.popleft()
+      if r.needed is None or r.needed():
+        count -= 1
+        yield r
+
+  for passes, ratio in leaves:
+    for r in passes[0]:
+      yield r
+      yield from take_later(ratio)
+    later.extend(r for p in passes[1:] for r in p)
+  if later:  # reads nothing: the last first-pass read's take comes before what is needed
+    yield Read(lambda: None, lambda pending: None, lambda values: None)
+  yield from take_later(float("inf"))
 
 
-def row_blocks(m: merges.Method, abstract: list, group_bytes: int, models: int) -> dict[int, int]:
-  """{leaf index: rows per block} of the leaves `_fold_checkpoints` merges in row blocks: on one
-  device, at least 2 rows, at most 4-byte elements, larger than a block. A block is read from
-  every checkpoint at once (the base's and each model's) into each of the reader's two buffers,
-  and the fold holds about five blocks of float32 temporaries: blocks of
-  7 * group_bytes / (2 (models + 1) + 5) in float32, so that the blocked leaves hold about as
-  much as the whole leaves' groups (two buffers of a group, five groups of fold state). For TIES
-  with trimming, leaves of more than `merges.SORT_MAX` entries that fit one block are one block:
-  their thresholds come from the window pass's host counts, not from histogram programs."""
-  budget = 7 * group_bytes // (2 * (models + 1) + 5)
-  trims = m.name == "ties" and m.density < 1.0
+def _block_budget(group_bytes: int, models: int) -> int:
+  """Bytes (in float32) of a block of one checkpoint: a block is read from every checkpoint at
+  once (the base's and each model's) into each of the reader's two buffers, and the fold holds
+  about five blocks of float32 temporaries, so blocks of 7 * group_bytes / (2 (models + 1) + 5)
+  hold about as much as the whole leaves' groups (two buffers of a group, five groups of fold
+  state)."""
+  return 7 * group_bytes // (2 * (models + 1) + 5)
+
+
+def row_blocks(abstract: list, group_bytes: int, models: int) -> dict[int, int]:
+  """{leaf index: rows per block} of the leaves `_fold_checkpoints` merges in blocks of rows: those
+  on one device, of at least one dimension and at most 4-byte elements. A leaf larger than a
+  block (`_block_budget`) is cut into blocks of fewer rows; the others are one block (rows: all
+  of them), merged whole in packs of several leaves read at once (`_packs`)."""
+  budget = _block_budget(group_bytes, models)
   out = {}
   for j, a in enumerate(abstract):
-    if (len(a.shape) < 1 or a.shape[0] < 2 or len(a.sharding.device_set) != 1
+    if (len(a.shape) < 1 or a.shape[0] < 1 or len(a.sharding.device_set) != 1
         or np.dtype(a.dtype).itemsize > 4):
       continue
     row = 4 * int(np.prod(a.shape[1:], dtype=np.int64))
     rows = max(1, budget // max(row, 1))
-    if rows < a.shape[0]:
-      out[j] = _even_rows(a.shape[0], rows)
-    elif trims and a.size > merges.SORT_MAX:  # whole, but TIES's threshold from the window pass
-      out[j] = a.shape[0]
+    out[j] = _even_rows(a.shape[0], rows) if rows < a.shape[0] else a.shape[0]
   return out
+
+
+def _packs(leaves: list[int], abstract: list, budget: int) -> list[list[int]]:
+  """The one-block leaves (indices, in order) in packs of consecutive ones of at most `budget`
+  bytes in float32 (at least one leaf each): a pack is read from every checkpoint in one read."""
+  packs, size = [], 0
+  for j in leaves:
+    n = 4 * int(np.prod(abstract[j].shape, dtype=np.int64))
+    if packs and size + n <= budget:
+      packs[-1].append(j)
+      size += n
+    else:
+      packs.append([j])
+      size = n
+  return packs
+
+
+def _pack_item(reader, pack: list, keys: list, out: list) -> tuple:
+  """The Read of a pack of one-block leaves [(index, leaf)]: each leaf read from every checkpoint
+  (the base's and each model's), all in one read, then merged in full, every pass of its method
+  over the same values (its statistics are complete after its one block)."""
+  reqs = [leaf.request(keys[j], leaf.blocks[0], check=True) for j, leaf in pack]
+  dirs, ks, targets, expect, rows = (sum((r[f] for r in reqs), []) for f in range(5))
+  names = ", ".join(checkpoints.where(s.path, s.step) for s in pack[0][1].srcs)
+  arrays = ", ".join(f"{checkpoints.PARAMS}/{leaf.name}" for _, leaf in pack)
+
+  def start():
+    return reader.start(dirs, ks, targets, expect, rows)
+
+  def finish(pending):
+    with errors.reading(f"one of {names} is damaged: one of {arrays} does not read",
+                        "merge another step, or re-create that checkpoint"):
+      return reader.finish(pending)
+
+  def take(values: list) -> None:
+    n = len(pack[0][1].srcs)
+    for q, (j, leaf) in enumerate(pack):
+      leaf.take_whole(out, j, values[q * n:(q + 1) * n])
+    _release_free_memory()
+
+  return Read(start, finish, take, functools.partial(reader.prefetch, dirs, ks, targets, rows))
 
 
 def _even_rows(n: int, rows: int) -> int:
@@ -300,7 +363,9 @@ class _BlockedLeaf:
     trims = m.name == "ties" and m.density < 1.0
     self.passes = (("window", "high", "low") if trims else ("gram",) if m.kind in ("slerp", "stock")
                    else ()) + ("merge",)
-    self.sh = a.sharding
+    self.ratio = 1  # later reads after each first-pass read: the merge pass's (_interleave)
+    (device,) = a.sharding.device_set  # the blocks' and the statistics' (whatever the
+    self.sh = jax.sharding.SingleDeviceSharding(device)  # target's rank)
     self.hist = None  # the histograms of this pass [models, buckets]
     self.buckets = self.thresholds = None  # TIES: [models]
     self.ranks: list = []  # TIES: each model's rank of its k-th largest within its bucket
@@ -312,17 +377,23 @@ class _BlockedLeaf:
     self.coef: np.ndarray | None = None  # SLERP, model stock: c [models]
     self.ready: dict = {}  # pass: its ops' compile (compile_ahead)
 
-  def items(self, reader, key: tuple, out: list, j: int) -> list:
-    """[pass][(start a read, finish it, take its values)] over the blocks."""
+  def request(self, key: tuple, rows: tuple, check: bool) -> tuple:
+    """(item dirs, keys, targets, digests, rows) of reading a block from every checkpoint: the
+    arguments of `ArrayReader.start` (digests where `check`: the first pass)."""
     n = len(self.srcs)
-    expect = [(s.meta.get("digests") or {}).get(checkpoints.PARAMS) for s in self.srcs]
+    expect = [(s.meta.get("digests") or {}).get(checkpoints.PARAMS) if check else None
+              for s in self.srcs]
+    return [s.item_dir for s in self.srcs], [key] * n, [self.a] * n, expect, [rows] * n
+
+  def items(self, reader, key: tuple, out: list, j: int) -> list:
+    """[pass][Read] over the blocks: the first pass's reads (from disk) prefetched, the later
+    ones' (from the page cache) not; TIES's histogram passes only where a window missed."""
     names = ", ".join(checkpoints.where(s.path, s.step) for s in self.srcs)
 
     def start(step, rows):
       if step in ("high", "low") and self.thresholds is not None:
         return None  # the first pass's window held every model's k-th magnitude
-      return reader.start([s.item_dir for s in self.srcs], [key] * n, [self.a] * n,
-                          expect=expect if step == self.passes[0] else None, rows=[rows] * n)
+      return reader.start(*self.request(key, rows, step == self.passes[0]))
 
     def finish(pending):
       if pending is None:
@@ -331,9 +402,22 @@ class _BlockedLeaf:
                           "not read", "merge another step, or re-create that checkpoint"):
         return reader.finish(pending)
 
-    return [[(functools.partial(start, step, rows), finish,
-              functools.partial(self.take, step, rows, out, j)) for rows in self.blocks]
-            for step in self.passes]
+    def prefetch(rows):
+      dirs, keys, targets, _, blocks = self.request(key, rows, False)
+      reader.prefetch(dirs, keys, targets, blocks)
+
+    fallback = lambda: self.thresholds is None  # noqa: E731
+    return [[Read(functools.partial(start, step, rows), finish,
+                  functools.partial(self.take, step, rows, out, j),
+                  functools.partial(prefetch, rows) if step == self.passes[0] else None,
+                  fallback if step in ("high", "low") else None)
+             for rows in self.blocks] for step in self.passes]
+
+  def take_whole(self, out: list, j: int, values: list) -> None:
+    """A one-block leaf's every pass over the same values (its block read from every
+    checkpoint): the statistics, then the merge."""
+    for step in self.passes:
+      self.take(step, self.blocks[0], out, j, values)
 
   def _args(self, values: list):
     b = values[0] if self.has_base else None
@@ -364,11 +448,13 @@ class _BlockedLeaf:
       jax.block_until_ready(self.hist)
     last = rows == self.blocks[-1]
     if step == "merge":
-      if out[j] is None:
+      if out[j] is None and len(self.blocks) > 1:
         out[j] = _jit(_zeros(tuple(self.a.shape), np.dtype(self.a.dtype)), self.sh)()
-      out[j] = self._merge_op()(out[j], b, xs, *self._params(rows))
+      out[j] = self._merge_op()(out[j], b, xs, *self._params(rows))  # one block: out[j] None
+      if last and out[j].sharding != self.a.sharding:  # the target's (same device)
+        out[j] = jax.device_put(out[j], self.a.sharding)
       jax.block_until_ready(out[j])
-      if last:
+      if last and len(self.blocks) > 1:  # one-block leaves: once per pack
         _release_free_memory()
     elif last:
       self._statistics(step)
@@ -387,7 +473,8 @@ class _BlockedLeaf:
             np.uint32(rows[0] * self.row % 2**32), np.int32(rows[0]))
 
   def _merge_op(self):
-    return _jit(_merge_fn(self._fold(), len(self.models)), self.sh, donate_argnums=(0,))
+    return _jit(_merge_fn(self._fold(), len(self.models), np.dtype(self.a.dtype)), self.sh,
+                donate_argnums=(0,))
 
   def _statistics(self, step: str) -> None:
     """After a statistics pass: TIES's buckets, then thresholds (on the host: 2^15 or 2^16
@@ -417,13 +504,15 @@ class _BlockedLeaf:
     """[models] int32: the first bucket of each model's window of WINDOW buckets, centred on the
     bucket of the k-th largest magnitude (its share of k) of an even sample of at most 2^16 of
     `bits` [models, entries] (block 0's |task vectors| as float32 bit patterns, which order like
-    the magnitudes). Only the window's place: a miss costs the two histogram passes, not
-    exactness."""
+    the magnitudes), found from the sample's counts per bucket. Only the window's place: a miss
+    costs the two histogram passes, not exactness."""
     sample = bits[:, ::max(1, bits.shape[1] >> 16)]
     k = min(sample.shape[1], max(1, round(self.m.density * sample.shape[1])))
-    kth = np.partition(sample, sample.shape[1] - k, axis=1)[:, sample.shape[1] - k]
-    centre = (kth >> 16).astype(np.int64)
-    return np.clip(centre - WINDOW // 2, 0, (1 << 15) - WINDOW).astype(np.int32)
+    centre = []
+    for s in sample:  # entries in each bucket and above it, from the top: the k-th's bucket
+      above = np.cumsum(np.bincount(s >> 16, minlength=1 << 15)[::-1])
+      centre.append((1 << 15) - 1 - int(np.searchsorted(above, k)))
+    return np.clip(np.asarray(centre) - WINDOW // 2, 0, (1 << 15) - WINDOW).astype(np.int32)
 
   def _count_window(self, codes: np.ndarray) -> None:
     """Adds a block's `_window_codes` (relative to each model's window) to the counts: the
@@ -452,7 +541,8 @@ class _BlockedLeaf:
       waiting = np.concatenate(self.inside[p]) if self.inside[p] else np.zeros(0, np.uint32)
       if not 1 <= r <= len(waiting):
         return None
-      return int(np.partition(waiting, len(waiting) - r)[len(waiting) - r])
+      waiting.partition(len(waiting) - r)  # in place: a fresh array
+      return int(waiting[len(waiting) - r])
     if self.inside[p]:
       self._flush(p)
     if not 1 <= r <= int(self.wlow[p].sum()):
@@ -475,8 +565,10 @@ class _BlockedLeaf:
       elif step == "gram":
         _jit(_gram, sh).lower(b, xs).compile()
       else:
-        out = jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh)
-        _jit(_zeros(tuple(a.shape), np.dtype(a.dtype)), sh).lower().compile()
+        out = None
+        if len(self.blocks) > 1:
+          out = jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh)
+          _jit(_zeros(tuple(a.shape), np.dtype(a.dtype)), sh).lower().compile()
         keys = jax.ShapeDtypeStruct((n, 2), jnp.uint32) if self.m.name == "dare" else None
         thr = jax.ShapeDtypeStruct((n,), jnp.float32) if "window" in self.passes else None
         self._merge_op().lower(out, b, xs, jax.ShapeDtypeStruct((n,), jnp.float32), keys, thr,
@@ -505,15 +597,17 @@ COUNT_EVERY = WINDOW << 16  # TIES: window patterns selected on the host before 
 _SUM = merges.Method("task_arithmetic")  # base + sum_i c_i tau_i (SLERP's, model stock's merge)
 
 
-def _merge_block(fold: merges.Method, count: int, out, b, xs, w, keys, thresholds, offset, r0):
-  """`out` with rows r0.. set to the merge (`fold`, as in memory) of the block's models `xs`
-  with base `b`: weights w [models], DARE keys [models, 2], TIES thresholds [models]."""
+def _merge_block(fold: merges.Method, count: int, dtype, out, b, xs, w, keys, thresholds,
+                 offset, r0):
+  """`out` with rows r0.. set to the merge (`fold`, as in memory, in `dtype`) of the block's
+  models `xs` with base `b`: weights w [models], DARE keys [models, 2], TIES thresholds
+  [models]; the merged block itself where `out` is None (a leaf of one block)."""
   state = fold.start(xs[0])
   for p, x in enumerate(xs):
     state = fold.add(state, x, b, w[p], None if keys is None else keys[p],
                      None if thresholds is None else thresholds[p], offset)
-  block = fold.finish(state, b, count, out.dtype)
-  return jax.lax.dynamic_update_slice_in_dim(out, block, r0, 0)
+  block = fold.finish(state, b, count, dtype)
+  return block if out is None else jax.lax.dynamic_update_slice_in_dim(out, block, r0, 0)
 
 
 def _highs(b, xs):
@@ -582,9 +676,9 @@ def _jit(fn, sharding, **kw):
 
 
 @functools.lru_cache(maxsize=None)
-def _merge_fn(fold: merges.Method, count: int) -> Callable:
+def _merge_fn(fold: merges.Method, count: int, dtype) -> Callable:
   """`_merge_block` of `fold` over `count` models (one function object each: jit caches by it)."""
-  return functools.partial(_merge_block, fold, count)
+  return functools.partial(_merge_block, fold, count, dtype)
 
 
 def _compile_fold_ahead(m: merges.Method, abstract: list, has_base: bool, count: int,

@@ -4,21 +4,23 @@
 
 One checkpoint is read at a time into a running float32 sum, a group of arrays at a time
 (`array_reader`: straight onto the target shardings, into two reused host buffers, the next group
-read while this one is added), so peak memory is the sum plus two groups whatever the number of
-checkpoints. Everything is validated (`plan`) before any array is read and before anything is
-written; every array read is checked against the digest recorded when its checkpoint was saved,
-and the result must be finite; it is written with `checkpoints.save_params`, which is atomic (orbax
-writes a temporary directory and renames it when complete). A source that cannot be read is an
-`errors.DamagedInput` / `MissingInput` naming the checkpoint, its step and what is wrong.
+read while this one is added, the disk asked for the two after it), so peak memory is the sum plus
+two groups whatever the number of checkpoints. Everything is validated (`plan`) before any array is
+read and before anything is written; every array read is checked against the digest recorded when
+its checkpoint was saved, and the result must be finite; it is written with
+`checkpoints.save_params`, which is atomic (orbax writes a temporary directory and renames it when
+complete). A source that cannot be read is an `errors.DamagedInput` / `MissingInput` naming the
+checkpoint, its step and what is wrong.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import os
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -92,6 +94,9 @@ def _signature(a) -> tuple:
   return tuple(a.shape), np.dtype(a.dtype), a.sharding
 
 
+READ_AHEAD = 2  # reads whose bytes the disk is asked for beyond the one in flight
+
+
 def _leaf_groups(leaves: list, group_bytes: int) -> list[list[int]]:
   """Consecutive leaf indices in groups of about `group_bytes` (one leaf may exceed it)."""
   groups, cur, size = [], [], 0
@@ -157,13 +162,14 @@ def target_leaves(params_meta: Any, target: Any | None) -> tuple[list, Any]:
 
 
 def group_reads(reader: array_reader.ArrayReader, keys: list,
-                abstract: list) -> tuple[Callable, Callable]:
-  """(start, finish) of reading a group of leaves of a checkpoint's params: `start(source,
-  leaves)` starts the read of the leaves (indices into `keys`) and returns at once (`reader`'s
-  background read, or for a layout it does not know an orbax partial restore, which `finish`
-  runs); `finish(pending, source)` returns the arrays, on the shardings of `abstract`, each
-  checked against the digest its checkpoint recorded (a failure to read or a mismatch:
-  DamagedInput naming the checkpoint)."""
+                abstract: list) -> tuple[Callable, Callable, Callable]:
+  """(start, finish, prefetch) of reading a group of leaves of a checkpoint's params:
+  `start(source, leaves)` starts the read of the leaves (indices into `keys`) and returns at once
+  (`reader`'s background read, or for a layout it does not know an orbax partial restore, which
+  `finish` runs); `finish(pending, source)` returns the arrays, on the shardings of `abstract`,
+  each checked against the digest its checkpoint recorded (a failure to read or a mismatch:
+  DamagedInput naming the checkpoint); `prefetch(source, leaves)` has the disk start on a later
+  read (`ArrayReader.prefetch`)."""
   def expected(source):
     return (source.meta.get("digests") or {}).get(checkpoints.PARAMS)
 
@@ -184,7 +190,53 @@ def group_reads(reader: array_reader.ArrayReader, keys: list,
                               checkpoints.PARAMS)
     return values
 
-  return start, finish
+  def prefetch(source, leaves: list[int]) -> None:
+    if reader.supports(source.item_dir):
+      reader.prefetch(source.item_dir, [keys[j] for j in leaves], [abstract[j] for j in leaves])
+
+  return start, finish, prefetch
+
+
+class Read(NamedTuple):
+  """One read of a streaming loop (`read_loop`): `start()` starts it (returns at once),
+  `finish(pending)` returns its values, `take(values)` uses them. `prefetch`: for a read from
+  disk (not the page cache), has the disk start on it ahead of time. `needed`: where given, the
+  read is skipped if it returns False when the loop comes to it."""
+  start: Callable
+  finish: Callable
+  take: Callable
+  prefetch: Callable | None = None
+  needed: Callable[[], bool] | None = None
+
+
+def read_loop(reads: Iterable[Read], disk: Sequence[Callable] = ()) -> None:
+  """Runs `reads` in order (an iterable: a generator may decide late what comes next): the next
+  read overlaps this take (double-buffered), and when the d-th read from disk starts, the disk
+  is asked for the READ_AHEAD after it (`disk`: every disk read's prefetch, in order), so that
+  it keeps working while a take computes. A take must be done with its values (views of the
+  buffer the read after next fills) when it returns."""
+  reads = (r for r in reads if r.needed is None or r.needed())
+  issued, started = 1, 0
+
+  def start(read: Read):
+    nonlocal issued, started
+    if read.prefetch is not None:
+      started += 1
+      while issued < min(started + READ_AHEAD, len(disk)):
+        disk[issued]()
+        issued += 1
+    return read.start()
+
+  cur = next(reads, None)
+  pending = start(cur) if cur is not None else None
+  while cur is not None:
+    values = cur.finish(pending)
+    following = next(reads, None)
+    if following is not None:
+      pending = start(following)
+    cur.take(values)
+    del values
+    cur = following
 
 
 def _release_free_memory() -> None:
@@ -208,8 +260,9 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
   `array_reader.ArrayReader` (a background thread reading each group into one of two reused host
   buffers, straight onto `target`: a tree of ShapeDtypeStructs with shardings, default one
   device; orbax partial restores for items that are not OCDBT). The next group is read while this
-  one is added into a float32 running sum updated in place (donated), so peak memory is the sum +
-  two groups whatever len(paths), and nothing is allocated per checkpoint.
+  one is added into a float32 running sum updated in place (donated), and the disk is asked for
+  the two groups after it (`read_loop`: into the page cache), so peak memory is the sum + two
+  groups whatever len(paths), and nothing is allocated per checkpoint.
   Checkpoints with weight 0 are validated but not read. `on_read(i, source, seconds)` is called
   after each checkpoint (progress bars). All validation (see `plan`) happens before any array is
   read; every array read must match the digest its checkpoint recorded, and the result must be
@@ -232,32 +285,28 @@ def average_checkpoints(paths: Sequence[str], weights: Sequence[float] | None = 
     stack.callback(pool.shutdown, wait=True, cancel_futures=True)  # interrupted: no more compiles
     compiled = _compile_ahead(abstract, pool)
 
-    start_group, finish = group_reads(reader, keys, abstract)
-
-    def start(item):  # starts reading one group of one checkpoint (returns at once)
-      i, g = item
-      return start_group(sources[i], groups[g])
-
+    start_group, finish, prefetch = group_reads(reader, keys, abstract)
     acc: list = [None] * len(abstract)
-    t0, nxt = time.time(), (start(schedule[0]) if schedule else None)
-    for k, (i, g) in enumerate(schedule):
-      values = finish(nxt, sources[i])
-      # Read ahead while adding: into the other buffer, whose group was added (and waited for)
-      # in the previous iteration.
-      nxt = start(schedule[k + 1]) if k + 1 < len(schedule) else None
+    t0 = [time.time()]
+
+    def add(i: int, g: int, values: list) -> None:  # group g of checkpoint i into the sum
       wi32 = jnp.float32(w[i])
       for j, x in zip(groups[g], values):
         sh, first = abstract[j].sharding, acc[j] is None
         compiled[(_signature(abstract[j]), first)].result()
         acc[j] = (_leaf_op(_leaf_start, sh)(x, wi32) if first
                   else _leaf_op(_leaf_add, sh, donate=True)(acc[j], x, wi32))
-      jax.block_until_ready([acc[j] for j in groups[g]])
-      del values, x  # views of the reader's buffer, which the read after next overwrites
+      jax.block_until_ready([acc[j] for j in groups[g]])  # done with the reader's buffer
       if g == len(groups) - 1:  # checkpoint i is in the sum
         _release_free_memory()
         if on_read is not None:
-          on_read(i, sources[i], time.time() - t0)
-        t0 = time.time()
+          on_read(i, sources[i], time.time() - t0[0])
+        t0[0] = time.time()
+
+    reads = [Read(functools.partial(start_group, sources[i], groups[g]),
+                  functools.partial(finish, source=sources[i]), functools.partial(add, i, g),
+                  functools.partial(prefetch, sources[i], groups[g])) for i, g in schedule]
+    read_loop(reads, [r.prefetch for r in reads])
   leaves = []
   for j, a in enumerate(acc):
     if a is None:  # nothing was read: every weight is 0 (normalize=False)
