@@ -243,12 +243,16 @@ def test_prefetch_asks_the_kernel_for_the_ranges_a_read_reads(three_runs, monkey
   monkeypatch.setattr(os, "preadv", lambda fd, bufs, off: read.append(
       (os.readlink(f"/proc/self/fd/{fd}"), off, sum(map(len, bufs)))) or preadv(fd, bufs, off))
   with array_reader.ArrayReader() as reader:
-    reader.prefetch(item, keys, abstract, rows)
+    reader.prefetch(item, keys, abstract, rows).result()
     assert advised == []  # not located yet: nothing to advise
     reader.finish(reader.start(item, keys, abstract, rows=rows))
     data = sorted(r for r in read if r[2] > array_reader._INDEX_BYTES)  # not the shard indexes
-    reader.prefetch(item, keys, abstract, rows)
-  assert data and sorted(advised) == data
+    reader.prefetch(item, keys, abstract, rows).result()
+  # one call per run of ranges of a file at most a page apart, covering every range read
+  assert advised and len(advised) <= len(data)
+  for path, off, n in data:
+    assert any(p == path and o <= off and off + n <= o + m for p, o, m in advised), (path, off)
+  assert sum(m for _, _, m in advised) < 2 * sum(n for _, _, n in data) + 4096 * len(advised)
 
 
 def test_read_loop_overlaps_reads_prefetches_ahead_and_skips_unneeded_reads():

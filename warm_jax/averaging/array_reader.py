@@ -285,6 +285,7 @@ class ArrayReader:
     self._arenas = (_Arena(), _Arena())
     self._slot = 0
     self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="warm_jax-reader")
+    self._ahead = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="warm_jax-prefetch")
     self._located: dict[str, dict | None] = {}  # item dir: its B+tree's entries
     self._blocks: dict = {}  # (item dir, key): (next row, digest parts) of blocks read in order
     self.stats = {"direct": 0, "tensorstore": 0}  # arrays (or row blocks) read each way
@@ -296,6 +297,7 @@ class ArrayReader:
     self.close()
 
   def close(self) -> None:
+    self._ahead.shutdown(wait=True, cancel_futures=True)
     self._pool.shutdown(wait=True, cancel_futures=True)
 
   @property
@@ -450,27 +452,38 @@ class ArrayReader:
 
   def prefetch(self, item_dir: str | Sequence[str], keys: Sequence[tuple],
                abstract: Sequence[Any], rows: Sequence[tuple[int, int] | None] | None = None
-               ) -> None:
+               ) -> concurrent.futures.Future:
     """Asks the kernel to start reading the file ranges that a later `start` with the same
     arguments reads directly (posix_fadvise WILLNEED: into the page cache, not into this
-    process), so that the disk works ahead of the one read in flight; returns at once. Items
-    this reader has not read from yet, and arrays it reads otherwise, are left alone."""
+    process), so that the disk works ahead of the one read in flight. Returns at once (another
+    thread asks: the call can wait on the disk's queue); the future is done once it has asked.
+    Items this reader has not read from yet, and arrays it reads otherwise, are left alone."""
     keys = list(keys)
     dirs = [item_dir] * len(keys) if isinstance(item_dir, (str, os.PathLike)) else list(item_dir)
+    return self._ahead.submit(self._advise, dirs, keys, list(abstract),
+                              list(rows) if rows is not None else [None] * len(keys))
+
+  def _advise(self, dirs, keys, abstract, rows) -> None:
     ranges = []
-    for d, k, a, r in zip(dirs, keys, abstract, rows or [None] * len(keys)):
+    for d, k, a, r in zip(dirs, keys, abstract, rows):
       located = self._located.get(d)  # filled by the reading thread
       if located is None or (r is None and _by_shard(a)):
         continue
       ranges += [(v[0], v[1] + src, nbytes) for v, src, _, nbytes, _ in
                  _chunks(d, located, k, a, r) or () if not isinstance(v, bytes)]
+    merged: list = []  # ranges of a file a page or less apart: one call
     for path, offset, nbytes in sorted(ranges):
+      if merged and merged[-1][0] == path and offset - merged[-1][2] <= _ALIGN:
+        merged[-1][2] = max(merged[-1][2], offset + nbytes)
+      else:
+        merged.append([path, offset, offset + nbytes])
+    for path, start, end in merged:
       try:
         fd = os.open(path, os.O_RDONLY)
       except OSError:
         continue  # the read itself will say what is wrong
       try:
-        os.posix_fadvise(fd, offset, nbytes, os.POSIX_FADV_WILLNEED)
+        os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_WILLNEED)
       finally:
         os.close(fd)
 
