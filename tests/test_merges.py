@@ -362,8 +362,7 @@ def test_interleave_puts_later_passes_between_first_pass_reads_and_drops_unneede
   leaf0 = [[r("w0"), r("w1")], [r("h0", skip), r("h1", skip)], [r("m0"), r("m1")]]
   leaf1 = [[r("W0"), r("W1"), r("W2")], [r("H0", lambda: True)], [r("M0")]]
   pack = [[r("p")]]
-  order = [x.start for x in averaging.merge_stream._interleave([(leaf0, 1), (leaf1, 1),
-                                                                (pack, 1)])]
+  order = [x.start for x in averaging.merge_stream._interleave([leaf0, leaf1, pack])]
   assert order[:9] == ["w0", "w1", "W0", "m0", "W1", "m1", "W2", "p", "H0"]
   assert order[9]() is None and order[10:] == ["M0"]  # a read of nothing before the rest
 

@@ -212,15 +212,15 @@ def _fold_checkpoints(m: merges.Method, w: np.ndarray, sources: list, base_src,
     singles = [j for j, leaf in blocked.items() if len(leaf.blocks) == 1]
     packs = _packs(singles, abstract, _block_budget(group_bytes, len(read)))
     firsts = {pack[0]: pack for pack in packs}
-    passes = [([[_pack_item(reader, [(j, blocked[j]) for j in firsts[j]], keys, out)]], 1)
-              if j in firsts else (leaf.items(reader, keys[j], out, j), leaf.ratio)
+    passes = [[[_pack_item(reader, [(j, blocked[j]) for j in firsts[j]], keys, out)]]
+              if j in firsts else leaf.items(reader, keys[j], out, j)
               for j, leaf in blocked.items() if j in firsts or len(leaf.blocks) > 1]
     whole_reads = [Read(functools.partial(start_group, srcs[k], g_leaves),
                         functools.partial(finish_group, source=srcs[k]),
                         functools.partial(fold_group, g, k),
                         functools.partial(prefetch, srcs[k], g_leaves))
                    for g, g_leaves in enumerate(groups) for k in range(len(srcs))]
-    disk = [r.prefetch for p, _ in passes for r in p[0]] + [r.prefetch for r in whole_reads]
+    disk = [r.prefetch for p in passes for r in p[0]] + [r.prefetch for r in whole_reads]
     t0 = time.time()
     # each take waits for its ops: its values are views of the reader's buffer
     read_loop(itertools.chain(_interleave(passes), whole_reads), disk)
@@ -231,13 +231,13 @@ def _fold_checkpoints(m: merges.Method, w: np.ndarray, sources: list, base_src,
 
 
 def _interleave(leaves: list) -> Iterator[Read]:
-  """The reads of each leaf's passes ([leaf]: ([pass][read], ratio); a pack of one-block leaves:
-  one pass of one read) in one order: the first passes leaf after leaf, and after each of their
-  reads `ratio` reads of the earlier leaves' later passes, in their order; what remains at the
-  end. A generator: a later read that is not `needed` when its turn comes (a TIES fallback pass
-  that the window pass made unnecessary) is dropped and does not count (`read_loop` asks for a
-  read before the take of the one before it, so the generator decides after the take of the
-  read before that)."""
+  """The reads of each leaf's passes ([leaf][pass][read]; a pack of one-block leaves: one pass of
+  one read) in one order: the first passes leaf after leaf, and after each of their reads one read
+  of the earlier leaves' later passes (the merge pass, read from the page cache while the disk
+  reads ahead), in their order; what remains at the end. A generator: a later read that is not
+  `needed` when its turn comes (a TIES fallback pass that the window pass made unnecessary) is
+  dropped and does not count (`read_loop` asks for a read before the take of the one before it, so
+  the generator decides after the take of the read before that)."""
   later: collections.deque = collections.deque()
 
   def take_later(count: float) -> Iterator[Read]:
@@ -247,10 +247,10 @@ def _interleave(leaves: list) -> Iterator[Read]:
         count -= 1
         yield r
 
-  for passes, ratio in leaves:
+  for passes in leaves:
     for r in passes[0]:
       yield r
-      yield from take_later(ratio)
+      yield from take_later(1)
     later.extend(r for p in passes[1:] for r in p)
   if later:  # reads nothing: the last first-pass read's take comes before what is needed
     yield Read(lambda: None, lambda pending: None, lambda values: None)
@@ -298,7 +298,7 @@ def _packs(leaves: list[int], abstract: list, budget: int) -> list[list[int]]:
   return packs
 
 
-def _pack_item(reader, pack: list, keys: list, out: list) -> tuple:
+def _pack_item(reader, pack: list, keys: list, out: list) -> Read:
   """The Read of a pack of one-block leaves [(index, leaf)]: each leaf read from every checkpoint
   (the base's and each model's), all in one read, then merged in full, every pass of its method
   over the same values (its statistics are complete after its one block)."""
@@ -363,7 +363,6 @@ class _BlockedLeaf:
     trims = m.name == "ties" and m.density < 1.0
     self.passes = (("window", "high", "low") if trims else ("gram",) if m.kind in ("slerp", "stock")
                    else ()) + ("merge",)
-    self.ratio = 1  # later reads after each first-pass read: the merge pass's (_interleave)
     (device,) = a.sharding.device_set  # the blocks' and the statistics' (whatever the
     self.sh = jax.sharding.SingleDeviceSharding(device)  # target's rank)
     self.hist = None  # the histograms of this pass [models, buckets]
