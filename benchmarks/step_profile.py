@@ -5,6 +5,7 @@ float32 and bfloat16, against the machine's own matmul peaks.
     WARM_JAX_XLA_DEFAULTS=0 python benchmarks/step_profile.py  # without warm_jax's XLA defaults
     python benchmarks/step_profile.py --what=rm --dtype=bfloat16 --width=1024 --calls=5
     python benchmarks/step_profile.py --what=decode --batch=16 --new_tokens=128
+    python benchmarks/step_profile.py --what=rm --dtype=bfloat16 --top=40   # + costliest ops
 
 Each precision runs in its own process, under warm_jax's XLA defaults for it (`xla_flags`). Prints
 the CPU model (family, model, AVX-512 / AMX), the measured float32 and bfloat16 (float32
@@ -25,7 +26,9 @@ events of XLA:CPU's thunk executor) joined with the compiled program's HLO text:
 'forward' / 'backward' split each row by whether the operation comes from a gradient (a
 `transpose(` in its name). Shares are of the summed operation time, which can exceed the wall time
 when XLA runs operations concurrently, and falls short of it by the dispatch and host time (the
-last line gives both). The shape defaults to benchmarks/common.py's (the peer benchmarks' shape).
+last line gives both). `--top N` then lists the N costliest operations, each with its category and
+the jax op_name (source scope) XLA kept for it. The shape defaults to benchmarks/common.py's
+(the peer benchmarks' shape).
 """
 
 from __future__ import annotations
@@ -52,8 +55,8 @@ CATEGORIES = ("matmuls", "attention core", "kv cache", "optimizer", "copies / la
 _INSTR = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*\S+.*?\s([a-z][\w\-]*)\(")
 
 
-def hlo_ops(text: str) -> dict[str, tuple[str, bool]]:
-  """{instruction name: (category, is_backward)} of a compiled module's HLO text."""
+def hlo_ops(text: str) -> dict[str, tuple[str, bool, str]]:
+  """{instruction name: (category, is_backward, jax op_name)} of a compiled module's HLO text."""
   comp_ops: dict[str, set] = collections.defaultdict(set)
   calls: dict[str, list] = collections.defaultdict(list)
   meta: dict[str, tuple[str, str, list]] = {}
@@ -97,7 +100,7 @@ def hlo_ops(text: str) -> dict[str, tuple[str, bool]]:
       cat = "copies / layout"
     else:
       cat = "element-wise and other"
-    out[name] = (cat, backward)
+    out[name] = (cat, backward, op_name)
   return out
 
 
@@ -123,8 +126,24 @@ def traced_op_times(run, calls: int) -> tuple[dict[str, float], float]:
   return times, wall
 
 
-def profile(label: str, jitted, args: tuple, run, calls: int, flops: float, peak: float) -> str:
-  """Times `run()` (one call of `jitted(*args)`, state threaded), then its traced breakdown."""
+def top_lines(times: dict[str, float], ops: dict, calls: int, top: int) -> list[str]:
+  """The `top` costliest operations: ms per call, category, direction and the jax op_name."""
+  if top <= 0:
+    return []
+  lines = [f"Costliest operations (of {len(times)}):", "",
+           "| operation | ms | where | jax op_name |", "|---|---:|---|---|"]
+  for op, s in sorted(times.items(), key=lambda kv: -kv[1])[:top]:
+    cat, backward, op_name = ops.get(op, ("?", False, ""))
+    name = op_name if len(op_name) <= 90 else "..." + op_name[-87:]
+    lines.append(f"| {op} | {s / calls * 1e3:.1f} | {cat}{' (bwd)' if backward else ''} | "
+                 f"{name} |")
+  return lines + [""]
+
+
+def profile(label: str, jitted, args: tuple, run, calls: int, flops: float, peak: float,
+            top: int = 0) -> str:
+  """Times `run()` (one call of `jitted(*args)`, state threaded), then its traced breakdown
+  (and its `top` costliest operations)."""
   text = jitted.lower(*args).compile().as_text()
   ops = hlo_ops(text)
   run()  # compile and warm up
@@ -139,7 +158,7 @@ def profile(label: str, jitted, args: tuple, run, calls: int, flops: float, peak
   unknown = 0.0
   for op, s in times.items():
     if op in ops:
-      rows[ops[op]] += s / calls
+      rows[ops[op][:2]] += s / calls
     else:
       unknown += s / calls
   total = sum(rows.values()) + unknown
@@ -158,7 +177,7 @@ def profile(label: str, jitted, args: tuple, run, calls: int, flops: float, peak
                  f"{100 * unknown / total:.0f}% |")
   lines += ["", f"Operations summed: {total * 1e3:.1f} ms per call against {wall * 1e3:.1f} ms "
             "of wall time.", ""]
-  return "\n".join(lines)
+  return "\n".join(lines + top_lines(times, ops, calls, top))
 
 
 def train_flops(state, tokens: int, args) -> float:
@@ -185,7 +204,7 @@ def profile_train(name: str, args, peak: float) -> str:
     title = {"rm": "reward-model train step", "dpo": "DPO train step (policy; the reference "
              "log-probs are a separate program)"}[name]
     return profile(f"{title}, {args.dtype}, {args.batch} pairs x {args.seq} tokens", jitted,
-                   lowered_args, run, args.calls, train_flops(state, tokens, args), peak)
+                   lowered_args, run, args.calls, train_flops(state, tokens, args), peak, args.top)
 
 
 def profile_decode(args, peak: float) -> str:
@@ -211,7 +230,7 @@ def profile_decode(args, peak: float) -> str:
   flops = 2 * n * tokens + 2 * args.width * args.vocab * args.batch * args.new_tokens
   return profile(f"decoding, {args.dtype}, {args.batch} prompts x {args.prompt_len} tokens, "
                  f"{args.new_tokens} new tokens (KV cache)", fn, (params, prompts, key), run,
-                 args.calls, flops, peak)
+                 args.calls, flops, peak, args.top)
 
 
 def main():
@@ -223,6 +242,7 @@ def main():
   p.add_argument("--prompt_len", type=int, default=128)
   p.add_argument("--new_tokens", type=int, default=64)
   p.add_argument("--calls", type=int, default=3, help="timed calls per program")
+  p.add_argument("--top", type=int, default=0, help="also list the N costliest operations")
   args = p.parse_args()
   if args.dtype is None:  # one process per precision: the XLA defaults depend on it
     import subprocess
