@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 import conftest  # noqa: F401  (8 fake CPU devices, the XLA flags: as in every test)
-from warm_jax import averaging, checkpoints, configs, errors, scoring
+from warm_jax import averaging, checkpoints, errors, scoring
 from warm_jax.data import embedded
 from warm_jax.data.builders import embedded_tldr
 from warm_jax.train import loop

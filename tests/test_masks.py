@@ -5,7 +5,6 @@ eos id (Llama 3's), the reward is read at the eos, the last real token."""
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import ToyTokenizer, experiment, toy_pairs
@@ -13,7 +12,6 @@ from conftest import ToyTokenizer, experiment, toy_pairs
 from warm_jax import scoring
 from warm_jax import sharding as shd
 from warm_jax.data import pipeline
-from warm_jax.models import RewardModel
 from warm_jax.train import dpo, policy
 from warm_jax.train import reward_model as rm
 from warm_jax.train import state as state_lib
