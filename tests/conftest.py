@@ -26,23 +26,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
-def slow_files_first(items: list) -> list:
-  """The collected tests reordered file by file: the files with the most `slow` tests first (ties
-  and the files without any in their collected order), each file's tests in their own order.
-  launch/test.sh hands whole files to the xdist workers in this order (--dist loadfile,
-  --no-loadscope-reorder), so the long end-to-end files start first rather than last."""
-  files: dict = {}
-  for item in items:
-    files.setdefault(str(item.fspath), []).append(item)
-  slow = {f: sum(i.get_closest_marker("slow") is not None for i in its) for f, its in files.items()}
-  order = sorted(files, key=lambda f: -slow[f])  # stable: ties keep the collected order
-  return [item for f in order for item in files[f]]
-
-
-def pytest_collection_modifyitems(config, items):
-  items[:] = slow_files_first(items)
-
-
 class ToyTokenizer:
   """A character-level tokenizer for trainer tests that should not depend on the data set build."""
   pad_id, bos_id, eos_id = 0, 1, 2
