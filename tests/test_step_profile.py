@@ -22,15 +22,14 @@ def test_profile_breaks_down_the_step_and_lists_its_costliest_operations():
   assert out.returncode == 0, out.stderr[-3000:]
   text = out.stdout
   assert "CPU: " in text and "reward-model train step, float32, 2 pairs x 16 tokens" in text
-  shares = [int(s) for s in re.findall(r"^\| [a-z /-]+ \| [\d.]+ \| [\d.]+ \| (\d+)% \|$", text,
-                                       re.M)]
-  assert "| matmuls |" in text and 97 <= sum(shares) <= 103, text  # rounded shares of one whole
+  breakdown = dict(re.findall(r"^\| ([a-z /-]+) \| [\d.]+ \| [\d.]+ \| (\d+)% \|$", text, re.M))
+  shares = [int(s) for s in breakdown.values()]
+  assert "matmuls" in breakdown and 97 <= sum(shares) <= 103, text  # rounded shares of one whole
   top = text.split("Costliest operations")[1]
   rows = re.findall(r"^\| ([\w.\-]+) \| ([\d.]+) \| ([a-z /-]+)(?: \(bwd\))? \| (.*) \|$", top,
                     re.M)
   assert len(rows) == 4, top
   ms = [float(r[1]) for r in rows]
   assert ms == sorted(ms, reverse=True)
-  known = {"matmuls", "attention core", "kv cache", "optimizer", "copies / layout",
-           "element-wise and other"}
-  assert all(r[2] in known for r in rows), rows  # every listed operation is in the module's HLO
+  # every listed operation is in the module's HLO, in one of the breakdown's categories
+  assert all(r[2] in breakdown for r in rows), rows
