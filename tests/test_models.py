@@ -6,7 +6,8 @@ import pytest
 
 from warm_jax import configs
 from warm_jax.models import LanguageModel, RewardModel, init_from_lm, last_token_index
-from warm_jax.models.transformer import attention_mask, causal_attention
+from warm_jax.models.transformer import (attention_mask, causal_attention, rope_frequencies,
+                                         rotary)
 
 
 def _cfg(**kw):
@@ -157,6 +158,37 @@ def test_blocked_causal_attention_bfloat16_keeps_dtype_and_accuracy():
   assert out.dtype == jnp.bfloat16
   np.testing.assert_allclose(np.asarray(out, np.float32),
                              np.asarray(_reference_attention(q, k, v, key_mask)), atol=3e-2)
+
+
+@pytest.mark.parametrize("freq", [None, "llama3"])
+def test_rotary_from_the_table_matches_the_computed_angles(freq):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((2, 7, 3, 8)), jnp.float32)
+  positions = jnp.asarray(rng.integers(0, 7, (2, 7)), jnp.int32)
+  freq = None if freq is None else rope_frequencies(4, 500.0, "llama3", 8.0, 1.0, 4.0, 16)
+  computed = rotary(x, positions, 500.0, freq)
+  np.testing.assert_allclose(rotary(x, positions, 500.0, freq, table_len=7), computed,
+                             rtol=2e-6, atol=2e-6)
+  assert not np.allclose(rotary(x, positions, 50.0, freq=None, table_len=7),
+                         rotary(x, positions, 500.0, freq=None, table_len=7))  # theta is used
+
+
+def test_rotary_outside_its_table_gives_nan_not_a_wrong_angle():
+  x = jnp.ones((1, 3, 1, 4), jnp.float32)
+  out = rotary(x, jnp.asarray([[0, 1, 3]]), 10_000.0, table_len=3)
+  assert np.isfinite(out[0, :2]).all() and np.isnan(out[0, 2]).all()
+
+
+def test_the_forward_pass_evaluates_no_sine_or_cosine():
+  # Outside decoding the rotary angles come from a table built at trace time; computed in the
+  # program, XLA:CPU evaluates cos and sin for every element of q and k (several times the cost
+  # of the rotation itself).
+  model = RewardModel(_cfg())
+  tok = _tokens()
+  params = nn.unbox(model.init(jax.random.key(0), tok)["params"])
+  hlo = jax.jit(model.apply).lower({"params": params}, tok).compile().as_text()
+  assert "cosine(" not in hlo and "sine(" not in hlo
+  assert "cosine(" in jax.jit(lambda p: jnp.cos(p)).lower(jnp.ones(3)).compile().as_text()
 
 
 def test_attention_blocks_do_not_change_the_model():

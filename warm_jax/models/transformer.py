@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import functools
 import math
 
 import flax.linen as nn
@@ -113,14 +114,43 @@ def layer_rope(cfg: ml_collections.ConfigDict, local: bool) -> tuple[float, np.n
       model_field(cfg, "rope_original_max_len"))
 
 
-def rotary(x: Array, positions: Array, theta: float, freq: np.ndarray | None = None) -> Array:
+def _inverse_frequencies(half: int, theta: float, freq: np.ndarray | None) -> np.ndarray:
+  """`freq`, or unscaled RoPE's theta ** (-i / half), as float32."""
+  if freq is not None:
+    return np.asarray(freq, np.float32)
+  return (np.float32(theta) ** (-np.arange(half, dtype=np.float32) / np.float32(half))).astype(
+      np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _rope_table(length: int, half: int, theta: float, freq: tuple | None) -> np.ndarray:
+  """[2, length, half] float32: cos and sin of position * frequency for positions 0 .. length-1
+  (the angle in float32, as `rotary` computes it, then cos and sin correctly rounded)."""
+  inv = _inverse_frequencies(half, theta, None if freq is None else np.asarray(freq, np.float32))
+  angle = (np.arange(length, dtype=np.float32)[:, None] * inv[None, :]).astype(np.float64)
+  return np.stack([np.cos(angle), np.sin(angle)]).astype(np.float32)
+
+
+def rotary(x: Array, positions: Array, theta: float, freq: np.ndarray | None = None,
+           table_len: int = 0) -> Array:
   """Applies rotary position embeddings. x: [B, T, N, H] (H even); positions: [B, T]; `freq`:
-  the H/2 inverse frequencies (default: theta ** (-i / (H/2)), unscaled RoPE)."""
+  the H/2 inverse frequencies (default: theta ** (-i / (H/2)), unscaled RoPE).
+
+  `table_len` > 0 promises 0 <= positions < table_len: cos and sin then come from a table built
+  once at trace time and gathered per position (a position outside it gives NaN, never a wrong
+  angle); XLA:CPU would otherwise evaluate both for every element of x, inside the fused
+  rotation, which costs several times the rotation itself. 0: computed from the positions."""
   half = x.shape[-1] // 2
-  if freq is None:
-    freq = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
-  angle = positions[..., None].astype(jnp.float32) * freq  # [B, T, half]
-  sin, cos = jnp.sin(angle)[:, :, None, :], jnp.cos(angle)[:, :, None, :]
+  if table_len:
+    table = _rope_table(int(table_len), half, float(theta),
+                        None if freq is None else tuple(np.asarray(freq, np.float32).tolist()))
+    cos, sin = (jnp.take(jnp.asarray(t), positions, axis=0, mode="fill", fill_value=jnp.nan)
+                for t in table)
+  else:
+    angle = positions[..., None].astype(jnp.float32) * jnp.asarray(
+        _inverse_frequencies(half, theta, freq))  # [B, T, half]
+    cos, sin = jnp.cos(angle), jnp.sin(angle)
+  sin, cos = sin[:, :, None, :], cos[:, :, None, :]
   x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
   out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
   return out.astype(x.dtype)
@@ -229,10 +259,12 @@ class Attention(nn.Module):
     wv = self._weight("value", (d, n_kv, h), ("embed", "kv_heads", "head_dim"), d)
     wo = self._weight("out", (n, h, d), ("heads", "head_dim", "embed"), d)
     theta, freq = layer_rope(cfg, self.local)
+    # Outside decoding, positions count real tokens (default_positions): below the length.
+    table_len = 0 if decode else x.shape[1]
     q = rotary(self._norm(self._project(x, wq, "query", ("heads", "head_dim")), "query"),
-               positions, theta, freq)
+               positions, theta, freq, table_len)
     k = rotary(self._norm(self._project(x, wk, "key", ("kv_heads", "head_dim")), "key"),
-               positions, theta, freq)
+               positions, theta, freq, table_len)
     v = self._project(x, wv, "value", ("kv_heads", "head_dim"))
     q = nn.with_logical_constraint(q, ("batch", "length", "act_heads", "head_dim"))
     pre_scalar = model_field(cfg, "query_pre_attn_scalar")
@@ -441,7 +473,9 @@ class Decoder(nn.Module):
   def __call__(self, tokens: Array, mask: Array | None = None, positions: Array | None = None,
                deterministic: bool = True, decode: bool = False) -> Array:
     """`decode=True` uses and updates the KV cache (see `Attention._update_cache`); positions
-    must then be given, as the absolute position of each new token in its row."""
+    must then be given, as the absolute position of each new token in its row. Outside decoding,
+    explicit positions must lie in [0, length) (as `default_positions` of any mask does): the
+    rotary angles come from a table of that length, and a position outside it yields NaN."""
     if mask is None:
       mask = tokens != PAD_ID
     if positions is None:
