@@ -93,6 +93,35 @@ def test_blocked_attention_window_and_softcap_match_the_naive_loop(blocks, windo
   np.testing.assert_allclose(dense[seen], want[seen], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("blocks,window,softcap,n_kv", [(4, 3, 1.5, 2), (3, 0, 0.0, 1),
+                                                        (13, 2, 1.0, 4), (1, 5, 0.0, 2)])
+def test_attention_gradients_match_the_dense_attention(blocks, window, softcap, n_kv):
+  # causal_attention has its own (flash-style) gradient; the dense attention's is jax's autodiff.
+  rng = np.random.default_rng(blocks + window + n_kv)
+  b, t, n, h = 2, 13, 4, 8
+  q, k, v = (jnp.asarray(rng.standard_normal(s), jnp.float32) for s in
+             ((b, t, n, h), (b, t, n_kv, h), (b, t, n_kv, h)))
+  key_mask = np.array([[True] * t, [False] * 4 + [True] * 9])  # row 1 left-padded
+  seen = jnp.asarray(np.cumsum(key_mask, axis=1) > 0)[:, :, None, None]
+  w = jnp.asarray(rng.standard_normal((b, t, n, h)), jnp.float32)
+  mask = np.tril(np.ones((t, t), bool))
+  if window:
+    mask &= ~np.tril(np.ones((t, t), bool), -window)
+  mask = jnp.asarray(mask[None, None] & key_mask[:, None, None])
+  loss = lambda f: lambda q, k, v: jnp.sum(jnp.where(seen, w * f(q, k, v), 0.0))
+  grads = lambda f: jax.grad(loss(f), (0, 1, 2))(q, k, v)
+  got = grads(lambda q, k, v: causal_attention(q, k, v, jnp.asarray(key_mask), blocks, 0.3,
+                                               softcap, window))
+  want = grads(lambda q, k, v: dense_attention(q, k, v, mask, 0.3, softcap))
+  for name, g, r in zip("qkv", got, want):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5, err_msg=f"d{name}")
+  # A query that sees no key (row 1's first four) passes nothing back, even when its output is
+  # weighted: the gradient of its logits is zero, as the mask's is.
+  dq = jax.grad(lambda q: jnp.sum(w * causal_attention(q, k, v, jnp.asarray(key_mask), blocks,
+                                                       0.3, softcap, window)))(q)
+  assert np.all(np.asarray(dq)[1, :4] == 0) and np.isfinite(np.asarray(dq)).all()
+
+
 def test_layer_patterns():
   n = lambda **kw: [configs.is_local_layer(_cfg(n_layers=6, **kw), i) for i in range(6)]
   assert n() == [False] * 6  # no window: every layer global

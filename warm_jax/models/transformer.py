@@ -171,34 +171,107 @@ def causal_attention(q: Array, k: Array, v: Array, key_mask: Array, blocks: int 
   The queries are cut into `blocks` row blocks; block i attends to the keys up to its own end
   only, so the blocks above the diagonal, which the causal mask would zero, are never computed
   (with 4 blocks, 10/16 of the full T x T work). Each block normalises after the value matmul
-  (flash-attention style: one division of [B, t, N, H] rather than of the [B, N, t, T]
-  probabilities). Logits and the softmax are float32 whatever the input dtype. A query whose
+  (one division of [B, t, N, H] rather than of the probabilities). The gradient is flash
+  attention's: the forward keeps only the output and each query's log-sum-exp, and the backward
+  recomputes each block's probabilities from them (`_attention_bwd`), so no [t, T] array lives
+  between the passes. Queries, keys and values are laid out heads-major ([B, K, G, T, H]) once
+  per call, so every block's matmuls read contiguous slices. Logits and the softmax are float32
+  whatever the input dtype; both matmuls of each product accumulate in float32. A query whose
   keys are all masked averages the values of its block's keys (its output is padding anyway).
   """
+  blocks = max(1, min(int(blocks), q.shape[1]))
+  scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
+  return _attention(q, k, v, key_mask.astype(bool), blocks, scale, float(softcap), int(window))
+
+
+def _dot(spec: str, a: Array, b: Array) -> Array:
+  """einsum accumulated (and returned) in float32, whatever the operands' dtype."""
+  return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
+
+
+def _block_spans(t: int, blocks: int, window: int) -> list[tuple[int, int, int]]:
+  """(first query, end, first key) of each query block: its keys run from the first its window
+  reaches (0 without a window) to its own end."""
+  bounds = [round(t * i / blocks) for i in range(blocks + 1)]
+  return [(lo, hi, max(0, lo - window + 1) if window else 0)
+          for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _block_logits(qh: Array, kh: Array, key_mask: Array, lo: int, hi: int, klo: int,
+                  softcap: float, window: int) -> tuple[Array, Array, Array | None]:
+  """Masked float32 logits [B, K, G, t, s] of queries lo..hi-1 against keys klo..hi-1, where
+  they are allowed, and tanh(logits / softcap) (None without soft-capping) for the gradient."""
+  logits = _dot("bkgth,bksh->bkgts", qh[:, :, :, lo:hi], kh[:, :, klo:hi])
+  capped = None
+  if softcap:
+    capped = jnp.tanh(logits / softcap)
+    logits = softcap * capped
+  k_idx, q_idx = jnp.arange(klo, hi)[None, :], jnp.arange(lo, hi)[:, None]
+  allowed = k_idx <= q_idx
+  if window:
+    allowed = allowed & (k_idx > q_idx - window)
+  allowed = allowed[None, None, None] & key_mask[:, None, None, None, klo:hi]
+  return jnp.where(allowed, logits, _MASKED), allowed, capped
+
+
+def _heads_major(x: Array, n_kv: int) -> Array:
+  """[B, T, N, H] -> [B, K, G, T, H] (N = K * G)."""
+  b, t, n, h = x.shape
+  return x.reshape(b, t, n_kv, n // n_kv, h).transpose(0, 2, 3, 1, 4)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
+def _attention(q, k, v, key_mask, blocks, scale, softcap, window):
+  return _attention_fwd(q, k, v, key_mask, blocks, scale, softcap, window)[0]
+
+
+def _attention_fwd(q, k, v, key_mask, blocks, scale, softcap, window):
   b, t, n, h = q.shape
   n_kv = k.shape[2]
-  blocks = max(1, min(int(blocks), t))
-  scale = h ** -0.5 if scale is None else scale
-  qg = q.reshape(b, t, n_kv, n // n_kv, h) * jnp.asarray(scale, q.dtype)
-  bounds = [round(t * i / blocks) for i in range(blocks + 1)]
-  outs = []
-  for lo, hi in zip(bounds[:-1], bounds[1:]):
-    klo = max(0, lo - window + 1) if window else 0  # the first key the block's window reaches
-    logits = precision.einsum("btkgh,bskh->bkgts", qg[:, lo:hi], k[:, klo:hi], jnp.float32)
+  qh = _heads_major(q * jnp.asarray(scale, q.dtype), n_kv)  # [B, K, G, T, H]
+  kh, vh = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, K, T, H]
+  outs, lses = [], []
+  for lo, hi, klo in _block_spans(t, blocks, window):
+    logits = _block_logits(qh, kh, key_mask, lo, hi, klo, softcap, window)[0]
+    m = jnp.max(logits, axis=-1, keepdims=True)
+    p = jnp.exp(logits - m)
+    denom = jnp.sum(p, axis=-1, keepdims=True)  # [B, K, G, t, 1]
+    out = _dot("bkgts,bksh->bkgth", p.astype(v.dtype), vh[:, :, klo:hi]) / denom
+    outs.append(out.astype(q.dtype))
+    lses.append(m + jnp.log(denom))
+  oh = jnp.concatenate(outs, axis=3)  # [B, K, G, T, H]
+  out = oh.transpose(0, 3, 1, 2, 4).reshape(b, t, n, h)
+  return out, (qh, kh, vh, oh, jnp.concatenate(lses, axis=3), key_mask)
+
+
+def _attention_bwd(blocks, scale, softcap, window, res, g):
+  qh, kh, vh, oh, lse, key_mask = res
+  b, n_kv, groups, t, h = qh.shape
+  dt = qh.dtype
+  doh = _heads_major(g.astype(dt), n_kv)
+  # d logits = p * (dp - rowsum(dp * p)), and rowsum(dp * p) = rowsum(d out * out).
+  delta = jnp.sum(doh.astype(jnp.float32) * oh.astype(jnp.float32), axis=-1, keepdims=True)
+  dqs, dk, dv = [], jnp.zeros(kh.shape, jnp.float32), jnp.zeros(vh.shape, jnp.float32)
+  for lo, hi, klo in _block_spans(t, blocks, window):
+    logits, allowed, capped = _block_logits(qh, kh, key_mask, lo, hi, klo, softcap, window)
+    p = jnp.exp(logits - lse[:, :, :, lo:hi])
+    do = doh[:, :, :, lo:hi]
+    dv_block = _dot("bkgts,bkgth->bksh", p.astype(dt), do)
+    dp = _dot("bkgth,bksh->bkgts", do, vh[:, :, klo:hi])
+    ds = p * (dp - delta[:, :, :, lo:hi])
     if softcap:
-      logits = softcap * jnp.tanh(logits / softcap)
-    k_idx, q_idx = jnp.arange(klo, hi)[None, :], jnp.arange(lo, hi)[:, None]
-    allowed = k_idx <= q_idx
-    if window:
-      allowed = allowed & (k_idx > q_idx - window)
-    allowed = allowed[None, None, None] & key_mask[:, None, None, None, klo:hi].astype(bool)
-    logits = jnp.where(allowed, logits, _MASKED)
-    # The max only keeps exp in range; softmax does not depend on it, so no gradient flows.
-    p = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
-    denom = jnp.sum(p, axis=-1)  # [B, K, G, t]
-    out = precision.einsum("bkgts,bskh->btkgh", p.astype(v.dtype), v[:, klo:hi], jnp.float32)
-    outs.append(out / jnp.transpose(denom, (0, 3, 1, 2))[..., None])
-  return jnp.concatenate(outs, axis=1).reshape(b, t, n, h).astype(q.dtype)
+      ds = ds * (1.0 - capped * capped)
+    ds = jnp.where(allowed, ds, 0.0).astype(dt)  # a fully masked query passes nothing back
+    dqs.append(_dot("bkgts,bksh->bkgth", ds, kh[:, :, klo:hi]))
+    dk_block = _dot("bkgts,bkgth->bksh", ds, qh[:, :, :, lo:hi])
+    dk = dk.at[:, :, klo:hi].add(dk_block)
+    dv = dv.at[:, :, klo:hi].add(dv_block)
+  dq = (jnp.concatenate(dqs, axis=3) * scale).transpose(0, 3, 1, 2, 4).reshape(b, t, -1, h)
+  return (dq.astype(dt), dk.transpose(0, 2, 1, 3).astype(dt), dv.transpose(0, 2, 1, 3).astype(dt),
+          None)
+
+
+_attention.defvjp(_attention_fwd, _attention_bwd)
 
 
 def dense_attention(q: Array, k: Array, v: Array, mask: Array, scale: float | None = None,
