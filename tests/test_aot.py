@@ -181,6 +181,10 @@ def test_tpu_compile_reports_the_memory_of_its_arguments():
 def test_command_prints_the_table_and_fixes_what_does_not_fit(monkeypatch, capsys):
   c = experiment("reward_model").get_config("tiny")
   c.mesh.shape = (-1, 1, 1)
+  # A wide MLP, so that parameters and optimiser state, which FSDP splits, outweigh the
+  # activations (padded to TPU tiles, they dominate the tiny model's peak, and FSDP's
+  # gathered weights make its temporaries larger than data parallelism's).
+  c.model.d_ff = 4096
   result = report.run([("reward_model", c)], ["v5e-4"], ["own"], 0.5, True)
   out = capsys.readouterr().out
   assert result.all_fit and "| reward model | train step | own (" in out
