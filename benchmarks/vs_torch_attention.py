@@ -28,9 +28,9 @@ import time
 import common
 
 
-def timed(call, calls: int):
-  """measure() -> calls/s, from the median of `calls` calls of `call()` (which waits for its
-  result)."""
+def timed(call, calls: int, tokens: int):
+  """measure() -> tokens/s: `tokens` over the median time of `calls` calls of `call()` (which
+  waits for its result)."""
   call()  # compile / warm up
 
   def measure() -> float:
@@ -39,7 +39,7 @@ def timed(call, calls: int):
       t = time.perf_counter()
       call()
       ts.append(time.perf_counter() - t)
-    return 1.0 / statistics.median(ts)
+    return tokens / statistics.median(ts)
   return measure
 
 
@@ -59,7 +59,8 @@ def jax_sides(args, q, k, v) -> dict:
                        ("jax.nn.dot_product_attention", full)):
     loss = lambda q, k, v, f=attend: jnp.sum(jnp.sin(f(q, k, v).astype(jnp.float32)))
     grad = jax.jit(jax.grad(loss, (0, 1, 2)))
-    sides[name] = timed(lambda g=grad: jax.block_until_ready(g(*qkv)), args.calls)
+    sides[name] = timed(lambda g=grad: jax.block_until_ready(g(*qkv)), args.calls,
+                        args.batch * args.seq)
   return sides
 
 
@@ -73,7 +74,7 @@ def torch_side(args, q, k, v):
     torch.sin(out.float()).sum().backward()
     for x in qkv:
       x.grad = None
-  return timed(call, args.calls)
+  return timed(call, args.calls, args.batch * args.seq)
 
 
 def main():
@@ -94,8 +95,6 @@ def main():
   sides = {**jax_sides(args, q, k, v),
            "torch scaled_dot_product_attention": torch_side(args, q, k, v)}
   results = common.interleaved(sides, args.rounds)
-  tokens = args.batch * args.seq
-  results = {name: [r * tokens for r in rates] for name, rates in results.items()}
   ours, _, peer = list(sides)
   print(f"attention core, forward and backward, {common.machine_line()}, torch threads {threads}")
   print(f"CPU: {common.cpu_model()}; {common.peaks_line()}")
