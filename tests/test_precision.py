@@ -104,6 +104,29 @@ def test_mixed_einsum_and_its_gradients_match_float32(spec, sa, sb):
     np.testing.assert_allclose(g16, g32, rtol=3e-2, atol=3e-2 * float(jnp.max(jnp.abs(g32))))
 
 
+@pytest.mark.parametrize("spec,sa,sb", [("btd,df->btf", (2, 5, 8), (8, 6)),
+                                        ("btd,dnh->btnh", (2, 5, 8), (8, 2, 4)),
+                                        ("btnh,nhd->btd", (2, 5, 2, 4), (2, 4, 8))])
+def test_float32_gradients_are_one_einsum_each_with_no_transpose(spec, sa, sb):
+  """jax's own rule gives a weight gradient as a dot plus a transpose (on XLA:CPU a plain dot and a
+  transposed copy); precision.einsum's is one dot_general per operand, in that operand's layout."""
+  a = jax.random.normal(jax.random.key(1), sa)
+  b = jax.random.normal(jax.random.key(2), sb)
+  w = jax.random.normal(jax.random.key(3), jnp.einsum(spec, a, b).shape)
+
+  def loss(einsum):
+    return lambda a, b: jnp.sum(w * einsum(spec, a, b))
+
+  grads = jax.grad(loss(precision.einsum), (0, 1))
+  eqns = list(_eqns(jax.make_jaxpr(grads)(a, b).jaxpr))
+  assert not [e for e in eqns if e.primitive.name == "transpose"]
+  dots = [e for e in eqns if e.primitive.name == "dot_general"]
+  assert sorted(tuple(e.outvars[0].aval.shape) for e in dots) == sorted([w.shape, sa, sb])
+  for got, want in zip(grads(a, b), jax.grad(loss(jnp.einsum), (0, 1))(a, b)):
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_mixed_einsum_rejects_what_it_cannot_differentiate():
   a = jnp.ones((2, 3), jnp.bfloat16)
   with pytest.raises(ValueError, match="different dtypes"):

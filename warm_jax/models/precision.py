@@ -9,8 +9,12 @@ matmuls; its result is rounded to the compute dtype unless the caller keeps it i
 (attention logits, LM logits). A bfloat16 matmul with a bfloat16 result is avoided: on XLA:CPU it
 runs at a fraction of the float32 rate, and its accumulation loses precision on every backend.
 
-With 'float32' these are the plain einsum: the float32 model computes exactly what it computed
-before mixed precision existed.
+With 'float32' the forward pass is the plain einsum. Its backward is the same pair of einsums
+(`_mixed_bwd`), not jax's transpose of the forward: that rule gives a weight gradient as a dot
+followed by a transpose, which XLA:CPU folds into one dot with a transposed operand that its
+matmul library does not take (a plain dot plus a transposed copy of the output gradient). Written
+as one einsum per operand, each gradient is a single matmul in the layout it is used in. The
+gradients are the same sums, rounded in another order.
 """
 
 from __future__ import annotations
@@ -61,18 +65,26 @@ def einsum(spec: str, a: Array, b: Array, out_dtype=None) -> Array:
   """`jnp.einsum(spec, a, b)` of two operands of one compute dtype, accumulated in float32 and
   returned in `out_dtype` (default: the operands' dtype). Each index of an operand must appear in
   the other operand or in the output (true of every projection and attention product), so each
-  backward matmul is again one einsum. Float32 operands: the plain einsum."""
+  backward matmul is again one einsum (float32 operands may break this rule: they then take jax's
+  own gradient)."""
   if a.dtype != b.dtype:
     raise ValueError(f"precision.einsum({spec!r}): operands of different dtypes "
                      f"{a.dtype} and {b.dtype}; cast both to the compute dtype")
-  if a.dtype == jnp.float32:
-    out = jnp.einsum(spec, a, b)
-    return out if out_dtype is None else out.astype(out_dtype)
-  sa, sb, so = _operand_specs(spec)
-  for own, other in ((sa, sb), (sb, sa)):
-    if "." in spec or set(own) - set(other) - set(so):
-      raise ValueError(f"precision.einsum({spec!r}): an operand index is summed away alone")
+  if not _each_index_shared(spec):
+    if a.dtype == jnp.float32:  # jax's own gradient rule; no reduced-precision operand to guard
+      out = jnp.einsum(spec, a, b)
+      return out if out_dtype is None else out.astype(out_dtype)
+    raise ValueError(f"precision.einsum({spec!r}): an operand index is summed away alone")
   return _mixed(spec, a, b, jnp.dtype(out_dtype or a.dtype))
+
+
+def _each_index_shared(spec: str) -> bool:
+  """Whether every index of each operand appears in the other operand or in the output, so each
+  operand's gradient is one einsum of the other operand and the output's cotangent."""
+  if "." in spec:
+    return False
+  sa, sb, so = _operand_specs(spec)
+  return not (set(sa) - set(sb) - set(so) or set(sb) - set(sa) - set(so))
 
 
 def dot_general(out_dtype=None):
