@@ -46,6 +46,23 @@ def test_load_reward_model_scores_strings_in_batches(two_runs, toy_data):
     rm.score(["a", "b"], ["a", "b", "c"])
 
 
+def test_each_batch_is_scored_without_its_padding_columns(two_runs, toy_data):
+  """A batch of short rows runs at its own width (a multiple of 16), not the run's max_len, with
+  the rewards of full-width rows."""
+  config, runs = two_runs
+  tok = toy_data["tokenizer"]
+  rm = scoring.load_reward_model(runs[0], tokenizer=tok, batch_size=2)
+  widths, fn = [], rm._fn
+  rm._fn = lambda p, t, m: (widths.append(t.shape[1]), fn(p, t, m))[1]
+  prompts, responses = ["x", "zy", "xyz" * 6, "z"], ["ab", "b", "aab" * 6, "abb"]
+  tokens, mask = rm.encode(prompts, responses)
+  used = [int(np.flatnonzero(m)[-1]) + 1 for m in mask]
+  assert max(used[:2]) <= 16 < max(used[2:]) and tokens.shape[1] > 32
+  want = _reference(config, rm.params, tok, prompts, responses)
+  np.testing.assert_allclose(rm.score(prompts, responses), want, rtol=1e-5, atol=1e-6)
+  assert widths == [16, -(-max(used[2:]) // 16) * 16]
+
+
 def test_load_averaged_is_the_weight_average_and_ensemble_averages_predictions(two_runs, toy_data,
                                                                                 tmp_path):
   config, runs = two_runs

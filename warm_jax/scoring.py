@@ -19,7 +19,9 @@ Each text pair is tokenised with the run's tokenizer (or the one passed in) as
 [bos] prompt response [eos] (`pipeline.join_prompt_response`), padded to the run's
 config.data.max_len with a mask of its real tokens (`encode` returns both; the reward is read at
 the last real token, the eos, even where the pad id is the eos id), and scored in fixed-size
-batches by one jitted function (the last batch is padded, so there is a single compilation).
+batches by one jitted function (the last batch is padded with copies of its last row), each batch
+cut after the last column that holds a real token in any of its rows (to a multiple of 16
+columns: one compilation per width).
 Parameters are restored onto a mesh with the run's
 axis names: one device by default, or `mesh_shape`/`devices` for a sharded model.
 
@@ -106,9 +108,12 @@ class RewardScorer:
     return np.asarray(tokens) != pad
 
   def _batches(self, tokens: np.ndarray, mask: np.ndarray):
+    """(real rows, (tokens, mask) on the mesh) per batch of `batch_size` rows, each batch without
+    the trailing columns that are padding in all its rows (`pipeline.trim_padding`, width a
+    multiple of 16: one compilation per width): no reward changes, as the model is causal."""
     n, b = tokens.shape[0], self.batch_size
     for start in range(0, n, b):
-      chunk, chunk_mask = tokens[start:start + b], mask[start:start + b]
+      chunk, chunk_mask = pipeline.trim_padding(tokens[start:start + b], mask[start:start + b])
       real = chunk.shape[0]
       if real < b:  # pad with copies of the last row: one compiled shape
         chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - real, axis=0)])

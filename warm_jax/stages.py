@@ -309,7 +309,9 @@ def run_job(config: ml_collections.ConfigDict, workdir: str, stages: Sequence[St
   """Runs `stages` in order in `workdir` (see the module docstring: a finished stage with an
   unchanged fingerprint is reused, a changed one refused, an unfinished one resumed), each with a
   "[k/n] header" progress line; each stage's config is written to <workdir>/configs/<name>.json.
-  Returns the context: `ctx.results` holds every stage's result, `ctx.job` the ledger."""
+  Returns the context: `ctx.results` holds every stage's result, `ctx.job` the ledger. Programs
+  are cached across stages (`compilation_cache`)."""
+  compilation_cache(workdir)
   job = Job(workdir, {s.name: tuple(s.upstream) for s in stages})
   ctx = Context(config, workdir, job)
   os.makedirs(os.path.join(workdir, "configs"), exist_ok=True)
@@ -322,6 +324,19 @@ def run_job(config: ml_collections.ConfigDict, workdir: str, stages: Sequence[St
     ctx.results[stage.name] = job.run(stage.name, cfg, lambda: stage.run(ctx),
                                       header=f"[{k + 1}/{len(stages)}] {stage.header or stage.name}")
   return ctx
+
+
+def compilation_cache(workdir: str) -> None:
+  """A job's stages compile many of the same programs (RL's sampling, scoring and update against
+  each reward; every member's evaluation; their params are arguments, not constants): jax's
+  persistent compilation cache in <workdir>/jax_cache lets each compile once, and a resumed job
+  reuse them, unless the user configured a cache of their own (JAX_COMPILATION_CACHE_DIR). Only
+  programs that took a second or more to compile are written."""
+  import jax
+  if not jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(workdir),
+                                                                "jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def report_sections(stages: Sequence[Stage], results: dict) -> list[str]:

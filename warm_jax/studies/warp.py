@@ -434,7 +434,6 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   validate(config)
   label_noise.load(config.label_noise)  # a finished label-noise run, before any training
   t0 = time.time()
-  compilation_cache(workdir)
   job = stages_of(config)
   ctx = stages.run_job(config, workdir, job)
   stages.copy_plots(job, workdir)
@@ -447,17 +446,6 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   print(f"wrote {path} and {workdir}/plots/ ({format_seconds(time.time() - t0)}, CPU "
         f"{format_seconds(cpu)})")
   return ctx.results
-
-
-def compilation_cache(workdir: str) -> None:
-  """The job's RL runs compile the same sampling, scoring and update programs (their params are
-  arguments): jax's persistent compilation cache in <workdir>/jax_cache lets each program compile
-  once, unless the user configured a cache of their own (JAX_COMPILATION_CACHE_DIR)."""
-  import jax
-  if not jax.config.jax_compilation_cache_dir:
-    jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(workdir),
-                                                                "jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def report(config, results: dict, ledger: dict, job: list, wall: float, cpu: float) -> str:

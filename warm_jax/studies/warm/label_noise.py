@@ -161,16 +161,11 @@ def train_members(mcs, workdir: str, train, held_out, tokenizer) -> list[str]:
 
 
 def encode_pairs(scorer, records) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-  """(chosen, rejected), each (token rows, mask), of preference records at the scorer's max_len,
-  both trimmed to the same width (`pipeline.trim_padding`: no reward changes, less compute on
-  padding)."""
-  from warm_jax.data import pipeline
+  """(chosen, rejected), each (token rows, mask), of preference records at the scorer's max_len
+  (the scorer drops each batch's padding columns itself)."""
   prompts = [r["prompt"] for r in records]
-  chosen, rejected = (scorer.encode(prompts, [r[side] for r in records])
-                      for side in ("chosen", "rejected"))
-  width = max(pipeline.trim_padding(*chosen)[0].shape[1],
-              pipeline.trim_padding(*rejected)[0].shape[1])
-  return tuple((tokens[:, :width], mask[:, :width]) for tokens, mask in (chosen, rejected))
+  return tuple(scorer.encode(prompts, [r[side] for r in records])
+               for side in ("chosen", "rejected"))
 
 
 def evaluation_sets(config, scorer, train, held_out) -> dict[str, tuple]:
