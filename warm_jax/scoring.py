@@ -115,7 +115,7 @@ class RewardScorer:
     for start in range(0, n, b):
       chunk, chunk_mask = pipeline.trim_padding(tokens[start:start + b], mask[start:start + b])
       real = chunk.shape[0]
-      if real < b:  # pad with copies of the last row: one compiled shape
+      if real < b:  # pad with copies of the last row: one compiled batch size
         chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - real, axis=0)])
         chunk_mask = np.concatenate([chunk_mask, np.repeat(chunk_mask[-1:], b - real, axis=0)])
       yield real, (jax.device_put(chunk, self._batch_sharding),
